@@ -1,0 +1,116 @@
+#ifndef KNN_ALGORITHMS_MODEL_H
+#define KNN_ALGORITHMS_MODEL_H
+
+/**
+ * A SageMaker k-NN model: the transform pipeline (dimension reduction, COSINE normalization, PQ
+ * zero-padding), the index, one label per indexed vector, and the prediction settings (k,
+ * predictor type) that SageMaker reads from model_algo-1.json at inference.
+ *
+ * On disk (spec §6), in one directory:
+ * - model_algo-1         the index in FAISS's file format (faiss.read_index loads it);
+ * - model_algo-1.labels  raw little-endian float32, one per indexed vector;
+ * - model_algo-1.json    k, predictor_type, dimension_reduction {type, seed, target_dim, input_dim},
+ *                        normalize, version, and ours: index_type, index_metric, nlist, pq_m,
+ *                        nprobe, effective_dim, and the SHA-256 of the two other files.
+ * Editing k or predictor_type in the JSON changes inference, as in SageMaker.
+ *
+ * Thread-safety: a built or loaded model is immutable; predict may run concurrently.
+ */
+
+#include "knn/algorithms/dimred.h"
+#include "knn/algorithms/index.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum knn_predictor {
+    KNN_PREDICTOR_CLASSIFIER = 0, /* majority vote; ties: the label whose nearest occurrence is closest */
+    KNN_PREDICTOR_REGRESSOR = 1,  /* mean of the k labels */
+};
+
+enum knn_model_metric {
+    KNN_MODEL_METRIC_L2 = 0,
+    KNN_MODEL_METRIC_INNER_PRODUCT = 1,
+    KNN_MODEL_METRIC_COSINE = 2, /* normalize rows and queries, then inner product */
+};
+
+struct knn_model_config {
+    size_t feature_dim; /* width of training rows and queries */
+    size_t k;
+    enum knn_predictor predictor;
+    enum knn_index_type index_type;
+    enum knn_model_metric metric;
+    size_t nlist;  /* IVF lists (the runner resolves "auto" = sqrt(sample_size)); clamped to the row count */
+    size_t pq_m;   /* IVFPQ sub-quantizers (spec §2.6 padding rule applies) */
+    size_t nprobe; /* IVF default nprobe stored in the model; 0 = the default of spec §8 */
+    enum knn_dimred_type dimred;
+    size_t dimred_target;
+    uint64_t dimred_seed;
+    uint64_t seed;  /* k-means / PQ */
+    size_t threads; /* 0 = all cores */
+};
+
+#define KNN_MODEL_CONFIG_INIT                                                                                       \
+    {0, 0, KNN_PREDICTOR_CLASSIFIER, KNN_INDEX_FLAT, KNN_MODEL_METRIC_L2, 0, 0, 0, KNN_DIMRED_NONE, 0, 3, 1234, 0}
+
+struct knn_model;
+
+/**
+ * Build a model from n sampled rows (feature_dim wide) and their labels: transform, train, add.
+ * The model does not keep x or labels' memory (it copies what it needs).
+ */
+int knn_model_build(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, const float *x, const float *labels);
+void knn_model_destroy(struct knn_model *model);
+
+struct knn_predict_options {
+    int verbose;    /* also return the k neighbours' labels and distances */
+    size_t nprobe;  /* 0 = the model's */
+    size_t threads; /* 0 = the model's */
+};
+
+#define KNN_PREDICT_OPTIONS_INIT {0, 0, 0}
+
+/**
+ * Predictions for n queries. `k` is the model's k clamped to the number of indexed vectors (a
+ * warning is logged once when clamping). labels/distances are n*k arrays, set only when verbose,
+ * in the conventions of spec §3.3 (L2: squared distances ascending; INNER_PRODUCT/COSINE:
+ * similarities, best first). Free with knn_predictions_clean_up().
+ */
+struct knn_predictions {
+    size_t n;
+    size_t k;
+    float *predicted; /* n */
+    float *labels;    /* n * k, or NULL */
+    float *distances; /* n * k, or NULL */
+};
+
+int knn_model_predict(
+    const struct knn_model *model, size_t n, const float *x, const struct knn_predict_options *opts,
+    struct knn_predictions *out);
+void knn_predictions_clean_up(struct knn_predictions *p);
+
+/** Write the three files into `dir` (which must exist). */
+int knn_model_save(const struct knn_model *model, const char *dir);
+
+/**
+ * Load a model directory (ours, or SageMaker's k-NN layout with a FAISS-written index). Every size
+ * is checked before allocating; checksums, when present, are verified; a corrupt or mismatched
+ * file is rejected with a message naming the file and the problem.
+ */
+int knn_model_load(struct knn_model **out, const char *dir);
+
+/** The settings in effect (after load: what the JSON says). */
+const struct knn_model_config *knn_model_get_config(const struct knn_model *model);
+size_t knn_model_ntotal(const struct knn_model *model);
+const struct knn_index *knn_model_index(const struct knn_model *model);
+
+/** "classifier"/"regressor", "L2"/"INNER_PRODUCT"/"COSINE", "faiss.Flat"/"faiss.IVFFlat"/"faiss.IVFPQ". */
+int knn_predictor_parse(enum knn_predictor *out, const char *name);
+const char *knn_predictor_name(enum knn_predictor p);
+int knn_model_metric_parse(enum knn_model_metric *out, const char *name);
+const char *knn_model_metric_name(enum knn_model_metric m);
+int knn_index_type_parse(enum knn_index_type *out, const char *name);
+const char *knn_index_type_name(enum knn_index_type t);
+
+#endif

@@ -1,0 +1,25 @@
+#ifndef KNN_ALGORITHMS_PARALLEL_H
+#define KNN_ALGORITHMS_PARALLEL_H
+
+/*
+ * The library's own worker threads (no OpenMP): BLAS runs single-threaded inside them, so there is
+ * never a second thread pool fighting for the cores.
+ *
+ * knn__parallel_for splits [0, n) into contiguous chunks over up to `threads` workers (0 = the
+ * number of cores) and calls fn(ctx, begin, end, worker) for each chunk; the calling thread takes
+ * part. It returns the first non-zero status a chunk returned (the other chunks still finish).
+ */
+
+#include <stddef.h>
+
+typedef int(knn__chunk_fn)(void *ctx, size_t begin, size_t end, size_t worker);
+
+int knn__parallel_for(size_t n, size_t threads, knn__chunk_fn *fn, void *ctx);
+
+/** The number of cores this process may run on (sched_getaffinity), at least 1. */
+size_t knn__ncores(void);
+
+/** Worker count for `threads` (0 = ncores), never more than `work_items`, at least 1. */
+size_t knn__resolve_threads(size_t threads, size_t work_items);
+
+#endif
