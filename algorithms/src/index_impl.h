@@ -1,7 +1,11 @@
 #ifndef KNN_ALGORITHMS_INDEX_IMPL_H
 #define KNN_ALGORITHMS_INDEX_IMPL_H
 
-/* The index base (faiss-like): a vtable per index type, shared state in struct knn_index. */
+/*
+ * The index base (faiss-like): a vtable per index type, shared state in struct knn_index.
+ * Serialization is not in the vtable: index_io.c writes and reads every type in FAISS's format,
+ * reaching the data through each type's internal accessors (index_flat.h, index_ivf.h).
+ */
 
 #include "knn/algorithms/index.h"
 
@@ -12,7 +16,6 @@ struct knn_index_vtable {
     int (*search)(
         const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
         const struct knn_search_params *params);
-    int (*write_faiss)(const struct knn_index *index, knn_write_fn *write, void *user);
     void (*destroy)(struct knn_index *index);
 };
 

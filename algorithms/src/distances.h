@@ -1,0 +1,33 @@
+#ifndef KNN_ALGORITHMS_DISTANCES_H
+#define KNN_ALGORITHMS_DISTANCES_H
+
+/*
+ * Distance kernels shared by the index types (owned by the search work: distances.c).
+ * Vectors are float32, d wide. Accumulation is in float, as FAISS does.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** Squared L2 distance between two vectors. */
+float knn__l2sqr(const float *a, const float *b, size_t d);
+/** Inner product of two vectors. */
+float knn__dot(const float *a, const float *b, size_t d);
+/** out[i] = ||x_i||^2 for n rows. */
+void knn__norms_sqr(const float *x, size_t n, size_t d, float *out);
+/** Scale each of n rows to unit L2 norm (a zero row stays zero). */
+void knn__normalize_rows(float *x, size_t n, size_t d);
+
+/**
+ * Exact k-NN of nq queries against nb base vectors by tiled sgemm (||x||^2 + ||y||^2 - 2 x.y for L2,
+ * x.y for inner product), single-threaded (the caller parallelizes over query blocks or base
+ * ranges). Results are merged into per-query top-k arrays (distances/labels, nq*k, best first after
+ * the final call); base ids are offset by `id_offset`. `base_norms` (nb floats) may be NULL for IP.
+ * `ip` selects inner product (largest best) instead of L2 (smallest best).
+ * Call with `init` non-zero for the first range to reset the result arrays.
+ */
+int knn__exact_search_block(
+    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
+    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init);
+
+#endif
