@@ -1,0 +1,168 @@
+/*
+ * knn-runner serve: the inference endpoint, as a SageMaker inference container runs it
+ * (`docker run image serve`): load the model, answer /ping, /invocations and
+ * /execution-parameters until SIGTERM, then finish the requests in flight and exit.
+ */
+#include "commands.h"
+#include "serve_app.h"
+#include "serve_http.h"
+#include "serve_model.h"
+
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* SIGTERM is followed by SIGKILL after 30 s on SageMaker: finish within 25. */
+#define S_DRAIN_MS 25000
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: knn-runner serve [--model s3://bucket/key/model.tar.gz | DIR | FILE] [--port N] [--host ADDR]\n"
+            "                        [--workers N] [--max-payload-mb N] [--timeout S]\n"
+            "\n"
+            "Serves a k-NN model (ours, or SageMaker's model.tar.gz layout) with SageMaker's HTTP contract:\n"
+            "  GET /ping, POST /invocations, GET /execution-parameters.\n"
+            "\n"
+            "  --model SRC         model.tar.gz (local or s3://), or a directory holding model_algo-1*\n"
+            "                      (default: /opt/ml/model, as in a SageMaker container)\n"
+            "  --port N            port (default: $SAGEMAKER_BIND_TO_PORT, else 8080; 0 = any free port)\n"
+            "  --host ADDR         address to listen on (default 0.0.0.0)\n"
+            "  --workers N         HTTP worker threads (default: the number of cores)\n"
+            "  --max-payload-mb N  largest request body (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
+            "  --timeout S         idle and request-body timeout in seconds\n"
+            "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
+            "\n"
+            "Responses default to $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json.\n"
+            "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n");
+}
+
+static int s_parse_uint(unsigned long *out, const char *s, unsigned long max, const char *what)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return knn_error_set(KNN_EINVAL, "%s: '%s' is not a number", what, s ? s : "");
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || v > max)
+        return knn_error_set(KNN_EINVAL, "%s: '%s' is not a number from 0 to %lu", what, s, max);
+    *out = v;
+    return 0;
+}
+
+static size_t s_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+int knn_cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},          {"port", required_argument, NULL, 'p'},
+        {"host", required_argument, NULL, 'H'},           {"workers", required_argument, NULL, 'w'},
+        {"max-payload-mb", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
+    };
+    const char *model_src = "/opt/ml/model", *host = "0.0.0.0";
+    const char *port_s = getenv("SAGEMAKER_BIND_TO_PORT");
+    const char *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
+    const char *timeout_s = getenv("SAGEMAKER_MODEL_SERVER_TIMEOUT");
+    const char *workers_s = NULL;
+    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:H:w:M:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_src = optarg; break;
+        case 'p': port_s = optarg; break;
+        case 'H': host = optarg; break;
+        case 'w': workers_s = optarg; break;
+        case 'M': payload_s = optarg; break;
+        case 't': timeout_s = optarg; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "knn-runner serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if ((port_s && *port_s && s_parse_uint(&port, port_s, 65535, "port")) ||
+        (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
+        (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||
+        (workers_s && s_parse_uint(&workers, workers_s, 1024, "workers"))) {
+        fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
+        return 2;
+    }
+    if (payload_mb == 0) {
+        fprintf(stderr, "knn-runner serve: max payload must be at least 1 MB\n");
+        return 2;
+    }
+
+    struct knn_serve_app app;
+    if (knn_serve_app_init(&app, getenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"), s_cores(), payload_mb) != 0) {
+        fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
+        return 2;
+    }
+
+    /* SIGTERM/SIGINT are taken with sigwait() by this thread; the server threads inherit the mask. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    size_t nroutes;
+    struct knn_http_server_options hopts = KNN_HTTP_SERVER_OPTIONS_INIT;
+    hopts.host = host;
+    hopts.port = (uint16_t)port;
+    hopts.threads = workers;
+    hopts.max_body_bytes = (size_t)payload_mb << 20;
+    hopts.idle_timeout_s = (unsigned)timeout;
+    hopts.request_timeout_s = (unsigned)timeout;
+    hopts.routes = knn_serve_app_routes(&nroutes);
+    hopts.nroutes = nroutes;
+    hopts.ctx = &app;
+    struct knn_http_server *server = NULL;
+    struct knn_model *model = NULL;
+    int status = 1;
+    if (knn_http_server_start(&server, &hopts) != 0) {
+        KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: %s", knn_error_message());
+        return 1;
+    }
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: listening on %s port %u; loading the model from %s", host,
+            knn_http_server_port(server), model_src);
+
+    if (knn_serve_model_load(&model, model_src) != 0) {
+        KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: cannot load the model: %s", knn_error_message());
+        goto done;
+    }
+    const struct knn_model_config *cfg = knn_model_get_config(model);
+    knn_serve_app_set_model(&app, model);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB,
+            "model: %s %s, %zu vectors of dimension %zu, k=%zu, predictor_type=%s; max payload %lu MB, "
+            "%zu HTTP workers",
+            knn_index_type_name(cfg->index_type), knn_model_metric_name(cfg->metric), knn_model_ntotal(model),
+            cfg->feature_dim, cfg->k, knn_predictor_name(cfg->predictor), payload_mb,
+            workers ? (size_t)workers : s_cores());
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: ready on port %u", knn_http_server_port(server));
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: %s received, finishing the requests in flight",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    status = 0;
+done:
+    knn_http_server_stop(server, S_DRAIN_MS);
+    knn_model_destroy(model);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: stopped");
+    return status;
+}

@@ -1,0 +1,49 @@
+#ifndef KNN_RUNNER_SERVE_APP_H
+#define KNN_RUNNER_SERVE_APP_H
+
+/**
+ * The endpoint's routes (spec §3.1), on top of serve_http.h:
+ * - GET /ping: 200 once a model is set, 503 before;
+ * - POST /invocations: decode (infer_request.h), predict (one batch per request), encode
+ *   (infer_response.h); 400 bad body, 406 unsupported Accept, 413 too many rows, 415 unsupported
+ *   Content-Type, 503 no model yet, 500 internal;
+ * - GET /execution-parameters: {"MaxConcurrentTransforms": n, "BatchStrategy": "MULTI_RECORD",
+ *   "MaxPayloadInMB": m} for batch transform (spec §8).
+ *
+ * Search threads: each request predicts with cores / (requests predicting now) threads, at least
+ * one, so one big request uses every core and many concurrent ones do not oversubscribe them.
+ */
+
+#include "mime.h"
+#include "serve_http.h"
+
+#include "knn/algorithms/model.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+struct knn_serve_app {
+    _Atomic(const struct knn_model *) model; /* NULL until loaded; not owned */
+    struct knn_mime default_accept;          /* for a missing or wildcard Accept */
+    size_t cores;                            /* search threads available in all */
+    size_t max_payload_mb;                   /* reported by /execution-parameters */
+    size_t max_rows;                         /* rows per request */
+    atomic_size_t predicting;                /* requests in knn_model_predict now */
+};
+
+/**
+ * Set up the app with no model. `default_accept` is SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT's
+ * value or NULL (application/json); KNN_EFORMAT / KNN_EUNSUPPORTED if it is not a type we produce.
+ */
+int knn_serve_app_init(struct knn_serve_app *app, const char *default_accept, size_t cores, size_t max_payload_mb);
+
+/** Publish a loaded model (from then on /ping answers 200). The model must outlive the server. */
+void knn_serve_app_set_model(struct knn_serve_app *app, const struct knn_model *model);
+
+/** The route table (three routes). */
+const struct knn_http_route *knn_serve_app_routes(size_t *n);
+
+/** HTTP status for an error code of decoding / encoding / predicting. */
+unsigned knn_serve_status_for(int code);
+
+#endif

@@ -1,0 +1,330 @@
+#include "serve_http.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/clock.h"
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_PATH_LOG_MAX 96
+
+struct knn_http_server {
+    struct MHD_Daemon *daemon;
+    struct knn_http_server_options opts;
+    uint16_t port;
+    atomic_size_t in_flight; /* requests between their first callback and their completion */
+};
+
+/* Per-request state, from the first access-handler call to the completion callback. */
+struct s_request {
+    uint64_t start_ns;
+    const struct knn_http_route *route;
+    struct knn_buf body;
+    int rejected; /* a response was queued before the body was read */
+    unsigned status;
+    size_t rows;
+    char method[8];
+    char path[S_PATH_LOG_MAX + 1];
+};
+
+static const char *s_reason(unsigned status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Append `s` as the inside of a JSON string; bytes >= 0x80 and controls become \u00XX. */
+static int s_append_json_escaped(struct knn_buf *out, const char *s)
+{
+    int rc = 0;
+    for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = knn_buf_printf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            rc = knn_buf_printf(out, "\\u%04x", *p);
+        else
+            rc = knn_buf_append(out, p, 1);
+    }
+    return rc;
+}
+
+void knn_http_response_error(struct knn_http_response *resp, unsigned status, const char *message)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    knn_buf_reset(&resp->body);
+    int rc = knn_buf_printf(&resp->body, "{\"error\": \"%s\", \"message\": \"", s_reason(status));
+    if (rc == 0)
+        rc = s_append_json_escaped(&resp->body, message);
+    if (rc == 0)
+        rc = knn_buf_append_str(&resp->body, "\"}");
+    if (rc) { /* out of memory: an empty body still carries the status */
+        knn_buf_reset(&resp->body);
+    }
+}
+
+static enum MHD_Result s_queue(struct MHD_Connection *conn, struct s_request *r, struct knn_http_response *resp)
+{
+    size_t len = resp->body.len;
+    void *data = resp->body.data;
+    resp->body.data = NULL;
+    resp->body.len = resp->body.cap = 0;
+    struct MHD_Response *mr = data ? MHD_create_response_from_buffer_with_free_callback(len, data, knn_free)
+                                   : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!mr) {
+        knn_free(data);
+        return MHD_NO;
+    }
+    if (resp->content_type)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    r->status = resp->status;
+    r->rows = resp->rows;
+    enum MHD_Result ok = MHD_queue_response(conn, resp->status, mr);
+    MHD_destroy_response(mr);
+    return ok;
+}
+
+static enum MHD_Result s_queue_error(
+    struct knn_http_server *server, struct MHD_Connection *conn, struct s_request *r, unsigned status,
+    const char *message)
+{
+    struct knn_http_response resp = {200, "application/json", KNN_BUF_INIT(64u << 10), 0};
+    knn_http_response_error(&resp, status, message);
+    enum MHD_Result ok = s_queue(conn, r, &resp);
+    knn_buf_clean_up(&resp.body);
+    return ok;
+}
+
+static void s_copy_path(char *dst, size_t size, const char *url)
+{
+    size_t n = strcspn(url, "?");
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, url, n);
+    dst[n] = '\0';
+}
+
+static enum MHD_Result s_access(
+    void *cls, struct MHD_Connection *conn, const char *url, const char *method, const char *version,
+    const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct knn_http_server *server = cls;
+    struct s_request *r = *con_cls;
+
+    if (!r) { /* first call: headers are in */
+        r = knn_calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->start_ns = knn_clock_monotonic_ns();
+        knn_buf_init(&r->body, server->opts.max_body_bytes);
+        snprintf(r->method, sizeof(r->method), "%s", method);
+        s_copy_path(r->path, sizeof(r->path), url);
+        *con_cls = r;
+        atomic_fetch_add(&server->in_flight, 1);
+
+        int path_known = 0;
+        size_t url_len = strcspn(url, "?");
+        for (size_t i = 0; i < server->opts.nroutes; i++) {
+            const struct knn_http_route *rt = &server->opts.routes[i];
+            if (strlen(rt->path) != url_len || strncmp(rt->path, url, url_len) != 0)
+                continue;
+            path_known = 1;
+            if (strcmp(rt->method, method) == 0)
+                r->route = rt;
+        }
+        if (!r->route) {
+            r->rejected = 1;
+            char msg[160];
+            snprintf(msg, sizeof(msg), path_known ? "method %s is not allowed on %s" : "no route for %s %s",
+                     r->method, r->path);
+            return s_queue_error(server, conn, r, path_known ? 405 : 404, msg);
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (end != cl && v > server->opts.max_body_bytes) {
+                r->rejected = 1;
+                char msg[160];
+                snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
+                         server->opts.max_body_bytes);
+                return s_queue_error(server, conn, r, 413, msg);
+            }
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) { /* a piece of the body */
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->rejected)
+            return MHD_YES;
+        if (server->opts.request_timeout_s &&
+            knn_clock_seconds_since(r->start_ns) > (double)server->opts.request_timeout_s) {
+            KNN_LOG(KNN_LOG_WARN, KNN_LS_HTTP, "%s %s: body still arriving after %u s, closing", r->method, r->path,
+                    server->opts.request_timeout_s);
+            r->status = 408;
+            return MHD_NO;
+        }
+        if (knn_buf_append(&r->body, upload_data, n) != 0) {
+            r->rejected = 1;
+            char msg[160];
+            snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
+            return s_queue_error(server, conn, r, 413, msg);
+        }
+        return MHD_YES;
+    }
+
+    if (r->rejected)
+        return MHD_YES; /* the response is queued already */
+
+    /* The whole request is in: run the handler. */
+    struct knn_http_request req = {
+        method, r->path, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+        r->body.data ? r->body.data : (const uint8_t *)"", r->body.len};
+    struct knn_http_response resp = {200, "application/json", KNN_BUF_INIT(server->opts.max_response_bytes), 0};
+    r->route->handler(server->opts.ctx, &req, &resp);
+    knn_buf_clean_up(&r->body); /* the request body is not needed any more */
+    enum MHD_Result ok = s_queue(conn, r, &resp);
+    knn_buf_clean_up(&resp.body);
+    return ok;
+}
+
+static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct knn_http_server *server = cls;
+    struct s_request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    double ms = knn_clock_seconds_since(r->start_ns) * 1e3;
+    const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK         ? ""
+                      : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED    ? " (timed out)"
+                      : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT       ? " (client closed)"
+                      : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN    ? " (server stopping)"
+                      : toe == MHD_REQUEST_TERMINATED_READ_ERROR         ? " (read error)"
+                                                                         : " (aborted)";
+    enum knn_log_level level = KNN_LOG_INFO;
+    if (r->status == 200 && strcmp(r->path, "/ping") == 0)
+        level = KNN_LOG_DEBUG; /* SageMaker pings often */
+    KNN_LOG(level, KNN_LS_HTTP, "%s %s %u rows=%zu %.3f ms%s", r->method, r->path, r->status, r->rows, ms, how);
+    knn_buf_clean_up(&r->body);
+    knn_free(r);
+    atomic_fetch_sub(&server->in_flight, 1);
+}
+
+static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_HTTP, "libmicrohttpd: %s", line);
+}
+
+static int s_resolve(struct sockaddr_storage *ss, socklen_t *sslen, const char *host, uint16_t port)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[8];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%u", port);
+    int g = getaddrinfo(host, service, &hints, &res);
+    if (g != 0 || !res)
+        return knn_error_set(KNN_EINVAL, "host '%s': %s", host, gai_strerror(g));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int knn_http_server_start(struct knn_http_server **out, const struct knn_http_server_options *opts)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    int rc;
+    *out = NULL;
+    struct knn_http_server *server = knn_calloc(1, sizeof(*server));
+    if (!server)
+        return KNN_ENOMEM;
+    server->opts = *opts;
+    size_t threads = opts->threads;
+    if (!threads) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = ncpu > 0 ? (size_t)ncpu : 1;
+    }
+    server->opts.threads = threads;
+    rc = s_resolve(&ss, &sslen, opts->host ? opts->host : "0.0.0.0", opts->port);
+    if (rc)
+        goto on_error;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    server->daemon = MHD_start_daemon(
+        flags, opts->port, NULL, NULL, s_access, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, s_completed, server, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, server,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+    if (!server->daemon) {
+        rc = knn_error_set(
+            KNN_EHTTP, "cannot listen on %s port %u (in use, or not an address of this machine)",
+            opts->host ? opts->host : "0.0.0.0", opts->port);
+        goto on_error;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    server->port = info ? info->port : opts->port;
+    *out = server;
+    return 0;
+on_error:
+    knn_free(server);
+    return rc;
+}
+
+uint16_t knn_http_server_port(const struct knn_http_server *server)
+{
+    return server->port;
+}
+
+void knn_http_server_stop(struct knn_http_server *server, unsigned drain_ms)
+{
+    if (!server)
+        return;
+    MHD_socket listen_fd = MHD_quiesce_daemon(server->daemon);
+    uint64_t start = knn_clock_monotonic_ns();
+    size_t n;
+    while ((n = atomic_load(&server->in_flight)) > 0 && knn_clock_seconds_since(start) * 1e3 < drain_ms) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (n)
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_HTTP, "stopping with %zu requests still in flight after %u ms", n, drain_ms);
+    MHD_stop_daemon(server->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    knn_free(server);
+}
