@@ -45,6 +45,8 @@ enum knn_error_code {
     KNN_ES3_NO_SUCH_BUCKET = -204,
     KNN_ES3_ACCESS_DENIED = -205,
     KNN_ES3_RETRIES_EXHAUSTED = -206, /* a retryable error persisted past the last attempt */
+    KNN_ES3_CHANGED = -207,           /* the object changed while it was read (its ETag no longer matches) */
+    KNN_ES3_NO_SUCH_UPLOAD = -208,    /* the multipart upload does not exist (completed or aborted) */
 
     /* algorithms: -300 .. -399 */
     KNN_EINDEX_NOT_TRAINED = -300, /* the index needs training before vectors are added */
