@@ -1,0 +1,338 @@
+#include "archive.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_IO_CHUNK ((size_t)1 << 20)
+
+/* ---- pack ---- */
+
+int knn_archive_pack(const char *tar_path, const char *dir, const char *const *names, size_t nnames)
+{
+    char tmp[4096], src[4096];
+    struct archive *a = NULL;
+    struct archive_entry *e = NULL;
+    uint8_t *chunk = NULL;
+    int fd = -1, rc = 0;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", tar_path) >= sizeof(tmp))
+        return knn_error_set(KNN_EINVAL, "%s: path too long", tar_path);
+    if (!(chunk = knn_malloc(S_IO_CHUNK)))
+        return KNN_ENOMEM;
+    a = archive_write_new();
+    e = archive_entry_new();
+    if (!a || !e) {
+        rc = knn_error_set(KNN_ENOMEM, "%s: cannot create an archive writer", tar_path);
+        goto on_error;
+    }
+    if (archive_write_add_filter_gzip(a) != ARCHIVE_OK || archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+        archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+        rc = knn_error_set(KNN_EIO, "%s: %s", tmp, archive_error_string(a));
+        goto on_error;
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        struct stat st;
+        const char *base = strrchr(names[i], '/') ? strrchr(names[i], '/') + 1 : names[i];
+        if ((size_t)snprintf(src, sizeof(src), "%s/%s", dir, names[i]) >= sizeof(src)) {
+            rc = knn_error_set(KNN_EINVAL, "%s/%s: path too long", dir, names[i]);
+            goto on_error;
+        }
+        fd = open(src, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            rc = knn_error_set(fd < 0 && errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", src,
+                               fd < 0 ? strerror(errno) : "not a regular file");
+            goto on_error;
+        }
+        archive_entry_clear(e);
+        archive_entry_set_pathname(e, base);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0644);
+        archive_entry_set_size(e, st.st_size);
+        archive_entry_set_mtime(e, st.st_mtime, 0);
+        if (archive_write_header(a, e) != ARCHIVE_OK) {
+            rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tmp, base, archive_error_string(a));
+            goto on_error;
+        }
+        for (;;) {
+            ssize_t n = read(fd, chunk, S_IO_CHUNK);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                rc = knn_error_set(KNN_EIO, "%s: read: %s", src, strerror(errno));
+                goto on_error;
+            }
+            if (n == 0)
+                break;
+            if (archive_write_data(a, chunk, (size_t)n) != n) {
+                rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tmp, base, archive_error_string(a));
+                goto on_error;
+            }
+        }
+        close(fd);
+        fd = -1;
+    }
+    if (archive_write_close(a) != ARCHIVE_OK) {
+        rc = knn_error_set(KNN_EIO, "%s: %s", tmp, archive_error_string(a));
+        goto on_error;
+    }
+    if (rename(tmp, tar_path) != 0) {
+        rc = knn_error_set(KNN_EIO, "rename %s to %s: %s", tmp, tar_path, strerror(errno));
+        goto on_error;
+    }
+    archive_entry_free(e);
+    archive_write_free(a);
+    knn_free(chunk);
+    return 0;
+on_error:
+    if (fd >= 0)
+        close(fd);
+    if (e)
+        archive_entry_free(e);
+    if (a)
+        archive_write_free(a);
+    unlink(tmp);
+    knn_free(chunk);
+    return rc;
+}
+
+/* ---- unpack ---- */
+
+/* What we wrote, to remove it again after a failure (children before parents: reverse order). */
+struct s_written {
+    char **paths;
+    int *is_dir;
+    size_t n, cap;
+};
+
+static int s_written_add(struct s_written *w, const char *path, int is_dir)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        char **p = knn_realloc_array(w->paths, cap, sizeof(*p));
+        if (!p)
+            return KNN_ENOMEM;
+        w->paths = p;
+        int *d = knn_realloc_array(w->is_dir, cap, sizeof(*d));
+        if (!d)
+            return KNN_ENOMEM;
+        w->is_dir = d;
+        w->cap = cap;
+    }
+    if (!(w->paths[w->n] = knn_strdup(path)))
+        return KNN_ENOMEM;
+    w->is_dir[w->n++] = is_dir;
+    return 0;
+}
+
+static void s_written_clean_up(struct s_written *w, int dirfd, int remove)
+{
+    for (size_t i = w->n; i-- > 0;) {
+        if (remove)
+            unlinkat(dirfd, w->paths[i], w->is_dir[i] ? AT_REMOVEDIR : 0);
+        knn_free(w->paths[i]);
+    }
+    knn_free(w->paths);
+    knn_free(w->is_dir);
+}
+
+/*
+ * Check a member name and normalize it into `out` (no leading "./", no trailing "/", no empty
+ * or "." components). Refuses absolute names and "..".
+ */
+static int s_clean_name(char *out, size_t size, const char *name, const char *tar_path)
+{
+    size_t n = 0;
+    if (!name || !*name)
+        return knn_error_set(KNN_EFORMAT, "%s: a member has no name", tar_path);
+    if (name[0] == '/')
+        return knn_error_set(KNN_EFORMAT, "%s: member '%s': absolute names are refused", tar_path, name);
+    const char *p = name;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            return knn_error_set(KNN_EFORMAT, "%s: member '%s': '..' is refused", tar_path, name);
+        if (len && !(len == 1 && p[0] == '.')) {
+            if (n + len + 2 > size)
+                return knn_error_set(KNN_EFORMAT, "%s: member '%.64s...': name too long", tar_path, name);
+            if (n)
+                out[n++] = '/';
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* Create the missing parent directories of `rel` under dirfd (each checked to be a real directory). */
+static int s_make_parents(int dirfd, const char *rel, struct s_written *w, const char *tar_path)
+{
+    char path[4096];
+    size_t len = strlen(rel);
+    memcpy(path, rel, len + 1);
+    for (size_t i = 0; i < len; i++) {
+        if (path[i] != '/')
+            continue;
+        path[i] = '\0';
+        struct stat st;
+        if (mkdirat(dirfd, path, 0755) == 0) {
+            int rc = s_written_add(w, path, 1);
+            if (rc)
+                return rc;
+        } else if (errno != EEXIST || fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+            return knn_error_set(KNN_EFORMAT, "%s: member '%s': cannot create directory '%s'", tar_path, rel, path);
+        }
+        path[i] = '/';
+    }
+    return 0;
+}
+
+int knn_archive_unpack(const char *dir, const char *tar_path, const struct knn_archive_limits *limits)
+{
+    struct knn_archive_limits lim = KNN_ARCHIVE_LIMITS_INIT;
+    struct s_written written = {NULL, NULL, 0, 0};
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    uint8_t *chunk = NULL;
+    uint64_t total = 0;
+    size_t members = 0;
+    int dirfd = -1, fd = -1, rc = 0, r;
+    char name[4096];
+
+    if (limits)
+        lim = *limits;
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", dir, strerror(errno));
+    if (!(chunk = knn_malloc(S_IO_CHUNK))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    a = archive_read_new();
+    if (!a) {
+        rc = knn_error_set(KNN_ENOMEM, "%s: cannot create an archive reader", tar_path);
+        goto on_error;
+    }
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_none(a);
+    archive_read_support_format_tar(a);
+    archive_read_support_format_gnutar(a);
+    if (archive_read_open_filename(a, tar_path, 64 << 10) != ARCHIVE_OK) {
+        int code = archive_errno(a) == ENOENT ? KNN_ENOTFOUND : KNN_EFORMAT;
+        rc = knn_error_set(code, "%s: %s", tar_path, archive_error_string(a));
+        goto on_error;
+    }
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+        const char *raw = archive_entry_pathname(e);
+        if (++members > lim.max_members) {
+            rc = knn_error_set(KNN_ETOOBIG, "%s: more than %zu members", tar_path, lim.max_members);
+            goto on_error;
+        }
+        rc = s_clean_name(name, sizeof(name), raw, tar_path);
+        if (rc)
+            goto on_error;
+        mode_t type = archive_entry_filetype(e);
+        if (archive_entry_hardlink(e) || archive_entry_symlink(e) || (type != AE_IFREG && type != AE_IFDIR)) {
+            rc = knn_error_set(
+                KNN_EFORMAT, "%s: member '%s': only regular files and directories are accepted (links and devices "
+                             "are refused)", tar_path, raw);
+            goto on_error;
+        }
+        if (!*name) /* "./" itself */
+            continue;
+        rc = s_make_parents(dirfd, name, &written, tar_path);
+        if (rc)
+            goto on_error;
+        if (type == AE_IFDIR) {
+            struct stat st;
+            if (mkdirat(dirfd, name, 0755) == 0) {
+                if ((rc = s_written_add(&written, name, 1)) != 0)
+                    goto on_error;
+            } else if (errno != EEXIST || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+                rc = knn_error_set(KNN_EFORMAT, "%s: member '%s': cannot create directory", tar_path, raw);
+                goto on_error;
+            }
+            continue;
+        }
+        int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+        if (size < 0 || (uint64_t)size > lim.max_member_bytes || (uint64_t)size > lim.max_total_bytes - total) {
+            rc = knn_error_set(
+                KNN_ETOOBIG, "%s: member '%s': %lld bytes is over the cap (%llu per file, %llu in all)", tar_path, raw,
+                (long long)size, (unsigned long long)lim.max_member_bytes, (unsigned long long)lim.max_total_bytes);
+            goto on_error;
+        }
+        fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            rc = knn_error_set(errno == EEXIST ? KNN_EEXISTS : KNN_EIO, "%s: member '%s': %s", tar_path, raw,
+                               errno == EEXIST ? "a file of that name exists already (duplicate member?)"
+                                               : strerror(errno));
+            goto on_error;
+        }
+        if ((rc = s_written_add(&written, name, 0)) != 0)
+            goto on_error;
+        uint64_t got = 0;
+        for (;;) {
+            la_ssize_t n = archive_read_data(a, chunk, S_IO_CHUNK);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                rc = knn_error_set(KNN_EFORMAT, "%s: member '%s' at byte %llu: %s", tar_path, raw,
+                                   (unsigned long long)got, archive_error_string(a));
+                goto on_error;
+            }
+            got += (uint64_t)n;
+            if (got > (uint64_t)size) {
+                rc = knn_error_set(KNN_EFORMAT, "%s: member '%s': more data than its header says", tar_path, raw);
+                goto on_error;
+            }
+            for (la_ssize_t off = 0; off < n;) {
+                ssize_t w = write(fd, chunk + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w < 0) {
+                    rc = knn_error_set(KNN_EIO, "%s/%s: write: %s", dir, name, strerror(errno));
+                    goto on_error;
+                }
+                off += w;
+            }
+        }
+        total += got;
+        if (close(fd) != 0) {
+            fd = -1;
+            rc = knn_error_set(KNN_EIO, "%s/%s: close: %s", dir, name, strerror(errno));
+            goto on_error;
+        }
+        fd = -1;
+    }
+    if (r != ARCHIVE_EOF) {
+        rc = knn_error_set(KNN_EFORMAT, "%s: after %zu members: %s", tar_path, members, archive_error_string(a));
+        goto on_error;
+    }
+    archive_read_free(a);
+    s_written_clean_up(&written, dirfd, 0);
+    close(dirfd);
+    knn_free(chunk);
+    return 0;
+on_error:
+    if (fd >= 0)
+        close(fd);
+    if (a)
+        archive_read_free(a);
+    s_written_clean_up(&written, dirfd, 1);
+    close(dirfd);
+    knn_free(chunk);
+    return rc;
+}
