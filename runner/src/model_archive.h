@@ -1,5 +1,5 @@
-#ifndef KNN_RUNNER_ARCHIVE_H
-#define KNN_RUNNER_ARCHIVE_H
+#ifndef KNN_RUNNER_MODEL_ARCHIVE_H
+#define KNN_RUNNER_MODEL_ARCHIVE_H
 
 /**
  * model.tar.gz, as SageMaker writes and reads it (spec §5.6): a gzip-compressed tar whose members

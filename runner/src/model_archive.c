@@ -1,4 +1,4 @@
-#include "archive.h"
+#include "model_archive.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
