@@ -2,15 +2,14 @@
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
+#include "knn/recordio/csv.h"
+#include "knn/recordio/rows.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The longest CSV field we read as a number ("-1.2345678901234567e-308" is 24 characters). */
-#define S_CSV_FIELD_MAX 64
 
 void knn_infer_rows_init(struct knn_infer_rows *rows, size_t dim, size_t max_rows)
 {
@@ -68,84 +67,41 @@ static int s_check_value(float *dst, double v, size_t row, size_t col)
     return 0;
 }
 
-/* ---- CSV ---- */
+/* ---- CSV (values parsed by protobuf-recordio's CSV reader, so training and inference agree) ---- */
 
 static int s_decode_csv(struct knn_infer_rows *rows, size_t *n, int label_size, const uint8_t *body, size_t len)
 {
     const char *p = (const char *)body, *end = p + len;
     size_t line = 0, width = rows->dim + (size_t)label_size;
+    float *scratch = NULL;
+    int rc = 0;
+    if (label_size > 0 && !(scratch = knn_malloc_array(width, sizeof(float))))
+        return KNN_ENOMEM;
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *le = eol ? eol : end;
         line++;
-        if (le > p && le[-1] == '\r')
-            le--;
         const char *q = p;
-        while (q < le && (*q == ' ' || *q == '\t'))
+        while (q < le && (*q == ' ' || *q == '\t' || *q == '\r'))
             q++;
-        if (q == le) { /* blank line */
-            p = eol ? eol + 1 : end;
-            continue;
-        }
-        size_t row = *n + 1;
-        float *dst;
-        int rc = s_new_row(&dst, rows, *n);
-        if (rc)
-            return rc;
-        size_t col = 0;
-        const char *f = p;
-        for (;;) {
-            const char *fe = memchr(f, ',', (size_t)(le - f));
-            if (!fe)
-                fe = le;
-            const char *fb = f, *fend = fe;
-            while (fb < fend && (*fb == ' ' || *fb == '\t'))
-                fb++;
-            while (fend > fb && (fend[-1] == ' ' || fend[-1] == '\t'))
-                fend--;
-            if (fend - fb >= 2 && *fb == '"' && fend[-1] == '"') {
-                fb++;
-                fend--;
-            }
-            if (col >= width)
-                return knn_error_set(
-                    KNN_EMISMATCH, "row %zu (CSV line %zu): more than %zu columns (label_size %d + %zu features)",
-                    row, line, width, label_size, rows->dim);
-            char field[S_CSV_FIELD_MAX + 1];
-            size_t flen = (size_t)(fend - fb);
-            if (flen == 0)
-                return knn_error_set(KNN_EFORMAT, "row %zu (CSV line %zu), column %zu: empty field", row, line, col + 1);
-            if (flen > S_CSV_FIELD_MAX)
-                return knn_error_set(
-                    KNN_EFORMAT, "row %zu (CSV line %zu), column %zu: field of %zu bytes is not a number", row, line,
-                    col + 1, flen);
-            memcpy(field, fb, flen);
-            field[flen] = '\0';
-            char *stop;
-            errno = 0;
-            double v = strtod(field, &stop);
-            if (stop == field || *stop != '\0')
-                return knn_error_set(
-                    KNN_EFORMAT, "row %zu (CSV line %zu), column %zu: '%s' is not a number", row, line, col + 1,
-                    field);
-            if (col >= (size_t)label_size) {
-                rc = s_check_value(&dst[col - (size_t)label_size], v, row, col - (size_t)label_size + 1);
-                if (rc)
-                    return knn_error_wrap(rc, "CSV line %zu", line);
-            }
-            col++;
-            if (fe == le)
+        if (q < le) {
+            float *dst;
+            if ((rc = s_new_row(&dst, rows, *n)) != 0)
                 break;
-            f = fe + 1;
+            rc = knn_recordio_csv_parse_line(scratch ? scratch : dst, width, p, (size_t)(le - p), line);
+            if (rc) {
+                rc = knn_error_wrap(rc, "row %zu (%zu features%s)", *n + 1, rows->dim,
+                                    label_size > 0 ? " after the label columns" : "");
+                break;
+            }
+            if (scratch)
+                memcpy(dst, scratch + label_size, rows->dim * sizeof(float));
+            (*n)++;
         }
-        if (col != width)
-            return knn_error_set(
-                KNN_EMISMATCH, "row %zu (CSV line %zu): %zu columns, expected %zu (label_size %d + %zu features)", row,
-                line, col, width, label_size, rows->dim);
-        (*n)++;
         p = eol ? eol + 1 : end;
     }
-    return 0;
+    knn_free(scratch);
+    return rc;
 }
 
 /* ---- JSON and JSON Lines ---- */
@@ -291,8 +247,45 @@ static int s_decode_jsonlines(struct knn_infer_rows *rows, size_t *n, const uint
     return 0;
 }
 
-/* RecordIO-protobuf requests: see infer_request_recordio.c. */
-int knn__infer_decode_recordio(struct knn_infer_rows *rows, size_t *n, const uint8_t *body, size_t len);
+/* ---- RecordIO-protobuf (protobuf-recordio's row decoder) ---- */
+
+struct s_recordio_sink {
+    struct knn_infer_rows *rows;
+    size_t *n;
+};
+
+static int s_recordio_rows(void *user, const float *features, const float *labels, size_t count)
+{
+    struct s_recordio_sink *sink = user;
+    for (size_t i = 0; i < count; i++) {
+        float *dst;
+        int rc = s_new_row(&dst, sink->rows, *sink->n);
+        if (rc)
+            return rc;
+        memcpy(dst, features + i * sink->rows->dim, sink->rows->dim * sizeof(float));
+        (*sink->n)++;
+    }
+    return 0;
+}
+
+static int s_decode_recordio(struct knn_infer_rows *rows, size_t *n, const uint8_t *body, size_t len)
+{
+    struct knn_recordio_rows_options ro = KNN_RECORDIO_ROWS_OPTIONS_INIT;
+    struct knn_recordio_rows *dec = NULL;
+    struct s_recordio_sink sink = {rows, n};
+    ro.format = KNN_RECORDIO_PROTOBUF;
+    ro.feature_dim = rows->dim;
+    ro.labels = KNN_RECORDIO_LABELS_IGNORE;
+    ro.batch_rows = 256;
+    ro.max_record_bytes = len ? len : 1;
+    int rc = knn_recordio_rows_new(&dec, &ro, s_recordio_rows, &sink);
+    if (rc == 0)
+        rc = knn_recordio_rows_feed(dec, body, len);
+    if (rc == 0)
+        rc = knn_recordio_rows_finish(dec);
+    knn_recordio_rows_destroy(dec);
+    return rc ? knn_error_wrap(rc, "RecordIO-protobuf body") : 0;
+}
 
 int knn_infer_decode(
     struct knn_infer_rows *rows, const struct knn_mime *content_type, const uint8_t *body, size_t len)
@@ -310,7 +303,7 @@ int knn_infer_decode(
         rc = s_decode_jsonlines(rows, &n, body, len);
         break;
     case KNN_MEDIA_RECORDIO_PB:
-        rc = knn__infer_decode_recordio(rows, &n, body, len);
+        rc = s_decode_recordio(rows, &n, body, len);
         break;
     default:
         rc = knn_error_set(

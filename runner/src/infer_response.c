@@ -1,6 +1,7 @@
 #include "infer_response.h"
 
 #include "knn/common/error.h"
+#include "knn/recordio/writer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -120,9 +121,19 @@ static int s_append_object(struct knn_buf *out, const struct knn_predictions *p,
     return rc ? rc : knn_buf_append(out, "}", 1);
 }
 
-/* RecordIO-protobuf responses: see infer_recordio.c. */
-int knn__infer_encode_recordio(
-    struct knn_buf *out, const struct knn_predictions *p, size_t first, size_t count, int verbose);
+/* One Record per row with label["predicted_label"] (and "labels", "distances" when verbose). */
+static int s_encode_recordio(
+    struct knn_buf *out, const struct knn_predictions *p, size_t first, size_t count, int verbose)
+{
+    for (size_t i = first; i < first + count; i++) {
+        int rc = knn_recordio_write_prediction(
+            out, p->predicted[i], verbose ? p->labels + i * p->k : NULL, verbose ? p->distances + i * p->k : NULL,
+            p->k);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
 
 int knn_infer_encode(
     struct knn_buf *out, const struct knn_mime *accept, const struct knn_predictions *p, size_t first, size_t count)
@@ -152,7 +163,7 @@ int knn_infer_encode(
         }
         return rc;
     case KNN_MEDIA_RECORDIO_PB:
-        return knn__infer_encode_recordio(out, p, first, count, verbose);
+        return s_encode_recordio(out, p, first, count, verbose);
     default:
         return knn_error_set(
             KNN_EUNSUPPORTED, "cannot produce '%s': Accept must be application/json, application/jsonlines or "

@@ -7,7 +7,7 @@
  *   SageMaker's), or holding a model.tar.gz;
  * - a model.tar.gz file (as a training job uploads it, members at the top level);
  * - an s3://bucket/key URI of a model.tar.gz (downloaded to a temporary file first).
- * Archives are unpacked safely (runner/src/archive.h: no path leaving the target, no links, size
+ * Archives are unpacked safely (runner/src/model_archive.h: no path leaving the target, no links, size
  * caps) into a temporary directory under $TMPDIR that is removed once the model is in memory.
  */
 
