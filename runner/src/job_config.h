@@ -1,0 +1,110 @@
+#ifndef KNN_RUNNER_JOB_CONFIG_H
+#define KNN_RUNNER_JOB_CONFIG_H
+
+/**
+ * What a training job is asked to do, from either source SageMaker uses:
+ *
+ * - a job manifest shaped like a CreateTrainingJob request (spec §5.7), read by
+ *   knn_job_config_from_manifest_file(): channels `train` (required) and `test` (optional) with
+ *   S3Prefix or ManifestFile data, s3:// or file:// URIs, ContentType, distribution; the output
+ *   path; InstanceCount (simulated hosts); MaxRuntimeInSeconds; and our one addition, the
+ *   top-level "EndpointUrl" of an S3-compatible server. Fields SageMaker has that do not apply
+ *   locally are accepted and ignored; unknown fields and wrong types are errors naming the field
+ *   path (all of them at once);
+ *
+ * - the SageMaker training-container contract (spec §5.2), read by knn_job_config_from_container():
+ *   <base>/input/config/{hyperparameters,inputdataconfig,resourceconfig}.json, channel files
+ *   under <base>/input/data/<channel>/ (File mode) or the FIFO <base>/input/data/<channel>_0
+ *   (Pipe mode); the model goes to <base>/model/, a failure reason to <base>/output/failure.
+ *   <base> is $SAGEMAKER_BASE_DIR, or /opt/ml.
+ *
+ * Errors are KNN_ECONFIG (the runner reports them as "ClientError: ..."), KNN_ENOTFOUND /
+ * KNN_EIO for unreadable files, KNN_ENOMEM. Nothing here touches the network or the data.
+ */
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum knn_content_kind {
+    KNN_CONTENT_RECORDIO_PROTOBUF = 0, /* application/x-recordio-protobuf (the default) */
+    KNN_CONTENT_CSV = 1,               /* text/csv;label_size=N */
+};
+
+struct knn_content_type {
+    enum knn_content_kind kind;
+    int label_size; /* CSV: leading label columns; -1 when the parameter is absent */
+};
+
+/**
+ * Parse a channel ContentType: `type/subtype` case-insensitive, `;`-separated parameters with
+ * case-insensitive names and surrounding spaces ignored; `label_size` must be a non-negative
+ * integer; other parameters (charset, ...) are ignored. NULL or "" means RecordIO-protobuf.
+ * KNN_ECONFIG for another type or a malformed value.
+ */
+int knn_content_type_parse(struct knn_content_type *out, const char *text);
+
+/** The two channels k-NN reads (spec §2.1). */
+enum knn_channel_id {
+    KNN_CHANNEL_TRAIN = 0,
+    KNN_CHANNEL_TEST = 1,
+    KNN_CHANNEL_COUNT = 2,
+};
+
+struct knn_job_channel {
+    int present;
+    const char *name;           /* "train" | "test" */
+    char *uri;                  /* s3://bucket/prefix, file://path; container: a local directory or FIFO */
+    int manifest_file;          /* S3DataType ManifestFile: uri names a manifest listing the objects */
+    int sharded;                /* ShardedByS3Key (else FullyReplicated) */
+    int pipe;                   /* container Pipe mode: uri is one FIFO read start to end */
+    struct knn_content_type content;
+    char *content_type;         /* as given (NULL if absent), for logs */
+};
+
+struct knn_job_config {
+    int container;              /* 1: the /opt/ml contract */
+    char *name;                 /* TrainingJobName (container: $TRAINING_JOB_NAME or "knn-training-job") */
+    json_t *hyperparameters;    /* the object as given (owned reference) */
+    struct knn_job_channel channels[KNN_CHANNEL_COUNT];
+    char *output_path;          /* S3OutputPath; container: <base>/model */
+    char *endpoint_url;         /* "EndpointUrl", or NULL (the S3 client's own resolution) */
+    uint64_t instance_count;    /* simulated hosts (>= 1) */
+    uint64_t max_runtime_s;     /* 0 = no limit */
+    char *base_dir;             /* container: <base> */
+    char *current_host;         /* "algo-1", or resourceconfig's current_host */
+};
+
+void knn_job_config_init(struct knn_job_config *cfg);
+void knn_job_config_clean_up(struct knn_job_config *cfg);
+
+/** Parse a manifest held in memory (`source` names it in messages). */
+int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root, const char *source);
+/** Read and parse a manifest file (at most 1 MiB of JSON). */
+int knn_job_config_from_manifest_file(struct knn_job_config *cfg, const char *path);
+
+/** Read the container contract under `base_dir` (NULL: $SAGEMAKER_BASE_DIR or /opt/ml). */
+int knn_job_config_from_container(struct knn_job_config *cfg, const char *base_dir);
+
+/** The container base directory: $SAGEMAKER_BASE_DIR if set and not empty, else "/opt/ml". */
+const char *knn_job_container_base_dir(void);
+
+/**
+ * Read a JSON document from a local file of at most `max_bytes` (parse errors name the file, line
+ * and column; duplicate keys are rejected). KNN_ENOTFOUND, KNN_EIO, KNN_ETOOBIG, KNN_ECONFIG.
+ */
+int knn_job_read_json_file(json_t **out, const char *path, size_t max_bytes);
+
+/**
+ * A S3DataType=ManifestFile document (spec §5.7): a JSON array whose first element is
+ * {"prefix": "s3://bucket/some/prefix/"} and the rest relative keys. Writes a knn_malloc'ed
+ * array of knn_malloc'ed full URIs (prefix + key) to *uris and its length to *count; free with
+ * knn_job_free_strings(). `source` names the manifest in messages. KNN_ECONFIG on a bad shape.
+ */
+int knn_job_parse_data_manifest(char ***uris, size_t *count, const char *text, size_t len, const char *source);
+void knn_job_free_strings(char **strings, size_t count);
+
+/** 1 if `name` matches SageMaker's TrainingJobName rule (1-63 chars, ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$). */
+int knn_job_name_is_valid(const char *name);
+
+#endif

@@ -1,0 +1,185 @@
+/* Failure reasons (ClientError / AlgorithmError) and the job summary. */
+#include "job_report.h"
+
+#include "knn/common/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+const char *knn_failure_class(int code)
+{
+    switch (code) {
+        /* The user's side: what they asked for, the data they gave, where they pointed us. */
+        case KNN_EINVAL:
+        case KNN_EFORMAT:
+        case KNN_ETRUNCATED:
+        case KNN_ETOOBIG:
+        case KNN_ENOTFOUND:
+        case KNN_EEXISTS:
+        case KNN_EUNSUPPORTED:
+        case KNN_ERANGE:
+        case KNN_ECANCELED:
+        case KNN_ETIMEOUT:
+        case KNN_EMISMATCH:
+        case KNN_ECONFIG:
+        case KNN_ES3_CREDENTIALS:
+        case KNN_ES3_NO_SUCH_KEY:
+        case KNN_ES3_NO_SUCH_BUCKET:
+        case KNN_ES3_ACCESS_DENIED:
+        case KNN_ES3_CHANGED:
+            return "ClientError";
+        default:
+            /* Data decoding errors have their own range. */
+            if (code <= -100 && code > -200)
+                return "ClientError";
+            return "AlgorithmError";
+    }
+}
+
+const char *knn_failure_reason(char *buf, size_t size, int code, const char *message)
+{
+    if (!message || !*message)
+        message = knn_error_str(code);
+    snprintf(buf, size, "%s: %s", knn_failure_class(code), message);
+    return buf;
+}
+
+int knn_failure_write_file(const char *path, const char *reason)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return knn_error_set(KNN_EIO, "%s: %s", path, strerror(errno));
+    size_t len = strlen(reason), off = 0;
+    int rc = 0;
+    while (off < len) {
+        ssize_t n = write(fd, reason + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = knn_error_set(KNN_EIO, "%s: write failed: %s", path, strerror(errno));
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = knn_error_set(KNN_EIO, "%s: close failed: %s", path, strerror(errno));
+    return rc;
+}
+
+const char *knn_job_phase_name(enum knn_job_phase phase)
+{
+    static const char *const names[KNN_PHASE_COUNT] = {"setup", "sample", "build", "score", "save", "upload"};
+    return (unsigned)phase < KNN_PHASE_COUNT ? names[phase] : "?";
+}
+
+uint64_t knn_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+static int s_set(json_t *obj, const char *key, json_t *value)
+{
+    return value ? json_object_set_new(obj, key, value) : -1;
+}
+
+json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
+{
+    static const char *const channel_names[2] = {"train", "test"};
+    json_t *root = json_object(), *channels = json_object(), *timings = json_object(), *metrics = json_object();
+    int bad = !root || !channels || !timings || !metrics;
+
+    if (bad)
+        goto on_error;
+    bad |= s_set(root, "TrainingJobName", json_string(s->job_name ? s->job_name : ""));
+    bad |= s_set(root, "TrainingJobStatus", json_string(s->failed ? "Failed" : "Completed"));
+    if (s->failed)
+        bad |= s_set(root, "FailureReason", json_string(s->failure_reason ? s->failure_reason : ""));
+    bad |= s_set(root, "HyperParameters", s->hyperparameters ? json_incref(s->hyperparameters) : json_null());
+    for (int i = 0; i < 2; i++) {
+        if (!s->channels[i].present)
+            continue;
+        json_t *ch = json_object();
+        bad |= s_set(channels, channel_names[i], ch);
+        if (ch) {
+            bad |= s_set(ch, "objects", json_integer((json_int_t)s->channels[i].objects));
+            bad |= s_set(ch, "bytes", json_integer((json_int_t)s->channels[i].bytes));
+            bad |= s_set(ch, "rows", json_integer((json_int_t)s->channels[i].rows));
+        }
+    }
+    bad |= s_set(root, "Channels", json_incref(channels));
+    bad |= s_set(root, "InstanceCount", json_integer((json_int_t)s->instance_count));
+    bad |= s_set(root, "RowsSampled", json_integer((json_int_t)s->rows_sampled));
+    bad |= s_set(root, "IndexVectors", json_integer((json_int_t)s->index_vectors));
+    if (s->metric_name)
+        bad |= s_set(metrics, s->metric_name, json_real(s->metric_value));
+    bad |= s_set(root, "FinalMetrics", json_incref(metrics));
+    for (int p = 0; p < KNN_PHASE_COUNT; p++)
+        bad |= s_set(timings, knn_job_phase_name((enum knn_job_phase)p), json_real(s->phase_seconds[p]));
+    bad |= s_set(timings, "total", json_real(s->total_seconds));
+    bad |= s_set(root, "TimingsSeconds", json_incref(timings));
+    bad |= s_set(root, "PeakMemoryBytes", json_integer((json_int_t)s->peak_rss_bytes));
+    if (!s->failed && s->artifact)
+        bad |= s_set(root, "ModelArtifacts", json_string(s->artifact));
+    if (bad)
+        goto on_error;
+    json_decref(channels);
+    json_decref(timings);
+    json_decref(metrics);
+    return root;
+
+on_error:
+    json_decref(root);
+    json_decref(channels);
+    json_decref(timings);
+    json_decref(metrics);
+    return NULL;
+}
+
+static void s_bytes(char *buf, size_t size, uint64_t bytes)
+{
+    if (bytes >= (uint64_t)1 << 30)
+        snprintf(buf, size, "%.2f GiB", (double)bytes / (double)((uint64_t)1 << 30));
+    else if (bytes >= (uint64_t)1 << 20)
+        snprintf(buf, size, "%.1f MiB", (double)bytes / (double)(1 << 20));
+    else if (bytes >= 1024)
+        snprintf(buf, size, "%.1f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+}
+
+void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
+{
+    static const char *const channel_names[2] = {"train", "test"};
+    char a[32];
+    fprintf(out, "Training job %s: %s\n", s->job_name ? s->job_name : "", s->failed ? "Failed" : "Completed");
+    if (s->failed)
+        fprintf(out, "  FailureReason: %s\n", s->failure_reason ? s->failure_reason : "");
+    for (int i = 0; i < 2; i++) {
+        if (!s->channels[i].present)
+            continue;
+        s_bytes(a, sizeof(a), s->channels[i].bytes);
+        fprintf(out, "  %-6s %llu object(s), %s, %llu rows\n", channel_names[i],
+                (unsigned long long)s->channels[i].objects, a, (unsigned long long)s->channels[i].rows);
+    }
+    if (!s->failed)
+        fprintf(out, "  sample: %llu rows; index: %llu vectors\n", (unsigned long long)s->rows_sampled,
+                (unsigned long long)s->index_vectors);
+    if (s->metric_name)
+        fprintf(out, "  %s = %.17g\n", s->metric_name, s->metric_value);
+    fprintf(out, "  time:");
+    for (int p = 0; p < KNN_PHASE_COUNT; p++) {
+        if (s->phase_seconds[p] > 0)
+            fprintf(out, " %s %.2f s,", knn_job_phase_name((enum knn_job_phase)p), s->phase_seconds[p]);
+    }
+    s_bytes(a, sizeof(a), s->peak_rss_bytes);
+    fprintf(out, " total %.2f s; peak memory %s\n", s->total_seconds, a);
+    if (!s->failed && s->artifact)
+        fprintf(out, "  model: %s\n", s->artifact);
+}

@@ -1,0 +1,74 @@
+#ifndef KNN_RUNNER_JOB_REPORT_H
+#define KNN_RUNNER_JOB_REPORT_H
+
+/**
+ * How a training job reports its end (spec §1.6, §5.4):
+ * - a failure reason "ClientError: <message>" (the user's input or configuration: manifest,
+ *   hyperparameters, data, missing objects, denied access, a deadline or stop request) or
+ *   "AlgorithmError: <message>" (our side or the platform's: memory, I/O, the S3 service failing),
+ *   written to <base>/output/failure in container mode (SageMaker surfaces its first 1024 bytes);
+ * - a job summary (JSON): status, hyperparameters, channels read, rows sampled, metrics, timings
+ *   per phase, peak memory (getrusage), the artifact's URI.
+ * Not thread-safe.
+ */
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/** "ClientError" or "AlgorithmError" for a KNN_E* code. */
+const char *knn_failure_class(int code);
+
+/** "<class>: <message>" into buf (truncated to size); returns buf. */
+const char *knn_failure_reason(char *buf, size_t size, int code, const char *message);
+
+/** Write `reason` to `path` (created or replaced, mode 0644). 0 or KNN_EIO. */
+int knn_failure_write_file(const char *path, const char *reason);
+
+enum knn_job_phase {
+    KNN_PHASE_SETUP,  /* configuration, listing */
+    KNN_PHASE_SAMPLE, /* reading the train channel into the sample */
+    KNN_PHASE_BUILD,  /* dimension reduction, index training, adding */
+    KNN_PHASE_SCORE,  /* the test channel */
+    KNN_PHASE_SAVE,   /* model files and model.tar.gz */
+    KNN_PHASE_UPLOAD, /* the artifact to its output path */
+    KNN_PHASE_COUNT,
+};
+
+const char *knn_job_phase_name(enum knn_job_phase phase);
+
+struct knn_job_summary_channel {
+    int present;
+    uint64_t objects;
+    uint64_t bytes;
+    uint64_t rows;
+};
+
+struct knn_job_summary {
+    const char *job_name;
+    int failed;
+    const char *failure_reason;  /* when failed */
+    json_t *hyperparameters;     /* borrowed; NULL if not validated */
+    struct knn_job_summary_channel channels[2]; /* train, test */
+    uint64_t instance_count;
+    uint64_t rows_sampled;
+    uint64_t index_vectors;      /* the model's ntotal */
+    const char *metric_name;     /* "test:accuracy" | "test:mse" | NULL */
+    double metric_value;
+    double phase_seconds[KNN_PHASE_COUNT];
+    double total_seconds;
+    uint64_t peak_rss_bytes;
+    const char *artifact;        /* model.tar.gz URI, or the model directory in container mode */
+};
+
+/** The summary as a JSON object (new reference; NULL on ENOMEM). */
+json_t *knn_job_summary_to_json(const struct knn_job_summary *s);
+
+/** A few human-readable lines. */
+void knn_job_summary_print(FILE *out, const struct knn_job_summary *s);
+
+/** Peak resident set size of this process so far, in bytes (getrusage). */
+uint64_t knn_peak_rss_bytes(void);
+
+#endif
