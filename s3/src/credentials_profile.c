@@ -1,0 +1,357 @@
+/* The profile provider: static keys from the AWS shared credentials and config files. */
+#include "credentials_impl.h"
+#include "knn/common/alloc.h"
+#include "knn/common/buf.h"
+#include "knn/common/error.h"
+#include "knn/s3/credentials.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define S_MAX_FILE (1024 * 1024)
+
+/* The files hold secrets: wipe their text before freeing it. */
+static void s_wipe_buf(struct knn_buf *b)
+{
+    if (b->data)
+        OPENSSL_cleanse(b->data, b->cap);
+    knn_buf_clean_up(b);
+}
+
+/* The value of each key we care about in one profile section, as (offset, length) into the file. */
+enum s_key {
+    S_AK,
+    S_SK,
+    S_TOKEN,
+    S_REGION,
+    S_ROLE_ARN,
+    S_CREDENTIAL_PROCESS,
+    S_SSO_START_URL,
+    S_SSO_SESSION,
+    S_WEB_IDENTITY,
+    S_KEY_COUNT
+};
+static const char *const s_key_names[S_KEY_COUNT] = {
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region", "role_arn", "credential_process",
+    "sso_start_url", "sso_session", "web_identity_token_file",
+};
+
+struct s_section {
+    int found;
+    const char *value[S_KEY_COUNT];
+    size_t len[S_KEY_COUNT];
+};
+
+static int s_read_file(struct knn_buf *out, const char *path, int *missing)
+{
+    *missing = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            *missing = 1;
+            return 0;
+        }
+        return knn_error_set(KNN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if ((rc = knn_buf_append(out, chunk, n))) {
+            rc = knn_error_wrap(rc, "%s", path);
+            break;
+        }
+    }
+    if (!rc && ferror(f))
+        rc = knn_error_set(KNN_EIO, "%s: read error", path);
+    if (!rc)
+        rc = knn_buf_append(out, "", 0);
+    fclose(f);
+    return rc;
+}
+
+static int s_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Find section `want` (already in its file's form: "profile x", "default" or "x") and its keys. */
+static void s_parse(struct s_section *sec, const char *text, size_t size, const char *want)
+{
+    size_t pos = 0;
+    int in_section = 0;
+    memset(sec, 0, sizeof(*sec));
+    while (pos < size) {
+        size_t end = pos;
+        while (end < size && text[end] != '\n')
+            end++;
+        const char *line = text + pos;
+        size_t n = end - pos;
+        pos = end + 1;
+        int indented = n > 0 && (line[0] == ' ' || line[0] == '\t');
+        while (n > 0 && s_is_space(line[0])) {
+            line++;
+            n--;
+        }
+        while (n > 0 && s_is_space(line[n - 1]))
+            n--;
+        if (n == 0 || line[0] == '#' || line[0] == ';')
+            continue;
+        if (line[0] == '[') {
+            in_section = 0;
+            if (line[n - 1] != ']')
+                continue;
+            const char *name = line + 1;
+            size_t nl = n - 2;
+            while (nl > 0 && s_is_space(name[0])) {
+                name++;
+                nl--;
+            }
+            while (nl > 0 && s_is_space(name[nl - 1]))
+                nl--;
+            /* "profile   x" is "profile x" */
+            if (nl > 8 && strncmp(name, "profile", 7) == 0 && s_is_space(name[7]) && strncmp(want, "profile ", 8) == 0) {
+                const char *rest = name + 7;
+                size_t rl = nl - 7;
+                while (rl > 0 && s_is_space(rest[0])) {
+                    rest++;
+                    rl--;
+                }
+                in_section = strlen(want + 8) == rl && strncmp(rest, want + 8, rl) == 0;
+            } else {
+                in_section = strlen(want) == nl && strncmp(name, want, nl) == 0;
+            }
+            if (in_section)
+                sec->found = 1;
+            continue;
+        }
+        if (!in_section || indented) /* indented lines belong to a nested block such as "s3 =" */
+            continue;
+        const char *eq = memchr(line, '=', n);
+        if (!eq)
+            continue;
+        size_t kl = (size_t)(eq - line);
+        while (kl > 0 && s_is_space(line[kl - 1]))
+            kl--;
+        const char *v = eq + 1;
+        size_t vl = n - (size_t)(v - line);
+        while (vl > 0 && s_is_space(v[0])) {
+            v++;
+            vl--;
+        }
+        for (int k = 0; k < S_KEY_COUNT; k++) {
+            if (strlen(s_key_names[k]) == kl && strncasecmp(line, s_key_names[k], kl) == 0) {
+                sec->value[k] = v;
+                sec->len[k] = vl;
+            }
+        }
+    }
+}
+
+struct s_files {
+    char *profile;
+    int explicit_profile;
+    char *credentials_path;
+    char *config_path;
+};
+
+static void s_files_clean_up(struct s_files *f)
+{
+    knn_free(f->profile);
+    knn_free(f->credentials_path);
+    knn_free(f->config_path);
+    memset(f, 0, sizeof(*f));
+}
+
+static char *s_home_path(const char *rel)
+{
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return NULL;
+    struct knn_buf b = KNN_BUF_INIT(4096);
+    if (knn_buf_printf(&b, "%s/%s", home, rel)) {
+        knn_buf_clean_up(&b);
+        return NULL;
+    }
+    return (char *)knn_buf_detach(&b, NULL);
+}
+
+static int s_files_resolve(struct s_files *f, const struct knn_s3_profile_options *opts)
+{
+    const char *env;
+    memset(f, 0, sizeof(*f));
+    const char *profile = opts ? opts->profile : NULL;
+    f->explicit_profile = profile != NULL;
+    if (!profile && (env = getenv("AWS_PROFILE")) && *env) {
+        profile = env;
+        f->explicit_profile = 1;
+    }
+    if (!profile)
+        profile = "default";
+    if (!(f->profile = knn_strdup(profile)))
+        goto oom;
+    if (opts && opts->credentials_file)
+        f->credentials_path = knn_strdup(opts->credentials_file);
+    else if ((env = getenv("AWS_SHARED_CREDENTIALS_FILE")) && *env)
+        f->credentials_path = knn_strdup(env);
+    else
+        f->credentials_path = s_home_path(".aws/credentials");
+    if (opts && opts->config_file)
+        f->config_path = knn_strdup(opts->config_file);
+    else if ((env = getenv("AWS_CONFIG_FILE")) && *env)
+        f->config_path = knn_strdup(env);
+    else
+        f->config_path = s_home_path(".aws/config");
+    return 0;
+oom:
+    s_files_clean_up(f);
+    return KNN_ENOMEM;
+}
+
+/* Load one file's section for the profile. *found tells whether the section exists. */
+static int s_load(struct knn_buf *text, struct s_section *sec, const char *path, const char *profile, int is_config)
+{
+    int missing;
+    memset(sec, 0, sizeof(*sec));
+    if (!path)
+        return 0;
+    int rc = s_read_file(text, path, &missing);
+    if (rc || missing)
+        return rc;
+    char want[512];
+    if (is_config && strcmp(profile, "default") != 0)
+        snprintf(want, sizeof(want), "profile %s", profile);
+    else
+        snprintf(want, sizeof(want), "%s", profile);
+    s_parse(sec, (const char *)text->data, text->len, want);
+    if (!sec->found && is_config && strcmp(profile, "default") == 0)
+        s_parse(sec, (const char *)text->data, text->len, "profile default");
+    return 0;
+}
+
+static int s_profile_get(struct knn_s3_credentials_provider *p, struct knn_s3_credentials *out)
+{
+    const struct knn_s3_profile_options *stored = p->impl;
+    struct s_files f;
+    struct knn_buf ctext = KNN_BUF_INIT(S_MAX_FILE), ftext = KNN_BUF_INIT(S_MAX_FILE);
+    struct s_section csec, fsec;
+    int rc = s_files_resolve(&f, stored);
+    if (rc)
+        return rc;
+    if ((rc = s_load(&ctext, &csec, f.credentials_path, f.profile, 0)) ||
+        (rc = s_load(&ftext, &fsec, f.config_path, f.profile, 1)))
+        goto done;
+    if (!csec.found && !fsec.found) {
+        rc = knn_error_set(
+            f.explicit_profile ? KNN_ECONFIG : KNN_ENOTFOUND, "profile '%s' not found in %s or %s", f.profile,
+            f.credentials_path ? f.credentials_path : "(no credentials file)",
+            f.config_path ? f.config_path : "(no config file)");
+        goto done;
+    }
+    /* The credentials file wins, key by key. */
+    struct s_section m = fsec;
+    for (int k = 0; k < S_KEY_COUNT; k++) {
+        if (csec.value[k]) {
+            m.value[k] = csec.value[k];
+            m.len[k] = csec.len[k];
+        }
+    }
+    int have_ak = m.value[S_AK] && m.len[S_AK], have_sk = m.value[S_SK] && m.len[S_SK];
+    if (have_ak && have_sk) {
+        rc = knn__s3_credentials_set(
+            out, m.value[S_AK], m.len[S_AK], m.value[S_SK], m.len[S_SK], m.value[S_TOKEN], m.len[S_TOKEN], 0);
+        goto done;
+    }
+    if (have_ak || have_sk) {
+        rc = knn_error_set(
+            KNN_ES3_CREDENTIALS, "profile '%s' has %s but not %s", f.profile,
+            have_ak ? "aws_access_key_id" : "aws_secret_access_key",
+            have_ak ? "aws_secret_access_key" : "aws_access_key_id");
+        goto done;
+    }
+    for (int k = S_ROLE_ARN; k < S_KEY_COUNT; k++) {
+        if (m.value[k]) {
+            rc = knn_error_set(
+                KNN_EUNSUPPORTED, "profile '%s' uses %s, which knn-runner does not support: use static keys, "
+                "environment variables, container or instance credentials", f.profile, s_key_names[k]);
+            goto done;
+        }
+    }
+    rc = knn_error_set(
+        f.explicit_profile ? KNN_ES3_CREDENTIALS : KNN_ENOTFOUND, "profile '%s' has no credentials", f.profile);
+done:
+    s_wipe_buf(&ctext);
+    s_wipe_buf(&ftext);
+    s_files_clean_up(&f);
+    return rc;
+}
+
+static void s_profile_destroy(struct knn_s3_credentials_provider *p)
+{
+    struct knn_s3_profile_options *o = p->impl;
+    knn_free((char *)o->profile);
+    knn_free((char *)o->credentials_file);
+    knn_free((char *)o->config_file);
+    knn_free(o);
+    knn_free(p);
+}
+
+static const struct knn_s3_credentials_provider_vtable s_profile_vtable = {s_profile_get, s_profile_destroy};
+
+static int s_dup_opt(const char **dst, const char *src)
+{
+    *dst = NULL;
+    if (src && !(*dst = knn_strdup(src)))
+        return KNN_ENOMEM;
+    return 0;
+}
+
+int knn_s3_credentials_provider_new_profile(
+    struct knn_s3_credentials_provider **out, const struct knn_s3_profile_options *opts)
+{
+    *out = NULL;
+    struct knn_s3_profile_options *o = knn_calloc(1, sizeof(*o));
+    if (!o)
+        return KNN_ENOMEM;
+    int rc = 0;
+    if (opts && ((rc = s_dup_opt(&o->profile, opts->profile)) ||
+                 (rc = s_dup_opt(&o->credentials_file, opts->credentials_file)) ||
+                 (rc = s_dup_opt(&o->config_file, opts->config_file))))
+        goto on_error;
+    if ((rc = knn__s3_provider_new(out, &s_profile_vtable, "profile", o)))
+        goto on_error;
+    return 0;
+on_error:
+    knn_free((char *)o->profile);
+    knn_free((char *)o->credentials_file);
+    knn_free((char *)o->config_file);
+    knn_free(o);
+    return rc;
+}
+
+int knn_s3_profile_region(char **out, const struct knn_s3_profile_options *opts)
+{
+    struct s_files f;
+    struct knn_buf ctext = KNN_BUF_INIT(S_MAX_FILE), ftext = KNN_BUF_INIT(S_MAX_FILE);
+    struct s_section csec, fsec;
+    *out = NULL;
+    int rc = s_files_resolve(&f, opts);
+    if (rc)
+        return rc;
+    if ((rc = s_load(&ftext, &fsec, f.config_path, f.profile, 1)) ||
+        (rc = s_load(&ctext, &csec, f.credentials_path, f.profile, 0)))
+        goto done;
+    const char *v = fsec.value[S_REGION] ? fsec.value[S_REGION] : csec.value[S_REGION];
+    size_t vl = fsec.value[S_REGION] ? fsec.len[S_REGION] : csec.len[S_REGION];
+    if (v && vl && !(*out = knn_strndup(v, vl)))
+        rc = KNN_ENOMEM;
+done:
+    s_wipe_buf(&ctext);
+    s_wipe_buf(&ftext);
+    s_files_clean_up(&f);
+    return rc;
+}
