@@ -33,4 +33,32 @@ int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *o
  */
 size_t knn__ivf_default_nprobe(size_t nlist);
 
+/* ---- Internal accessors for index_io.c (FAISS files) ---- */
+
+struct knn__pq;
+
+/** The coarse quantizer (a Flat index of nlist centroids; NULL before training). */
+const struct knn_index *knn__ivf_quantizer(const struct knn_index *ivf);
+/** Bytes per list entry: dim * 4 (IVFFlat) or pq_m (IVFPQ). */
+size_t knn__ivf_code_size(const struct knn_index *ivf);
+/** List l's entries: their count, codes (size * code_size bytes) and ids. */
+void knn__ivf_list(const struct knn_index *ivf, size_t l, size_t *size, const uint8_t **codes, const int64_t **ids);
+/** IVFPQ: the product quantizer (NULL for IVFFlat), and whether codes encode residuals. */
+const struct knn__pq *knn__ivf_pq(const struct knn_index *ivf);
+int knn__ivf_by_residual(const struct knn_index *ivf);
+
+/**
+ * Reader: make an empty index trained from parts read from a file. Takes ownership of `quantizer`
+ * (a Flat index of nlist vectors of dim floats) whatever the outcome; `pq_centroids` (IVFPQ:
+ * pq_m * 256 * dim / pq_m floats) is copied. Marks the index trained.
+ */
+int knn__ivf_install(
+    struct knn_index *ivf, struct knn_index *quantizer, const float *pq_centroids, int by_residual);
+
+/**
+ * Reader: give the (empty) list l `size` entries and return where their codes and ids go. The
+ * caller fills them, then sets index->ntotal to the total.
+ */
+int knn__ivf_list_alloc(struct knn_index *ivf, size_t l, size_t size, uint8_t **codes, int64_t **ids);
+
 #endif

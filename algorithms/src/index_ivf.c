@@ -1,0 +1,816 @@
+/*
+ * IVFFlat and IVFPQ: a Flat coarse quantizer over nlist k-means centroids, and one inverted list
+ * per centroid (ids + codes). See index_ivf.h for the design and README.md for the tour.
+ *
+ * Search, for a block of queries (blocks run in parallel on the library's threads):
+ * 1. the coarse quantizer (a Flat search, k = nprobe) gives each query its nprobe lists;
+ * 2. IVFFlat: the (query, list) pairs are sorted by list, and each list is scanned for all of its
+ *    queries in turn while it is hot in the cache (knn__scan_one: fused SIMD L2 / inner product
+ *    with the threshold test);
+ *    IVFPQ: per query, a distance table per probed list (FAISS's precomputed tables: a per-list
+ *    table ||r||^2 + 2 c.r made at training, plus the query's -2 x.r) and an ADC scan of the codes.
+ */
+#include "index_ivf.h"
+
+#include "distances.h"
+#include "index_flat.h"
+#include "kmeans.h"
+#include "parallel.h"
+#include "pq.h"
+#include "rng.h"
+#include "topk.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+
+#include <math.h>
+#include <string.h>
+
+/* k-means iterations for the coarse quantizer (FAISS's IVF default). */
+#define S_COARSE_NITER 10
+/* Vectors assigned and encoded per step of add: bounds add's scratch memory. */
+#define S_ADD_CHUNK 16384
+/* Largest block of queries one worker searches at once. */
+#define S_QUERY_BLOCK 512
+/* Cap on the precomputed IVFPQ tables (nlist * m * 256 floats); above it tables are per query. */
+#define S_PRECOMPUTED_MAX_BYTES ((size_t)256 << 20)
+
+struct s_list {
+    size_t size;
+    uint8_t *codes; /* size * code_size */
+    int64_t *ids;   /* size */
+};
+
+struct s_ivf {
+    struct knn_index *quantizer; /* Flat, nlist centroids once trained */
+    size_t nlist;
+    size_t code_size;
+    struct s_list *lists;
+    /* IVFPQ */
+    int is_pq;
+    int by_residual;
+    struct knn__pq pq;
+    float *precomputed; /* nlist * m * ksub: ||r||^2 + 2 c.r, or NULL */
+};
+
+size_t knn__ivf_default_nprobe(size_t nlist)
+{
+    if (nlist == 0)
+        return 1;
+    size_t p = (size_t)ceil(sqrt((double)nlist));
+    size_t lo = nlist < 8 ? nlist : 8;
+    if (p < lo)
+        p = lo;
+    if (p > nlist)
+        p = nlist;
+    return p;
+}
+
+static struct s_ivf *s_ivf(const struct knn_index *index)
+{
+    return index->impl;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lists                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Grow list l to `size` entries (exactly), keeping its contents. */
+static int s_list_resize(struct s_ivf *ivf, size_t l, size_t size)
+{
+    struct s_list *list = &ivf->lists[l];
+    if (size == list->size)
+        return 0;
+    uint8_t *codes = knn_realloc_array(list->codes, size, ivf->code_size);
+    if (!codes)
+        return KNN_ENOMEM;
+    list->codes = codes;
+    int64_t *ids = knn_realloc_array(list->ids, size, sizeof(int64_t));
+    if (!ids)
+        return KNN_ENOMEM;
+    list->ids = ids;
+    list->size = size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* IVFPQ tables                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+struct s_precompute_ctx {
+    struct s_ivf *ivf;
+    const float *centroids;
+    size_t d;
+};
+
+static int s_precompute_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
+{
+    struct s_precompute_ctx *ctx = ctx_;
+    const struct knn__pq *pq = &ctx->ivf->pq;
+    const size_t tsize = pq->m * pq->ksub;
+    for (size_t l = begin; l < end; l++) {
+        float *t = ctx->ivf->precomputed + l * tsize;
+        knn__pq_dot_table(pq, ctx->centroids + l * ctx->d, t);
+        for (size_t j = 0; j < tsize; j++)
+            t[j] = pq->norms[j] + 2.0f * t[j];
+    }
+    return 0;
+}
+
+/* Make the per-list tables if they fit under the cap (else searches compute tables per query). */
+static int s_precompute(struct knn_index *index)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    knn_free(ivf->precomputed);
+    ivf->precomputed = NULL;
+    if (!ivf->is_pq || !ivf->by_residual || index->opts.metric != KNN_METRIC_L2)
+        return 0;
+    size_t tsize = ivf->pq.m * ivf->pq.ksub, total;
+    if (knn_mul_size(&total, tsize, ivf->nlist) != 0 || total > S_PRECOMPUTED_MAX_BYTES / sizeof(float)) {
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "IVFPQ: %zu lists x %zu sub-quantizers: distance tables made per query",
+                ivf->nlist, ivf->pq.m);
+        return 0;
+    }
+    if (!(ivf->precomputed = knn_malloc_array(total, sizeof(float))))
+        return KNN_ENOMEM;
+    struct s_precompute_ctx ctx = {ivf, knn__index_flat_vectors(ivf->quantizer), index->opts.dim};
+    return knn__parallel_for(ivf->nlist, index->opts.threads, s_precompute_chunk, &ctx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Train                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static int s_new_quantizer(struct knn_index **out, const struct knn_index *index, int ip)
+{
+    struct knn_index_options qo = KNN_INDEX_OPTIONS_INIT;
+    qo.type = KNN_INDEX_FLAT;
+    qo.metric = ip ? KNN_METRIC_INNER_PRODUCT : KNN_METRIC_L2;
+    qo.dim = index->opts.dim;
+    qo.threads = index->opts.threads;
+    return knn_index_new(out, &qo);
+}
+
+/* Coarse assignment of n vectors: the nearest centroid of each, and its distance. */
+static int s_assign(const struct knn_index *index, size_t n, const float *x, size_t threads, float *dist, int64_t *lab)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
+    sp.threads = threads;
+    return ivf->quantizer->vtable->search(ivf->quantizer, n, x, 1, dist, lab, &sp);
+}
+
+static int s_train_pq(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    float *res = NULL, *dist = NULL;
+    int64_t *lab = NULL;
+    int rc = 0;
+
+    /* As FAISS: sample the PQ training set first, then take residuals of just those points. */
+    size_t n_train = n < KNN__PQ_KSUB * 256 ? n : KNN__PQ_KSUB * 256;
+    if (!(res = knn_malloc_array(n_train, d * sizeof(float))) || !(dist = knn_malloc_array(n_train, sizeof(float))) ||
+        !(lab = knn_malloc_array(n_train, sizeof(int64_t)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    if (n_train == n) {
+        memcpy(res, x, n * d * sizeof(float));
+    } else {
+        /* A uniform seeded subset (Knuth's selection sampling), in input order. */
+        struct knn__rng rng;
+        knn__rng_seed(&rng, index->opts.seed ^ 0x49565051u);
+        size_t got = 0;
+        for (size_t i = 0; i < n && got < n_train; i++) {
+            if (knn__rng_below(&rng, n - i) < n_train - got)
+                memcpy(res + (got++) * d, x + i * d, d * sizeof(float));
+        }
+    }
+    if (ivf->by_residual) {
+        if ((rc = s_assign(index, n_train, res, index->opts.threads, dist, lab)) != 0)
+            goto on_error;
+        const float *cent = knn__index_flat_vectors(ivf->quantizer);
+        for (size_t i = 0; i < n_train; i++) {
+            const float *c = cent + (size_t)lab[i] * d;
+            for (size_t j = 0; j < d; j++)
+                res[i * d + j] -= c[j];
+        }
+    }
+    if ((rc = knn__pq_train(&ivf->pq, n_train, res, index->opts.seed + 1, index->opts.threads)) != 0)
+        goto on_error;
+
+on_error:
+    knn_free(res);
+    knn_free(dist);
+    knn_free(lab);
+    return rc;
+}
+
+static int s_train(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    float *cent = NULL;
+    struct knn_index *quantizer = NULL;
+    int rc = 0;
+
+    if (index->ntotal > 0)
+        return knn_error_set(KNN_EINVAL, "%s train: the index already holds %zu vectors", index->vtable->name,
+                             index->ntotal);
+    if (n < ivf->nlist)
+        return knn_error_set(KNN_EINVAL, "%s train: %zu training vectors for nlist = %zu (need at least nlist)",
+                             index->vtable->name, n, ivf->nlist);
+    if (ivf->is_pq && n < KNN__PQ_KSUB)
+        return knn_error_set(KNN_EINVAL,
+                             "%s train: %zu training vectors, need at least %d (256 centroids per sub-quantizer)",
+                             index->vtable->name, n, KNN__PQ_KSUB);
+
+    if (!(cent = knn_malloc_array(ivf->nlist, d * sizeof(float))))
+        return KNN_ENOMEM;
+    struct knn__kmeans_options ko = KNN__KMEANS_OPTIONS_INIT;
+    ko.niter = S_COARSE_NITER;
+    ko.ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    ko.seed = index->opts.seed;
+    ko.threads = index->opts.threads;
+    if ((rc = knn__kmeans_train(cent, &ko, n, d, x, ivf->nlist)) != 0) {
+        knn_error_wrap(rc, "%s train", index->vtable->name);
+        goto on_error;
+    }
+    if ((rc = s_new_quantizer(&quantizer, index, ko.ip)) != 0 || (rc = knn_index_add(quantizer, ivf->nlist, cent)) != 0)
+        goto on_error;
+    knn_index_destroy(ivf->quantizer);
+    ivf->quantizer = quantizer;
+    quantizer = NULL;
+    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_ALGO, "%s: %zu lists trained on %zu vectors", index->vtable->name, ivf->nlist, n);
+
+    if (ivf->is_pq) {
+        if ((rc = s_train_pq(index, n, x)) != 0) {
+            knn_error_wrap(rc, "%s train", index->vtable->name);
+            goto on_error;
+        }
+        if ((rc = s_precompute(index)) != 0)
+            goto on_error;
+    }
+    index->is_trained = 1;
+
+on_error:
+    knn_index_destroy(quantizer);
+    knn_free(cent);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Add                                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+struct s_encode_ctx {
+    const struct s_ivf *ivf;
+    const float *x;
+    const int64_t *lab;
+    size_t d;
+    uint8_t *codes;
+};
+
+static int s_encode_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
+{
+    struct s_encode_ctx *ctx = ctx_;
+    const struct s_ivf *ivf = ctx->ivf;
+    const size_t d = ctx->d;
+    const float *cent = knn__index_flat_vectors(ivf->quantizer);
+    float res[64 * 64];
+    size_t rows = d <= 64 ? 64 : 1;
+    float *buf = res;
+    float *heap_buf = NULL;
+    if (d > 64) {
+        if (!(heap_buf = knn_malloc_array(d, sizeof(float))))
+            return KNN_ENOMEM;
+        buf = heap_buf;
+    }
+    for (size_t i0 = begin; i0 < end; i0 += rows) {
+        size_t nb = end - i0 < rows ? end - i0 : rows;
+        const float *src = ctx->x + i0 * d;
+        if (ivf->by_residual) {
+            for (size_t i = 0; i < nb; i++) {
+                const float *c = cent + (size_t)ctx->lab[i0 + i] * d;
+                for (size_t j = 0; j < d; j++)
+                    buf[i * d + j] = src[i * d + j] - c[j];
+            }
+            src = buf;
+        }
+        knn__pq_encode(&ivf->pq, nb, src, ctx->codes + i0 * ivf->code_size);
+    }
+    knn_free(heap_buf);
+    return 0;
+}
+
+static int s_add(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    const size_t chunk = n < S_ADD_CHUNK ? n : S_ADD_CHUNK;
+    float *dist = NULL;
+    int64_t *lab = NULL;
+    uint8_t *codes = NULL;
+    size_t *count = NULL;
+    int rc = 0;
+
+    if (index->ntotal + n > (size_t)INT64_MAX)
+        return knn_error_set(KNN_ETOOBIG, "%s add: too many vectors", index->vtable->name);
+    if (!(dist = knn_malloc_array(chunk, sizeof(float))) || !(lab = knn_malloc_array(chunk, sizeof(int64_t))) ||
+        !(count = knn_calloc(ivf->nlist, sizeof(size_t))) ||
+        (ivf->is_pq && !(codes = knn_malloc_array(chunk, ivf->code_size)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        size_t nb = n - i0 < chunk ? n - i0 : chunk;
+        const float *xb = x + i0 * d;
+        if ((rc = s_assign(index, nb, xb, index->opts.threads, dist, lab)) != 0)
+            goto on_error;
+        const uint8_t *src = (const uint8_t *)xb;
+        if (ivf->is_pq) {
+            struct s_encode_ctx ctx = {ivf, xb, lab, d, codes};
+            if ((rc = knn__parallel_for(nb, index->opts.threads, s_encode_chunk, &ctx)) != 0)
+                goto on_error;
+            src = codes;
+        }
+        /* Grow every touched list once, then append in input order (ids stay sorted per list). */
+        memset(count, 0, ivf->nlist * sizeof(size_t));
+        for (size_t i = 0; i < nb; i++) {
+            KNN_ASSERT(lab[i] >= 0 && (size_t)lab[i] < ivf->nlist);
+            count[lab[i]]++;
+        }
+        for (size_t l = 0; l < ivf->nlist; l++) {
+            if (!count[l])
+                continue;
+            size_t old = ivf->lists[l].size;
+            if ((rc = s_list_resize(ivf, l, old + count[l])) != 0)
+                goto on_error;
+            count[l] = old; /* next free slot */
+        }
+        for (size_t i = 0; i < nb; i++) {
+            struct s_list *list = &ivf->lists[lab[i]];
+            size_t pos = count[lab[i]]++;
+            memcpy(list->codes + pos * ivf->code_size, src + i * ivf->code_size, ivf->code_size);
+            list->ids[pos] = (int64_t)(index->ntotal + i0 + i);
+        }
+    }
+    index->ntotal += n;
+
+on_error:
+    knn_free(dist);
+    knn_free(lab);
+    knn_free(codes);
+    knn_free(count);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Search                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+struct s_search_ctx {
+    const struct knn_index *index;
+    size_t n, k, nprobe, block;
+    const float *x;
+    float *distances;
+    int64_t *labels;
+};
+
+/* Labels of IVFFlat results during a scan: list number in the high 32 bits, position below. */
+static int64_t s_enc(size_t list, size_t pos)
+{
+    return (int64_t)(((uint64_t)list << 32) | (uint64_t)pos);
+}
+
+/* Within runs of equal distances, order by id (the index.h contract), after decoding labels. */
+static void s_order_ties(float *dist, int64_t *ids, size_t k)
+{
+    for (size_t i = 1; i < k; i++) {
+        float dv = dist[i];
+        int64_t iv = ids[i];
+        size_t j = i;
+        while (j > 0 && dist[j - 1] == dv && ids[j - 1] > iv && iv >= 0) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = iv;
+    }
+}
+
+static int s_search_flat_block(
+    const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
+{
+    const struct knn_index *index = ctx->index;
+    const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim, k = ctx->k, nprobe = ctx->nprobe;
+    const int ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    struct knn__topk *heaps = NULL;
+    size_t *start = NULL;
+    uint32_t *order = NULL;
+    int rc = 0;
+    (void)cdist;
+
+    if (!(heaps = knn_malloc_array(nq, sizeof(*heaps))) || !(start = knn_calloc(ivf->nlist + 1, sizeof(size_t))) ||
+        !(order = knn_malloc_array(nq * nprobe, sizeof(uint32_t)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    for (size_t q = 0; q < nq; q++)
+        knn__topk_init(&heaps[q], k, ip, ctx->distances + (q0 + q) * k, ctx->labels + (q0 + q) * k);
+
+    /* Counting sort of the (query, list) pairs by list. */
+    for (size_t i = 0; i < nq * nprobe; i++) {
+        if (clab[i] >= 0)
+            start[clab[i] + 1]++;
+    }
+    for (size_t l = 0; l < ivf->nlist; l++)
+        start[l + 1] += start[l];
+    for (size_t i = 0; i < nq * nprobe; i++) {
+        if (clab[i] >= 0)
+            order[start[clab[i]]++] = (uint32_t)(i / nprobe);
+    }
+    /* start[l] now holds the end of list l's run; the run begins at start[l - 1] (0 for l = 0). */
+    size_t begin = 0;
+    for (size_t l = 0; l < ivf->nlist; l++) {
+        size_t end = start[l];
+        const struct s_list *list = &ivf->lists[l];
+        if (list->size > 0) {
+            for (size_t r = begin; r < end; r++) {
+                size_t q = order[r];
+                knn__scan_one(ctx->x + (q0 + q) * d, (const float *)list->codes, list->size, d, &heaps[q],
+                              s_enc(l, 0));
+            }
+        }
+        begin = end;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        knn__topk_finish(&heaps[q]);
+        float *dq = heaps[q].dist;
+        int64_t *iq = heaps[q].ids;
+        for (size_t j = 0; j < k; j++) {
+            if (iq[j] < 0)
+                continue;
+            size_t l = (size_t)((uint64_t)iq[j] >> 32), pos = (size_t)(iq[j] & 0xffffffff);
+            iq[j] = ivf->lists[l].ids[pos];
+        }
+        s_order_ties(dq, iq, k);
+    }
+
+on_error:
+    knn_free(heaps);
+    knn_free(start);
+    knn_free(order);
+    return rc;
+}
+
+/*
+ * ADC: distance = dis0 + sum over sub-quantizers of sim[i][code[i]]. `M` is a constant in the
+ * specialized callers, so the inner sum unrolls.
+ */
+__attribute__((always_inline)) static inline void s_adc_scan(
+    const uint8_t *codes, size_t n, size_t M, const float *sim, float dis0, const int64_t *ids, struct knn__topk *h)
+{
+    float thr = knn__topk_threshold(h);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *c = codes + i * M;
+        float a0 = dis0, a1 = dis0, a2 = dis0, a3 = dis0;
+        for (size_t m = 0; m < M; m++) {
+            const float *t = sim + m * KNN__PQ_KSUB;
+            a0 += t[c[m]];
+            a1 += t[c[M + m]];
+            a2 += t[c[2 * M + m]];
+            a3 += t[c[3 * M + m]];
+        }
+        if (a0 <= thr) {
+            knn__topk_push(h, a0, ids[i]);
+            thr = knn__topk_threshold(h);
+        }
+        if (a1 <= thr) {
+            knn__topk_push(h, a1, ids[i + 1]);
+            thr = knn__topk_threshold(h);
+        }
+        if (a2 <= thr) {
+            knn__topk_push(h, a2, ids[i + 2]);
+            thr = knn__topk_threshold(h);
+        }
+        if (a3 <= thr) {
+            knn__topk_push(h, a3, ids[i + 3]);
+            thr = knn__topk_threshold(h);
+        }
+    }
+    for (; i < n; i++) {
+        const uint8_t *c = codes + i * M;
+        float a = dis0;
+        for (size_t m = 0; m < M; m++)
+            a += sim[m * KNN__PQ_KSUB + c[m]];
+        if (a <= thr) {
+            knn__topk_push(h, a, ids[i]);
+            thr = knn__topk_threshold(h);
+        }
+    }
+}
+
+#define S_ADC_FIXED(M)                                                                                              \
+    static void s_adc_m##M(                                                                                         \
+        const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids,                 \
+        struct knn__topk *h)                                                                                        \
+    {                                                                                                               \
+        (void)m;                                                                                                    \
+        s_adc_scan(codes, n, M, sim, dis0, ids, h);                                                                 \
+    }
+S_ADC_FIXED(4)
+S_ADC_FIXED(8)
+S_ADC_FIXED(16)
+S_ADC_FIXED(32)
+
+static void s_adc_any(
+    const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids, struct knn__topk *h)
+{
+    s_adc_scan(codes, n, m, sim, dis0, ids, h);
+}
+
+typedef void(s_adc_fn)(
+    const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids, struct knn__topk *h);
+
+static s_adc_fn *s_adc_pick(size_t m)
+{
+    switch (m) {
+    case 4: return s_adc_m4;
+    case 8: return s_adc_m8;
+    case 16: return s_adc_m16;
+    case 32: return s_adc_m32;
+    default: return s_adc_any;
+    }
+}
+
+static int s_search_pq_block(
+    const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
+{
+    const struct knn_index *index = ctx->index;
+    const struct s_ivf *ivf = s_ivf(index);
+    const struct knn__pq *pq = &ivf->pq;
+    const size_t d = index->opts.dim, k = ctx->k, nprobe = ctx->nprobe;
+    const size_t tsize = pq->m * pq->ksub;
+    const float *cent = knn__index_flat_vectors(ivf->quantizer);
+    float *qtab = NULL, *sim = NULL, *res = NULL;
+    s_adc_fn *adc = s_adc_pick(pq->m);
+
+    if (!(qtab = knn_malloc_array(tsize, sizeof(float))) || !(sim = knn_malloc_array(tsize, sizeof(float))) ||
+        !(res = knn_malloc_array(d, sizeof(float)))) {
+        knn_free(qtab);
+        knn_free(sim);
+        knn_free(res);
+        return KNN_ENOMEM;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        const float *xq = ctx->x + (q0 + q) * d;
+        struct knn__topk h;
+        knn__topk_init(&h, k, 0, ctx->distances + (q0 + q) * k, ctx->labels + (q0 + q) * k);
+        if (!ivf->by_residual) {
+            knn__pq_l2_table(pq, xq, sim);
+        } else if (ivf->precomputed) {
+            knn__pq_dot_table(pq, xq, qtab);
+            for (size_t j = 0; j < tsize; j++)
+                qtab[j] *= -2.0f;
+        }
+        for (size_t p = 0; p < nprobe; p++) {
+            int64_t l = clab[q * nprobe + p];
+            if (l < 0)
+                continue;
+            const struct s_list *list = &ivf->lists[l];
+            if (list->size == 0)
+                continue;
+            float dis0 = 0.0f;
+            if (ivf->by_residual && ivf->precomputed) {
+                const float *t1 = ivf->precomputed + (size_t)l * tsize;
+                for (size_t j = 0; j < tsize; j++)
+                    sim[j] = t1[j] + qtab[j];
+                dis0 = cdist[q * nprobe + p];
+            } else if (ivf->by_residual) {
+                const float *c = cent + (size_t)l * d;
+                for (size_t j = 0; j < d; j++)
+                    res[j] = xq[j] - c[j];
+                knn__pq_l2_table(pq, res, sim);
+            }
+            adc(list->codes, list->size, pq->m, sim, dis0, list->ids, &h);
+        }
+        knn__topk_finish(&h);
+    }
+    knn_free(qtab);
+    knn_free(sim);
+    knn_free(res);
+    return 0;
+}
+
+static int s_search_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
+{
+    const struct s_search_ctx *ctx = ctx_;
+    const struct knn_index *index = ctx->index;
+    const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    float *cdist = NULL;
+    int64_t *clab = NULL;
+    int rc = 0;
+
+    size_t most = ctx->block * ctx->nprobe;
+    if (!(cdist = knn_malloc_array(most, sizeof(float))) || !(clab = knn_malloc_array(most, sizeof(int64_t)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    for (size_t b = begin; b < end; b++) {
+        size_t q0 = b * ctx->block;
+        size_t nq = ctx->n - q0 < ctx->block ? ctx->n - q0 : ctx->block;
+        struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
+        sp.threads = 1;
+        rc = ivf->quantizer->vtable->search(ivf->quantizer, nq, ctx->x + q0 * d, ctx->nprobe, cdist, clab, &sp);
+        if (rc != 0)
+            goto on_error;
+        rc = ivf->is_pq ? s_search_pq_block(ctx, q0, nq, cdist, clab) : s_search_flat_block(ctx, q0, nq, cdist, clab);
+        if (rc != 0)
+            goto on_error;
+    }
+
+on_error:
+    knn_free(cdist);
+    knn_free(clab);
+    return rc;
+}
+
+static int s_search(
+    const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
+    const struct knn_search_params *params)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    size_t nprobe = params->nprobe ? params->nprobe : index->opts.nprobe;
+    if (nprobe > ivf->nlist)
+        nprobe = ivf->nlist;
+    if (nprobe == 0)
+        nprobe = 1;
+    size_t threads = params->threads ? params->threads : index->opts.threads;
+    size_t nthreads = knn__resolve_threads(threads, n);
+    size_t block = (n + nthreads - 1) / nthreads;
+    if (block > S_QUERY_BLOCK)
+        block = S_QUERY_BLOCK;
+    struct s_search_ctx ctx = {index, n, k, nprobe, block, x, distances, labels};
+    size_t nblocks = (n + block - 1) / block;
+    return knn__parallel_for(nblocks, nthreads, s_search_chunk, &ctx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Life cycle                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static void s_destroy(struct knn_index *index)
+{
+    if (!index)
+        return;
+    struct s_ivf *ivf = s_ivf(index);
+    if (ivf) {
+        if (ivf->lists) {
+            for (size_t l = 0; l < ivf->nlist; l++) {
+                knn_free(ivf->lists[l].codes);
+                knn_free(ivf->lists[l].ids);
+            }
+        }
+        knn_free(ivf->lists);
+        knn_index_destroy(ivf->quantizer);
+        knn__pq_clean_up(&ivf->pq);
+        knn_free(ivf->precomputed);
+        knn_free(ivf);
+    }
+    knn_free(index);
+}
+
+static const struct knn_index_vtable s_ivfflat_vtable = {"IndexIVFFlat", s_train, s_add, s_search, s_destroy};
+static const struct knn_index_vtable s_ivfpq_vtable = {"IndexIVFPQ", s_train, s_add, s_search, s_destroy};
+
+int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *opts)
+{
+    struct knn_index *index = NULL;
+    struct s_ivf *ivf = NULL;
+    int rc = 0;
+    const char *name = opts->type == KNN_INDEX_IVFPQ ? "IndexIVFPQ" : "IndexIVFFlat";
+
+    *out = NULL;
+    if (opts->type != KNN_INDEX_IVFFLAT && opts->type != KNN_INDEX_IVFPQ)
+        return knn_error_set(KNN_EINVAL, "IVF index: type %d is not IVFFlat or IVFPQ", (int)opts->type);
+    if (opts->dim == 0)
+        return knn_error_set(KNN_EINVAL, "%s: dimension 0", name);
+    if (opts->nlist == 0 || opts->nlist > INT32_MAX)
+        return knn_error_set(KNN_EINVAL, "%s: nlist = %zu (must be 1 .. 2^31 - 1)", name, opts->nlist);
+    if (opts->nprobe == 0)
+        return knn_error_set(KNN_EINVAL, "%s: nprobe must be at least 1", name);
+    if (opts->metric != KNN_METRIC_L2 && opts->metric != KNN_METRIC_INNER_PRODUCT)
+        return knn_error_set(KNN_EINVAL, "%s: unknown metric %d", name, (int)opts->metric);
+    if (opts->type == KNN_INDEX_IVFPQ) {
+        if (opts->metric != KNN_METRIC_L2)
+            return knn_error_set(KNN_EINVAL, "%s: only the L2 metric is supported (as in SageMaker)", name);
+        if (opts->pq_m == 0 || opts->dim % opts->pq_m != 0)
+            return knn_error_set(KNN_EINVAL, "%s: pq_m = %zu must divide the dimension %zu", name, opts->pq_m,
+                                 opts->dim);
+    }
+    if (opts->dim > SIZE_MAX / sizeof(float) / 64)
+        return knn_error_set(KNN_EINVAL, "%s: dimension %zu is too large", name, opts->dim);
+
+    if (!(index = knn_calloc(1, sizeof(*index))) || !(ivf = knn_calloc(1, sizeof(*ivf)))) {
+        knn_free(index);
+        return KNN_ENOMEM;
+    }
+    index->impl = ivf;
+    index->opts = *opts;
+    index->vtable = opts->type == KNN_INDEX_IVFPQ ? &s_ivfpq_vtable : &s_ivfflat_vtable;
+    ivf->nlist = opts->nlist;
+    ivf->is_pq = opts->type == KNN_INDEX_IVFPQ;
+    ivf->by_residual = 1;
+    ivf->code_size = ivf->is_pq ? opts->pq_m : opts->dim * sizeof(float);
+    if (!(ivf->lists = knn_calloc(ivf->nlist, sizeof(*ivf->lists)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    if (ivf->is_pq && (rc = knn__pq_init(&ivf->pq, opts->dim, opts->pq_m)) != 0)
+        goto on_error;
+    *out = index;
+    return 0;
+
+on_error:
+    s_destroy(index);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Accessors for index_io.c                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+const struct knn_index *knn__ivf_quantizer(const struct knn_index *index)
+{
+    return s_ivf(index)->quantizer;
+}
+
+size_t knn__ivf_code_size(const struct knn_index *index)
+{
+    return s_ivf(index)->code_size;
+}
+
+void knn__ivf_list(const struct knn_index *index, size_t l, size_t *size, const uint8_t **codes, const int64_t **ids)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    KNN_ASSERT(l < ivf->nlist);
+    *size = ivf->lists[l].size;
+    *codes = ivf->lists[l].codes;
+    *ids = ivf->lists[l].ids;
+}
+
+const struct knn__pq *knn__ivf_pq(const struct knn_index *index)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    return ivf->is_pq ? &ivf->pq : NULL;
+}
+
+int knn__ivf_by_residual(const struct knn_index *index)
+{
+    return s_ivf(index)->by_residual;
+}
+
+int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const float *pq_centroids, int by_residual)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    int rc = 0;
+    if (quantizer->opts.type != KNN_INDEX_FLAT || quantizer->opts.dim != index->opts.dim ||
+        quantizer->ntotal != ivf->nlist) {
+        rc = knn_error_set(KNN_EMISMATCH, "%s: the quantizer holds %zu vectors of %zu floats, expected %zu of %zu",
+                           index->vtable->name, quantizer->ntotal, quantizer->opts.dim, ivf->nlist, index->opts.dim);
+        knn_index_destroy(quantizer);
+        return rc;
+    }
+    if (ivf->is_pq && quantizer->opts.metric != KNN_METRIC_L2) {
+        knn_index_destroy(quantizer);
+        return knn_error_set(KNN_EUNSUPPORTED, "%s: an inner-product coarse quantizer is not supported",
+                             index->vtable->name);
+    }
+    knn_index_destroy(ivf->quantizer);
+    ivf->quantizer = quantizer;
+    if (ivf->is_pq) {
+        ivf->by_residual = by_residual != 0;
+        memcpy(ivf->pq.centroids, pq_centroids, ivf->pq.m * ivf->pq.ksub * ivf->pq.dsub * sizeof(float));
+        if ((rc = knn__pq_prepare(&ivf->pq)) != 0 || (rc = s_precompute(index)) != 0)
+            return rc;
+    }
+    index->is_trained = 1;
+    return 0;
+}
+
+int knn__ivf_list_alloc(struct knn_index *index, size_t l, size_t size, uint8_t **codes, int64_t **ids)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    KNN_ASSERT(l < ivf->nlist && ivf->lists[l].size == 0);
+    int rc = s_list_resize(ivf, l, size);
+    if (rc != 0)
+        return rc;
+    *codes = ivf->lists[l].codes;
+    *ids = ivf->lists[l].ids;
+    return 0;
+}
