@@ -6,6 +6,8 @@
  * Vectors are float32, d wide. Accumulation is in float, as FAISS does.
  */
 
+#include "topk.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +31,18 @@ void knn__normalize_rows(float *x, size_t n, size_t d);
 int knn__exact_search_block(
     const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
     size_t k, float *distances, int64_t *labels, int64_t id_offset, int init);
+
+/**
+ * Exact k-NN of one query against nb base vectors, streaming the base once (a memory-bound GEMV with
+ * the distance and the threshold test fused: the right kernel for a single query or a handful).
+ * Candidates are offered to `h` (whose `ip` selects the metric), with ids offset by `id_offset`.
+ * L2 distances are computed directly as sum((x - y)^2).
+ */
+void knn__scan_one(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset);
+
+/** Non-zero when the AVX2+FMA kernels are in use (the CPU has them and they are not disabled). */
+int knn__simd_enabled(void);
+/** Tests: force the portable kernels (on = 0) or allow the SIMD ones again (on = 1). */
+void knn__simd_set_enabled(int on);
 
 #endif

@@ -18,6 +18,16 @@ struct knn_model {
 };
 
 /**
+ * Check model->cfg (as built, or as read from model_algo-1.json) and set up the transform from it:
+ * rebuild the dimension reduction from (dimred, feature_dim, dimred_target, dimred_seed), set
+ * normalize (COSINE) and effective_dim (the reduced or feature dim, raised to a multiple of pq_m for
+ * IVFPQ: zero-padding). cfg.dimred_target is the target in effect: knn_model_build stores it already
+ * raised to a multiple of pq_m (spec §2.6), so a loaded model rebuilds the identical transform.
+ * model_io.c calls this after reading the JSON. Returns KNN_ECONFIG for an inconsistent config.
+ */
+int knn__model_setup_transform(struct knn_model *model);
+
+/**
  * Apply the model's transform to n rows of cfg.feature_dim floats: reduce, normalize, zero-pad to
  * effective_dim. `out` holds n * effective_dim floats. Used by build and predict (model.c).
  */

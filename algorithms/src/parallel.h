@@ -22,4 +22,10 @@ size_t knn__ncores(void);
 /** Worker count for `threads` (0 = ncores), never more than `work_items`, at least 1. */
 size_t knn__resolve_threads(size_t threads, size_t work_items);
 
+/**
+ * Make OpenBLAS single-threaded (openblas_set_num_threads(1)), once per process; every caller of
+ * BLAS in the library calls this first. Thread-safe.
+ */
+void knn__blas_single_threaded(void);
+
 #endif

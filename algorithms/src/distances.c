@@ -1,0 +1,417 @@
+/*
+ * Distance kernels: exact search by tiled sgemm for batches, a fused streaming kernel for single
+ * queries, and the small vector helpers the index types share.
+ *
+ * Batches (knn__exact_search_block): queries and base are cut into tiles; one cblas_sgemm per tile
+ * computes -2 x.y (L2) or x.y (inner product) into a scratch tile that stays in the L2 cache, and a
+ * scan adds the norms and tests each distance against the query's running k-th best before anything
+ * touches the heap (8 at a time with AVX2, one compare and a movemask per 8 candidates).
+ *
+ * Single queries (knn__scan_one) are memory-bound: the base is streamed once and each 8 rows are
+ * reduced to 8 distances in registers, tested against the threshold in the same pass.
+ *
+ * The AVX2/FMA kernels are compiled with __attribute__((target)) and chosen at run time; the
+ * portable versions compute the same values in the same order where the results are compared
+ * (the batch scan), so a CPU without AVX2 returns identical answers, only slower.
+ */
+#include "distances.h"
+
+#include "parallel.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define S_HAVE_X86 1
+#else
+#define S_HAVE_X86 0
+#endif
+
+/*
+ * Tile sizes of the batch search. S_QUERY_TILE queries x S_BASE_TILE base vectors of distances is
+ * 256 KiB: it stays in the 1 MiB L2 between the sgemm that writes it and the scan that reads it,
+ * next to the packed operands.
+ */
+#define S_QUERY_TILE 256
+#define S_BASE_TILE 256
+
+/* ---- CPU dispatch ---- */
+
+static int s_simd_state = -1; /* -1 unknown, 0 portable, 1 AVX2+FMA */
+static int s_simd_disabled;
+
+int knn__simd_enabled(void)
+{
+    int v = __atomic_load_n(&s_simd_state, __ATOMIC_RELAXED);
+    if (v < 0) {
+#if S_HAVE_X86
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        v = 0;
+#endif
+        __atomic_store_n(&s_simd_state, v, __ATOMIC_RELAXED);
+    }
+    return v && !__atomic_load_n(&s_simd_disabled, __ATOMIC_RELAXED);
+}
+
+void knn__simd_set_enabled(int on)
+{
+    __atomic_store_n(&s_simd_disabled, !on, __ATOMIC_RELAXED);
+}
+
+/* ---- small helpers ---- */
+
+float knn__l2sqr(const float *a, const float *b, size_t d)
+{
+    float s = 0;
+    for (size_t i = 0; i < d; i++) {
+        float t = a[i] - b[i];
+        s += t * t;
+    }
+    return s;
+}
+
+float knn__dot(const float *a, const float *b, size_t d)
+{
+    float s = 0;
+    for (size_t i = 0; i < d; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+void knn__norms_sqr(const float *x, size_t n, size_t d, float *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = knn__dot(x + i * d, x + i * d, d);
+}
+
+void knn__normalize_rows(float *x, size_t n, size_t d)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *row = x + i * d;
+        double s = 0;
+        for (size_t j = 0; j < d; j++)
+            s += (double)row[j] * row[j];
+        if (s > 0) {
+            float inv = (float)(1.0 / sqrt(s));
+            for (size_t j = 0; j < d; j++)
+                row[j] *= inv;
+        }
+    }
+}
+
+/* ---- the scan of one row of a distance tile ---- */
+
+/*
+ * Offer tile[j] (+ base_norms[j] + qnorm, clamped at 0, for L2) for j < nb to h, with ids id0 + j.
+ * A candidate reaches the heap only if it is at least as good as the current threshold; equal
+ * distances go through so that the heap's id rule decides.
+ */
+static void s_scan_tile_row_portable(
+    const float *tile, const float *base_norms, size_t nb, float qnorm, struct knn__topk *h, int64_t id0)
+{
+    float thr = knn__topk_threshold(h);
+    if (h->ip) {
+        for (size_t j = 0; j < nb; j++) {
+            float v = tile[j];
+            if (v >= thr) {
+                knn__topk_push(h, v, id0 + (int64_t)j);
+                thr = knn__topk_threshold(h);
+            }
+        }
+    } else {
+        for (size_t j = 0; j < nb; j++) {
+            float v = (tile[j] + base_norms[j]) + qnorm;
+            v = v > 0 ? v : 0;
+            if (v <= thr) {
+                knn__topk_push(h, v, id0 + (int64_t)j);
+                thr = knn__topk_threshold(h);
+            }
+        }
+    }
+}
+
+#if S_HAVE_X86
+__attribute__((target("avx2,fma"))) static void s_scan_tile_row_avx2(
+    const float *tile, const float *base_norms, size_t nb, float qnorm, struct knn__topk *h, int64_t id0)
+{
+    float thr = knn__topk_threshold(h);
+    __m256 vthr = _mm256_set1_ps(thr);
+    size_t j = 0;
+    if (h->ip) {
+        for (; j + 16 <= nb; j += 16) {
+            __m256 v0 = _mm256_loadu_ps(tile + j);
+            __m256 v1 = _mm256_loadu_ps(tile + j + 8);
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_GE_OQ))
+                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_GE_OQ)) << 8);
+            if (m) {
+                while (m) {
+                    unsigned b = (unsigned)__builtin_ctz(m);
+                    m &= m - 1;
+                    float v = tile[j + b];
+                    if (v >= thr) {
+                        knn__topk_push(h, v, id0 + (int64_t)(j + b));
+                        thr = knn__topk_threshold(h);
+                    }
+                }
+                vthr = _mm256_set1_ps(thr);
+            }
+        }
+        for (; j < nb; j++) {
+            float v = tile[j];
+            if (v >= thr) {
+                knn__topk_push(h, v, id0 + (int64_t)j);
+                thr = knn__topk_threshold(h);
+            }
+        }
+        return;
+    }
+    __m256 vq = _mm256_set1_ps(qnorm);
+    __m256 zero = _mm256_setzero_ps();
+    float buf[16];
+    for (; j + 16 <= nb; j += 16) {
+        __m256 v0 = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(tile + j), _mm256_loadu_ps(base_norms + j)), vq);
+        __m256 v1 = _mm256_add_ps(
+            _mm256_add_ps(_mm256_loadu_ps(tile + j + 8), _mm256_loadu_ps(base_norms + j + 8)), vq);
+        v0 = _mm256_max_ps(v0, zero);
+        v1 = _mm256_max_ps(v1, zero);
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_LE_OQ))
+            | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_LE_OQ)) << 8);
+        if (m) {
+            _mm256_storeu_ps(buf, v0);
+            _mm256_storeu_ps(buf + 8, v1);
+            while (m) {
+                unsigned b = (unsigned)__builtin_ctz(m);
+                m &= m - 1;
+                if (buf[b] <= thr) {
+                    knn__topk_push(h, buf[b], id0 + (int64_t)(j + b));
+                    thr = knn__topk_threshold(h);
+                }
+            }
+            vthr = _mm256_set1_ps(thr);
+        }
+    }
+    if (j < nb)
+        s_scan_tile_row_portable(tile + j, base_norms + j, nb - j, qnorm, h, id0 + (int64_t)j);
+}
+#endif
+
+static void s_scan_tile_row(
+    const float *tile, const float *base_norms, size_t nb, float qnorm, struct knn__topk *h, int64_t id0)
+{
+#if S_HAVE_X86
+    if (knn__simd_enabled()) {
+        s_scan_tile_row_avx2(tile, base_norms, nb, qnorm, h, id0);
+        return;
+    }
+#endif
+    s_scan_tile_row_portable(tile, base_norms, nb, qnorm, h, id0);
+}
+
+/* ---- batches: tiled sgemm ---- */
+
+/* Turn a best-first result list back into a heap (a worst-first list is one). Returns its size. */
+static size_t s_reheap(float *dist, int64_t *ids, size_t k)
+{
+    size_t size = 0;
+    while (size < k && ids[size] >= 0)
+        size++;
+    for (size_t i = 0, j = size ? size - 1 : 0; i < j; i++, j--) {
+        float td = dist[i];
+        dist[i] = dist[j];
+        dist[j] = td;
+        int64_t ti = ids[i];
+        ids[i] = ids[j];
+        ids[j] = ti;
+    }
+    return size;
+}
+
+int knn__exact_search_block(
+    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
+    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
+{
+    float *tile = NULL, *qnorms = NULL, *own_norms = NULL;
+    int rc = 0;
+
+    if (nq == 0 || k == 0)
+        return 0;
+    if (init) {
+        for (size_t i = 0; i < nq * k; i++) {
+            distances[i] = ip ? -INFINITY : INFINITY;
+            labels[i] = -1;
+        }
+    }
+    if (nb == 0)
+        return 0;
+    knn__blas_single_threaded();
+
+    size_t qt = nq < S_QUERY_TILE ? nq : S_QUERY_TILE;
+    size_t bt = nb < S_BASE_TILE ? nb : S_BASE_TILE;
+    if (!(tile = knn_malloc_array(qt * bt, sizeof(float))) || !(qnorms = knn_malloc_array(qt, sizeof(float)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    if (!ip && !base_norms) {
+        if (!(own_norms = knn_malloc_array(nb, sizeof(float)))) {
+            rc = KNN_ENOMEM;
+            goto on_error;
+        }
+        knn__norms_sqr(base, nb, d, own_norms);
+        base_norms = own_norms;
+    }
+
+    for (size_t q0 = 0; q0 < nq; q0 += qt) {
+        size_t qn = nq - q0 < qt ? nq - q0 : qt;
+        const float *q = queries + q0 * d;
+        struct knn__topk heaps[S_QUERY_TILE];
+        for (size_t i = 0; i < qn; i++) {
+            float *hd = distances + (q0 + i) * k;
+            int64_t *hi = labels + (q0 + i) * k;
+            knn__topk_init(&heaps[i], k, ip, hd, hi);
+            heaps[i].size = s_reheap(hd, hi, k);
+        }
+        if (!ip)
+            knn__norms_sqr(q, qn, d, qnorms);
+        for (size_t b0 = 0; b0 < nb; b0 += bt) {
+            size_t bn = nb - b0 < bt ? nb - b0 : bt;
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, (int)qn, (int)bn, (int)d, ip ? 1.0f : -2.0f, q, (int)d,
+                base + b0 * d, (int)d, 0.0f, tile, (int)bn);
+            for (size_t i = 0; i < qn; i++) {
+                s_scan_tile_row(
+                    tile + i * bn, ip ? NULL : base_norms + b0, bn, ip ? 0 : qnorms[i], &heaps[i],
+                    id_offset + (int64_t)b0);
+            }
+        }
+        for (size_t i = 0; i < qn; i++)
+            knn__topk_finish(&heaps[i]);
+    }
+
+on_error:
+    knn_free(tile);
+    knn_free(qnorms);
+    knn_free(own_norms);
+    return rc;
+}
+
+/* ---- single queries: the fused streaming kernel ---- */
+
+static void s_scan_one_portable(
+    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+{
+    float thr = knn__topk_threshold(h);
+    for (size_t j = 0; j < nb; j++) {
+        const float *y = base + j * d;
+        float v = h->ip ? knn__dot(query, y, d) : knn__l2sqr(query, y, d);
+        if (h->ip ? v >= thr : v <= thr) {
+            knn__topk_push(h, v, id_offset + (int64_t)j);
+            thr = knn__topk_threshold(h);
+        }
+    }
+}
+
+#if S_HAVE_X86
+/* Sum each of 8 vectors horizontally: the result holds sum(a0), ..., sum(a7). */
+__attribute__((target("avx2,fma"))) static inline __m256 s_hsum8(
+    __m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7)
+{
+    __m256 t0 = _mm256_hadd_ps(a0, a1);
+    __m256 t1 = _mm256_hadd_ps(a2, a3);
+    __m256 t2 = _mm256_hadd_ps(a4, a5);
+    __m256 t3 = _mm256_hadd_ps(a6, a7);
+    __m256 u0 = _mm256_hadd_ps(t0, t1);
+    __m256 u1 = _mm256_hadd_ps(t2, t3);
+    __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20);
+    __m256 hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+    return _mm256_add_ps(lo, hi);
+}
+
+static const int32_t s_tail_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Accumulate row `y` against the query into acc (L2: (y-q)^2, IP: y*q). */
+#define S_ROW_ACC(acc, y)                                                                                          \
+    do {                                                                                                          \
+        const float *s_y = (y);                                                                                   \
+        size_t s_j = 0;                                                                                           \
+        for (; s_j + 8 <= d; s_j += 8) {                                                                          \
+            __m256 s_b = _mm256_loadu_ps(s_y + s_j);                                                              \
+            __m256 s_q = _mm256_loadu_ps(query + s_j);                                                            \
+            if (ip) {                                                                                             \
+                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                             \
+            } else {                                                                                              \
+                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                             \
+                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                             \
+            }                                                                                                     \
+        }                                                                                                         \
+        if (s_j < d) {                                                                                            \
+            __m256 s_b = _mm256_maskload_ps(s_y + s_j, tail);                                                     \
+            __m256 s_q = _mm256_maskload_ps(query + s_j, tail);                                                   \
+            if (ip) {                                                                                             \
+                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                             \
+            } else {                                                                                              \
+                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                             \
+                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                             \
+            }                                                                                                     \
+        }                                                                                                         \
+    } while (0)
+
+__attribute__((target("avx2,fma"))) static void s_scan_one_avx2(
+    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+{
+    const int ip = h->ip;
+    const __m256i tail = _mm256_loadu_si256((const __m256i *)(s_tail_masks + 8 - d % 8));
+    float thr = knn__topk_threshold(h);
+    __m256 vthr = _mm256_set1_ps(thr);
+    float buf[8];
+    size_t j = 0;
+    for (; j + 8 <= nb; j += 8) {
+        const float *y = base + j * d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),
+               a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+        S_ROW_ACC(a0, y);
+        S_ROW_ACC(a1, y + d);
+        S_ROW_ACC(a2, y + 2 * d);
+        S_ROW_ACC(a3, y + 3 * d);
+        S_ROW_ACC(a4, y + 4 * d);
+        S_ROW_ACC(a5, y + 5 * d);
+        S_ROW_ACC(a6, y + 6 * d);
+        S_ROW_ACC(a7, y + 7 * d);
+        __m256 v = s_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
+        /* v >= thr for inner product, v <= thr for L2 */
+        __m256 pass = ip ? _mm256_cmp_ps(vthr, v, _CMP_LE_OQ) : _mm256_cmp_ps(v, vthr, _CMP_LE_OQ);
+        unsigned m = (unsigned)_mm256_movemask_ps(pass);
+        if (m) {
+            _mm256_storeu_ps(buf, v);
+            while (m) {
+                unsigned b = (unsigned)__builtin_ctz(m);
+                m &= m - 1;
+                if (ip ? buf[b] >= thr : buf[b] <= thr) {
+                    knn__topk_push(h, buf[b], id_offset + (int64_t)(j + b));
+                    thr = knn__topk_threshold(h);
+                }
+            }
+            vthr = _mm256_set1_ps(thr);
+        }
+    }
+    if (j < nb)
+        s_scan_one_portable(query, base + j * d, nb - j, d, h, id_offset + (int64_t)j);
+}
+#endif
+
+void knn__scan_one(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+{
+#if S_HAVE_X86
+    if (knn__simd_enabled()) {
+        s_scan_one_avx2(query, base, nb, d, h, id_offset);
+        return;
+    }
+#endif
+    s_scan_one_portable(query, base, nb, d, h, id_offset);
+}

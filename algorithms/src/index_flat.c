@@ -1,0 +1,226 @@
+/*
+ * The Flat index (faiss IndexFlatL2 / IndexFlatIP): the vectors as added, plus their squared norms
+ * for L2, searched exactly.
+ *
+ * How a search is spread over the threads:
+ * - many queries: each worker takes a contiguous share of the queries and searches the whole base
+ *   with the tiled-sgemm kernel (compute-bound, the base is re-read from memory once per tile of
+ *   queries);
+ * - few queries (fewer than S_SPLIT_QUERIES per worker) on a large enough base: each worker searches
+ *   all the queries against its share of the base, and the per-worker top-k lists are merged. One
+ *   query is memory-bound, so this is how it uses more than one core.
+ * Inside a worker, fewer than S_GEMM_MIN_QUERIES queries use the fused streaming kernel (one pass
+ * over the base per query) and more use sgemm.
+ * The answer does not depend on the split: equal distances are ordered by id (topk.h).
+ */
+#include "index_flat.h"
+
+#include "distances.h"
+#include "parallel.h"
+#include "topk.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Below this many queries in a worker, stream the base once per query instead of calling sgemm. */
+#define S_GEMM_MIN_QUERIES 4
+/* Split the base instead of the queries when there are fewer queries than this per worker. */
+#define S_SPLIT_QUERIES 128
+/* ... and only when each worker gets at least this many floats of the base to scan. */
+#define S_SPLIT_MIN_FLOATS (1u << 16)
+
+struct s_flat {
+    float *xb;    /* ntotal * dim */
+    float *norms; /* ntotal squared norms (L2 only) */
+    size_t cap;   /* vectors allocated */
+};
+
+static void s_destroy(struct knn_index *index)
+{
+    struct s_flat *f = index->impl;
+    if (f) {
+        knn_free(f->xb);
+        knn_free(f->norms);
+        knn_free(f);
+    }
+    knn_free(index);
+}
+
+static int s_add(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_flat *f = index->impl;
+    size_t d = index->opts.dim;
+    int l2 = index->opts.metric == KNN_METRIC_L2;
+    size_t need;
+    if (knn_add_size(&need, index->ntotal, n) != 0)
+        return knn_error_set(KNN_ENOMEM, "flat index: adding %zu vectors overflows", n);
+    if (need > f->cap) {
+        size_t cap = f->cap + f->cap / 2;
+        if (cap < need)
+            cap = need;
+        size_t floats;
+        if (knn_mul_size(&floats, cap, d) != 0)
+            return knn_error_set(KNN_ENOMEM, "flat index: %zu vectors of dimension %zu overflow", cap, d);
+        float *xb = knn_realloc_array(f->xb, floats, sizeof(float));
+        if (!xb)
+            return knn_error_wrap(KNN_ENOMEM, "flat index: %zu vectors of dimension %zu", cap, d);
+        f->xb = xb;
+        if (l2) {
+            float *norms = knn_realloc_array(f->norms, cap, sizeof(float));
+            if (!norms)
+                return knn_error_wrap(KNN_ENOMEM, "flat index: norms of %zu vectors", cap);
+            f->norms = norms;
+        }
+        f->cap = cap;
+    }
+    memcpy(f->xb + index->ntotal * d, x, n * d * sizeof(float));
+    if (l2)
+        knn__norms_sqr(x, n, d, f->norms + index->ntotal);
+    index->ntotal += n;
+    return 0;
+}
+
+/* Search nq queries against nb base vectors (ids from id0) into best-first lists. */
+static int s_search_range(
+    const float *q, size_t nq, const float *base, const float *norms, size_t nb, size_t d, int ip, size_t k,
+    float *distances, int64_t *labels, int64_t id0)
+{
+    if (nq >= S_GEMM_MIN_QUERIES)
+        return knn__exact_search_block(q, nq, base, norms, nb, d, ip, k, distances, labels, id0, 1);
+    for (size_t i = 0; i < nq; i++) {
+        struct knn__topk h;
+        knn__topk_init(&h, k, ip, distances + i * k, labels + i * k);
+        knn__scan_one(q + i * d, base, nb, d, &h, id0);
+        knn__topk_finish(&h);
+    }
+    return 0;
+}
+
+struct s_search {
+    const struct knn_index *index;
+    const struct s_flat *f;
+    size_t n, k, d;
+    int ip;
+    const float *x;
+    float *distances;
+    int64_t *labels;
+    /* split-base mode: one n*k result list per worker */
+    float *wdist;
+    int64_t *wlabels;
+};
+
+static int s_chunk_queries(void *ctx, size_t begin, size_t end, size_t worker)
+{
+    struct s_search *s = ctx;
+    int rc = s_search_range(
+        s->x + begin * s->d, end - begin, s->f->xb, s->f->norms, s->index->ntotal, s->d, s->ip, s->k,
+        s->distances + begin * s->k, s->labels + begin * s->k, 0);
+    return rc ? knn_error_wrap(rc, "flat search, queries %zu..%zu", begin, end) : 0;
+}
+
+static int s_chunk_base(void *ctx, size_t begin, size_t end, size_t worker)
+{
+    struct s_search *s = ctx;
+    size_t nk = s->n * s->k;
+    int rc = s_search_range(
+        s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip,
+        s->k, s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin);
+    return rc ? knn_error_wrap(rc, "flat search, base %zu..%zu", begin, end) : 0;
+}
+
+static int s_search(
+    const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
+    const struct knn_search_params *params)
+{
+    struct s_search s = {
+        .index = index,
+        .f = index->impl,
+        .n = n,
+        .k = k,
+        .d = index->opts.dim,
+        .ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT,
+        .x = x,
+        .distances = distances,
+        .labels = labels,
+    };
+    size_t ntotal = index->ntotal;
+    size_t threads = knn__resolve_threads(params->threads ? params->threads : index->opts.threads, SIZE_MAX);
+    size_t max_split = (ntotal * s.d) / S_SPLIT_MIN_FLOATS;
+    size_t split = threads < max_split ? threads : max_split;
+
+    if (threads == 1 || n >= threads * S_SPLIT_QUERIES || split < 2)
+        return knn__parallel_for(n, threads, s_chunk_queries, &s);
+
+    /* Few queries: split the base over the workers, then merge their lists. */
+    int rc = 0;
+    size_t nk = n * k, total;
+    if (knn_mul_size(&total, nk, split) != 0)
+        return knn_error_set(KNN_ENOMEM, "flat search: %zu queries x k=%zu x %zu workers overflows", n, k, split);
+    s.wdist = knn_malloc_array(total, sizeof(float));
+    s.wlabels = knn_malloc_array(total, sizeof(int64_t));
+    if (!s.wdist || !s.wlabels) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    rc = knn__parallel_for(ntotal, split, s_chunk_base, &s);
+    if (rc != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        struct knn__topk h;
+        knn__topk_init(&h, k, s.ip, distances + i * k, labels + i * k);
+        for (size_t w = 0; w < split; w++) {
+            const float *wd = s.wdist + w * nk + i * k;
+            const int64_t *wl = s.wlabels + w * nk + i * k;
+            for (size_t j = 0; j < k && wl[j] >= 0; j++)
+                knn__topk_push(&h, wd[j], wl[j]);
+        }
+        knn__topk_finish(&h);
+    }
+done:
+    knn_free(s.wdist);
+    knn_free(s.wlabels);
+    return rc;
+}
+
+static const struct knn_index_vtable s_vtable_l2 = {
+    .name = "IndexFlatL2",
+    .train = NULL,
+    .add = s_add,
+    .search = s_search,
+    .destroy = s_destroy,
+};
+
+static const struct knn_index_vtable s_vtable_ip = {
+    .name = "IndexFlatIP",
+    .train = NULL,
+    .add = s_add,
+    .search = s_search,
+    .destroy = s_destroy,
+};
+
+int knn__index_flat_new(struct knn_index **out, const struct knn_index_options *opts)
+{
+    struct knn_index *index = knn_calloc(1, sizeof(*index));
+    struct s_flat *f = knn_calloc(1, sizeof(*f));
+    if (!index || !f) {
+        knn_free(index);
+        knn_free(f);
+        return knn_error_wrap(KNN_ENOMEM, "flat index");
+    }
+    index->vtable = opts->metric == KNN_METRIC_L2 ? &s_vtable_l2 : &s_vtable_ip;
+    index->impl = f;
+    index->opts = *opts;
+    index->ntotal = 0;
+    index->is_trained = 1;
+    *out = index;
+    return 0;
+}
+
+const float *knn__index_flat_vectors(const struct knn_index *flat)
+{
+    const struct s_flat *f = flat->impl;
+    return f->xb;
+}

@@ -1,0 +1,520 @@
+/*
+ * The model pipeline: configuration checks, the transform (dimension reduction, COSINE
+ * normalization, PQ zero-padding), building the index, and prediction (majority vote or mean).
+ * The three model files are model_io.c's.
+ */
+#include "model_impl.h"
+
+#include "distances.h"
+#include "index_ivf.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows transformed and searched per step of build and predict (bounds the scratch memory). */
+#define S_CHUNK_ROWS 4096
+
+static size_t s_round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
+
+int knn__model_setup_transform(struct knn_model *model)
+{
+    const struct knn_model_config *cfg = &model->cfg;
+    if (cfg->feature_dim == 0)
+        return knn_error_set(KNN_ECONFIG, "model: feature_dim must be positive");
+    if (cfg->k == 0)
+        return knn_error_set(KNN_ECONFIG, "model: k must be positive");
+    if (cfg->predictor != KNN_PREDICTOR_CLASSIFIER && cfg->predictor != KNN_PREDICTOR_REGRESSOR)
+        return knn_error_set(KNN_ECONFIG, "model: unknown predictor type %d", (int)cfg->predictor);
+    if (cfg->metric != KNN_MODEL_METRIC_L2 && cfg->metric != KNN_MODEL_METRIC_INNER_PRODUCT
+        && cfg->metric != KNN_MODEL_METRIC_COSINE)
+        return knn_error_set(KNN_ECONFIG, "model: unknown metric %d", (int)cfg->metric);
+    if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT
+        && cfg->index_type != KNN_INDEX_IVFPQ)
+        return knn_error_set(KNN_ECONFIG, "model: unknown index type %d", (int)cfg->index_type);
+    if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->metric != KNN_MODEL_METRIC_L2)
+        return knn_error_set(
+            KNN_ECONFIG, "model: index_metric %s is not supported with faiss.IVFPQ (L2 only)",
+            knn_model_metric_name(cfg->metric));
+    if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->pq_m == 0)
+        return knn_error_set(KNN_ECONFIG, "model: faiss.IVFPQ needs faiss_index_pq_m");
+
+    size_t d0 = cfg->feature_dim;
+    if (cfg->dimred != KNN_DIMRED_NONE) {
+        if (cfg->dimred_target == 0)
+            return knn_error_set(KNN_ECONFIG, "model: dimension_reduction_target must be positive");
+        if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->dimred_target % cfg->pq_m != 0)
+            return knn_error_set(
+                KNN_ECONFIG, "model: dimension_reduction_target %zu is not a multiple of faiss_index_pq_m %zu",
+                cfg->dimred_target, cfg->pq_m);
+        knn_dimred_destroy(model->dimred);
+        model->dimred = NULL;
+        int rc = knn_dimred_new(&model->dimred, cfg->dimred, cfg->feature_dim, cfg->dimred_target, cfg->dimred_seed);
+        if (rc != 0)
+            return knn_error_wrap(rc, "model");
+        d0 = cfg->dimred_target;
+    }
+    model->effective_dim = cfg->index_type == KNN_INDEX_IVFPQ ? s_round_up(d0, cfg->pq_m) : d0;
+    model->normalize = cfg->metric == KNN_MODEL_METRIC_COSINE;
+    return 0;
+}
+
+int knn__model_transform(const struct knn_model *model, size_t n, const float *x, float *out)
+{
+    size_t in = model->cfg.feature_dim, d = model->effective_dim;
+    size_t d0 = model->dimred ? knn_dimred_output_dim(model->dimred) : in;
+    if (n == 0)
+        return 0;
+    if (model->dimred) {
+        if (d0 == d) {
+            int rc = knn_dimred_apply(model->dimred, n, x, out);
+            if (rc != 0)
+                return rc;
+        } else {
+            /* Not reached for models built here (the target is raised instead), but a model file may ask. */
+            float *tmp = knn_malloc_array(n, d0 * sizeof(float));
+            if (!tmp)
+                return KNN_ENOMEM;
+            int rc = knn_dimred_apply(model->dimred, n, x, tmp);
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                memcpy(out + i * d, tmp + i * d0, d0 * sizeof(float));
+                memset(out + i * d + d0, 0, (d - d0) * sizeof(float));
+            }
+            knn_free(tmp);
+            if (rc != 0)
+                return rc;
+        }
+    } else if (d == in) {
+        memcpy(out, x, n * in * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            memcpy(out + i * d, x + i * in, in * sizeof(float));
+            memset(out + i * d + in, 0, (d - in) * sizeof(float));
+        }
+    }
+    if (model->normalize)
+        knn__normalize_rows(out, n, d);
+    return 0;
+}
+
+void knn_model_destroy(struct knn_model *model)
+{
+    if (!model)
+        return;
+    knn_dimred_destroy(model->dimred);
+    knn_index_destroy(model->index);
+    knn_free(model->labels);
+    knn_free(model);
+}
+
+/* The first non-finite value of x (n rows, d wide): 1 and its position, or 0. */
+static int s_find_nonfinite(const float *x, size_t n, size_t d, size_t *row, size_t *col)
+{
+    for (size_t i = 0; i < n * d; i++) {
+        if (!isfinite(x[i])) {
+            *row = i / d;
+            *col = i % d;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int knn_model_build(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, const float *x, const float *labels)
+{
+    struct knn_model *model = NULL;
+    float *xt = NULL;
+    int rc = 0;
+
+    if (!out || !cfg || (n > 0 && (!x || !labels)))
+        return knn_error_set(KNN_EINVAL, "model build: NULL argument");
+    *out = NULL;
+    if (n == 0)
+        return knn_error_set(KNN_EINVAL, "model build: no rows to index");
+    if (!(model = knn_calloc(1, sizeof(*model))))
+        return KNN_ENOMEM;
+    model->cfg = *cfg;
+    struct knn_model_config *c = &model->cfg;
+
+    /* Spec §2.6: IVFPQ needs pq_m | dim. With reduction the target is raised (and stored raised, so
+     * a loaded model rebuilds the same transform); without, rows are zero-padded. */
+    if (c->index_type == KNN_INDEX_IVFPQ && c->dimred != KNN_DIMRED_NONE && c->pq_m > 0
+        && c->dimred_target % c->pq_m != 0) {
+        size_t raised = s_round_up(c->dimred_target, c->pq_m);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "dimension_reduction_target raised from %zu to %zu, a multiple of faiss_index_pq_m",
+            c->dimred_target, raised);
+        c->dimred_target = raised;
+    }
+    if ((rc = knn__model_setup_transform(model)) != 0)
+        goto on_error;
+    if (c->index_type == KNN_INDEX_IVFPQ && model->effective_dim != (c->dimred ? c->dimred_target : c->feature_dim))
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "rows zero-padded from %zu to %zu features, a multiple of faiss_index_pq_m",
+            c->feature_dim, model->effective_dim);
+    size_t row, col;
+    if (s_find_nonfinite(x, n, c->feature_dim, &row, &col)) {
+        rc = knn_error_set(KNN_ERANGE, "model build: row %zu, feature %zu is not a finite number", row, col);
+        goto on_error;
+    }
+    if (s_find_nonfinite(labels, n, 1, &row, &col)) {
+        rc = knn_error_set(KNN_ERANGE, "model build: the label of row %zu is not a finite number", row);
+        goto on_error;
+    }
+    if (c->index_type != KNN_INDEX_FLAT) {
+        if (c->nlist == 0) {
+            c->nlist = (size_t)floor(sqrt((double)n));
+            if (c->nlist == 0)
+                c->nlist = 1;
+        }
+        if (c->nlist > n) {
+            KNN_LOG(KNN_LOG_WARN, KNN_LS_ALGO, "nlist %zu clamped to the %zu sampled rows", c->nlist, n);
+            c->nlist = n;
+        }
+        if (c->nprobe == 0)
+            c->nprobe = knn__ivf_default_nprobe(c->nlist);
+        if (c->nprobe > c->nlist)
+            c->nprobe = c->nlist;
+    }
+    if (c->k > n)
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed rows: predictions will use k=%zu",
+            c->k, n, n);
+
+    struct knn_index_options io = KNN_INDEX_OPTIONS_INIT;
+    io.type = c->index_type;
+    io.metric = c->metric == KNN_MODEL_METRIC_L2 ? KNN_METRIC_L2 : KNN_METRIC_INNER_PRODUCT;
+    io.dim = model->effective_dim;
+    io.nlist = c->nlist;
+    io.pq_m = c->pq_m;
+    io.nprobe = c->index_type == KNN_INDEX_FLAT ? 1 : c->nprobe;
+    io.seed = c->seed;
+    io.threads = c->threads;
+    if ((rc = knn_index_new(&model->index, &io)) != 0)
+        goto on_error;
+
+    int identity = !model->dimred && !model->normalize && model->effective_dim == c->feature_dim;
+    if (identity) {
+        if ((rc = knn_index_train(model->index, n, x)) != 0 || (rc = knn_index_add(model->index, n, x)) != 0)
+            goto on_error;
+    } else if (c->index_type == KNN_INDEX_FLAT) {
+        /* Nothing to train: transform and add a chunk at a time. */
+        if (!(xt = knn_malloc_array(S_CHUNK_ROWS, model->effective_dim * sizeof(float)))) {
+            rc = KNN_ENOMEM;
+            goto on_error;
+        }
+        for (size_t i = 0; i < n; i += S_CHUNK_ROWS) {
+            size_t m = n - i < S_CHUNK_ROWS ? n - i : S_CHUNK_ROWS;
+            if ((rc = knn__model_transform(model, m, x + i * c->feature_dim, xt)) != 0
+                || (rc = knn_index_add(model->index, m, xt)) != 0)
+                goto on_error;
+        }
+    } else {
+        if (!(xt = knn_malloc_array(n, model->effective_dim * sizeof(float)))) {
+            rc = knn_error_wrap(KNN_ENOMEM, "model build: %zu transformed rows", n);
+            goto on_error;
+        }
+        if ((rc = knn__model_transform(model, n, x, xt)) != 0 || (rc = knn_index_train(model->index, n, xt)) != 0
+            || (rc = knn_index_add(model->index, n, xt)) != 0)
+            goto on_error;
+    }
+    if (!(model->labels = knn_malloc_array(n, sizeof(float)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    memcpy(model->labels, labels, n * sizeof(float));
+    knn_free(xt);
+    *out = model;
+    return 0;
+
+on_error:
+    knn_free(xt);
+    knn_model_destroy(model);
+    return knn_error_wrap(rc, "model build");
+}
+
+/* ---- prediction ---- */
+
+struct s_vote {
+    float label;
+    float dist;
+    size_t pos;
+};
+
+static int s_vote_cmp(const void *a, const void *b)
+{
+    const struct s_vote *x = a, *y = b;
+    if (x->label != y->label)
+        return x->label < y->label ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static void s_sort_votes(struct s_vote *v, size_t n)
+{
+    if (n > 32) {
+        qsort(v, n, sizeof(*v), s_vote_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct s_vote t = v[i];
+        size_t j = i;
+        while (j > 0 && s_vote_cmp(&v[j - 1], &t) > 0) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = t;
+    }
+}
+
+/*
+ * Majority vote over the neighbours (best first; id -1 = missing). Ties: the label whose nearest
+ * occurrence is closest, then the smallest label value (spec §2.7). NaN when no neighbour exists.
+ */
+static float s_classify(
+    const float *labels, const float *dist, const int64_t *ids, size_t k, int ip, struct s_vote *votes)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < k; j++) {
+        if (ids[j] < 0)
+            continue;
+        votes[n].label = labels[ids[j]];
+        votes[n].dist = dist[j];
+        votes[n].pos = j;
+        n++;
+    }
+    if (n == 0)
+        return NAN;
+    s_sort_votes(votes, n);
+    float best = votes[0].label, best_dist = votes[0].dist;
+    size_t best_count = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && votes[j].label == votes[i].label)
+            j++;
+        size_t count = j - i;
+        float d = votes[i].dist; /* the run is sorted by position: its first is the nearest */
+        int better = count > best_count
+            || (count == best_count && (ip ? d > best_dist : d < best_dist));
+        if (better) {
+            best = votes[i].label;
+            best_dist = d;
+            best_count = count;
+        }
+        i = j;
+    }
+    return best;
+}
+
+static float s_regress(const float *labels, const int64_t *ids, size_t k)
+{
+    double sum = 0;
+    size_t n = 0;
+    for (size_t j = 0; j < k; j++) {
+        if (ids[j] >= 0) {
+            sum += labels[ids[j]];
+            n++;
+        }
+    }
+    return n ? (float)(sum / (double)n) : NAN;
+}
+
+static int s_clamp_warned;
+
+int knn_model_predict(
+    const struct knn_model *model, size_t n, const float *x, const struct knn_predict_options *opts,
+    struct knn_predictions *out)
+{
+    static const struct knn_predict_options s_defaults = KNN_PREDICT_OPTIONS_INIT;
+    float *xt = NULL, *dist = NULL;
+    int64_t *ids = NULL;
+    struct s_vote *votes = NULL;
+    int rc = 0;
+
+    if (!out)
+        return knn_error_set(KNN_EINVAL, "predict: NULL output");
+    memset(out, 0, sizeof(*out));
+    if (!model || (n > 0 && !x))
+        return knn_error_set(KNN_EINVAL, "predict: NULL argument");
+    if (!opts)
+        opts = &s_defaults;
+    size_t ntotal = knn_index_ntotal(model->index);
+    if (ntotal == 0)
+        return knn_error_set(KNN_EINVAL, "predict: the model has no indexed vectors");
+    size_t k = model->cfg.k < ntotal ? model->cfg.k : ntotal;
+    if (k < model->cfg.k && !__atomic_exchange_n(&s_clamp_warned, 1, __ATOMIC_RELAXED))
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed vectors: using k=%zu", model->cfg.k,
+            ntotal, k);
+    out->n = n;
+    out->k = k;
+    if (n == 0)
+        return 0;
+    size_t row, col;
+    if (s_find_nonfinite(x, n, model->cfg.feature_dim, &row, &col))
+        return knn_error_set(KNN_ERANGE, "predict: query %zu, feature %zu is not a finite number", row, col);
+
+    size_t chunk = n < S_CHUNK_ROWS ? n : S_CHUNK_ROWS;
+    size_t d = model->effective_dim;
+    if (!(out->predicted = knn_malloc_array(n, sizeof(float))) || !(xt = knn_malloc_array(chunk, d * sizeof(float)))
+        || !(dist = knn_malloc_array(chunk, k * sizeof(float))) || !(ids = knn_malloc_array(chunk, k * sizeof(int64_t)))
+        || !(votes = knn_malloc_array(k, sizeof(*votes)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    if (opts->verbose) {
+        if (!(out->labels = knn_malloc_array(n, k * sizeof(float)))
+            || !(out->distances = knn_malloc_array(n, k * sizeof(float)))) {
+            rc = KNN_ENOMEM;
+            goto on_error;
+        }
+    }
+    struct knn_search_params params = KNN_SEARCH_PARAMS_INIT;
+    params.nprobe = opts->nprobe;
+    params.threads = opts->threads ? opts->threads : model->cfg.threads;
+    int ip = model->cfg.metric != KNN_MODEL_METRIC_L2;
+
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        size_t m = n - i0 < chunk ? n - i0 : chunk;
+        if ((rc = knn__model_transform(model, m, x + i0 * model->cfg.feature_dim, xt)) != 0
+            || (rc = knn_index_search(model->index, m, xt, k, dist, ids, &params)) != 0)
+            goto on_error;
+        for (size_t i = 0; i < m; i++) {
+            const float *qd = dist + i * k;
+            const int64_t *qi = ids + i * k;
+            out->predicted[i0 + i] = model->cfg.predictor == KNN_PREDICTOR_CLASSIFIER
+                ? s_classify(model->labels, qd, qi, k, ip, votes)
+                : s_regress(model->labels, qi, k);
+            if (opts->verbose) {
+                float *ol = out->labels + (i0 + i) * k, *od = out->distances + (i0 + i) * k;
+                for (size_t j = 0; j < k; j++) {
+                    ol[j] = qi[j] >= 0 ? model->labels[qi[j]] : NAN;
+                    od[j] = qd[j];
+                }
+            }
+        }
+    }
+    knn_free(xt);
+    knn_free(dist);
+    knn_free(ids);
+    knn_free(votes);
+    return 0;
+
+on_error:
+    knn_free(xt);
+    knn_free(dist);
+    knn_free(ids);
+    knn_free(votes);
+    knn_predictions_clean_up(out);
+    return knn_error_wrap(rc, "predict");
+}
+
+void knn_predictions_clean_up(struct knn_predictions *p)
+{
+    if (!p)
+        return;
+    knn_free(p->predicted);
+    knn_free(p->labels);
+    knn_free(p->distances);
+    memset(p, 0, sizeof(*p));
+}
+
+const struct knn_model_config *knn_model_get_config(const struct knn_model *model)
+{
+    return &model->cfg;
+}
+
+size_t knn_model_ntotal(const struct knn_model *model)
+{
+    return knn_index_ntotal(model->index);
+}
+
+const struct knn_index *knn_model_index(const struct knn_model *model)
+{
+    return model->index;
+}
+
+/* ---- names ---- */
+
+int knn_predictor_parse(enum knn_predictor *out, const char *name)
+{
+    if (!out || !name)
+        return knn_error_set(KNN_EINVAL, "predictor_type: NULL argument");
+    if (strcmp(name, "classifier") == 0)
+        *out = KNN_PREDICTOR_CLASSIFIER;
+    else if (strcmp(name, "regressor") == 0)
+        *out = KNN_PREDICTOR_REGRESSOR;
+    else
+        return knn_error_set(KNN_EINVAL, "predictor_type \"%s\" is not classifier or regressor", name);
+    return 0;
+}
+
+const char *knn_predictor_name(enum knn_predictor p)
+{
+    switch (p) {
+    case KNN_PREDICTOR_CLASSIFIER:
+        return "classifier";
+    case KNN_PREDICTOR_REGRESSOR:
+        return "regressor";
+    }
+    return "unknown";
+}
+
+int knn_model_metric_parse(enum knn_model_metric *out, const char *name)
+{
+    if (!out || !name)
+        return knn_error_set(KNN_EINVAL, "index_metric: NULL argument");
+    if (strcmp(name, "L2") == 0)
+        *out = KNN_MODEL_METRIC_L2;
+    else if (strcmp(name, "INNER_PRODUCT") == 0)
+        *out = KNN_MODEL_METRIC_INNER_PRODUCT;
+    else if (strcmp(name, "COSINE") == 0)
+        *out = KNN_MODEL_METRIC_COSINE;
+    else
+        return knn_error_set(KNN_EINVAL, "index_metric \"%s\" is not L2, INNER_PRODUCT or COSINE", name);
+    return 0;
+}
+
+const char *knn_model_metric_name(enum knn_model_metric m)
+{
+    switch (m) {
+    case KNN_MODEL_METRIC_L2:
+        return "L2";
+    case KNN_MODEL_METRIC_INNER_PRODUCT:
+        return "INNER_PRODUCT";
+    case KNN_MODEL_METRIC_COSINE:
+        return "COSINE";
+    }
+    return "unknown";
+}
+
+int knn_index_type_parse(enum knn_index_type *out, const char *name)
+{
+    if (!out || !name)
+        return knn_error_set(KNN_EINVAL, "index_type: NULL argument");
+    if (strcmp(name, "faiss.Flat") == 0)
+        *out = KNN_INDEX_FLAT;
+    else if (strcmp(name, "faiss.IVFFlat") == 0)
+        *out = KNN_INDEX_IVFFLAT;
+    else if (strcmp(name, "faiss.IVFPQ") == 0)
+        *out = KNN_INDEX_IVFPQ;
+    else
+        return knn_error_set(KNN_EINVAL, "index_type \"%s\" is not faiss.Flat, faiss.IVFFlat or faiss.IVFPQ", name);
+    return 0;
+}
+
+const char *knn_index_type_name(enum knn_index_type t)
+{
+    switch (t) {
+    case KNN_INDEX_FLAT:
+        return "faiss.Flat";
+    case KNN_INDEX_IVFFLAT:
+        return "faiss.IVFFlat";
+    case KNN_INDEX_IVFPQ:
+        return "faiss.IVFPQ";
+    }
+    return "unknown";
+}
