@@ -25,7 +25,7 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: knn-runner serve [--model s3://bucket/key/model.tar.gz | DIR | FILE] [--port N] [--host ADDR]\n"
-            "                        [--workers N] [--max-payload-mb N] [--timeout S]\n"
+            "                        [--workers N] [--search-threads N] [--max-payload-mb N] [--timeout S]\n"
             "\n"
             "Serves a k-NN model (ours, or SageMaker's model.tar.gz layout) with SageMaker's HTTP contract:\n"
             "  GET /ping, POST /invocations, GET /execution-parameters.\n"
@@ -36,6 +36,8 @@ static void s_usage(FILE *out)
             "  --host ADDR         address to listen on (default 0.0.0.0)\n"
             "  --workers N         HTTP worker threads (default: the number of cores)\n"
             "  --max-payload-mb N  largest request body (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
+            "  --search-threads N  search threads per request (default 0: the cores divided among the\n"
+            "                      requests searching at that moment)\n"
             "  --timeout S         idle and request-body timeout in seconds\n"
             "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
             "\n"
@@ -67,18 +69,19 @@ int knn_cmd_serve(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},          {"port", required_argument, NULL, 'p'},
         {"host", required_argument, NULL, 'H'},           {"workers", required_argument, NULL, 'w'},
         {"max-payload-mb", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
+        {"search-threads", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *model_src = "/opt/ml/model", *host = "0.0.0.0";
     const char *port_s = getenv("SAGEMAKER_BIND_TO_PORT");
     const char *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
     const char *timeout_s = getenv("SAGEMAKER_MODEL_SERVER_TIMEOUT");
-    const char *workers_s = NULL;
-    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0;
+    const char *workers_s = NULL, *search_s = NULL;
+    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 0;
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:H:w:M:t:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:H:w:M:t:S:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_src = optarg; break;
         case 'p': port_s = optarg; break;
@@ -86,6 +89,7 @@ int knn_cmd_serve(int argc, char **argv)
         case 'w': workers_s = optarg; break;
         case 'M': payload_s = optarg; break;
         case 't': timeout_s = optarg; break;
+        case 'S': search_s = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -97,7 +101,8 @@ int knn_cmd_serve(int argc, char **argv)
     if ((port_s && *port_s && s_parse_uint(&port, port_s, 65535, "port")) ||
         (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
         (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||
-        (workers_s && s_parse_uint(&workers, workers_s, 1024, "workers"))) {
+        (workers_s && s_parse_uint(&workers, workers_s, 1024, "workers")) ||
+        (search_s && s_parse_uint(&search_threads, search_s, 1024, "search threads"))) {
         fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
         return 2;
     }
@@ -111,6 +116,7 @@ int knn_cmd_serve(int argc, char **argv)
         fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
         return 2;
     }
+    app.search_threads = search_threads;
 
     /* SIGTERM/SIGINT are taken with sigwait() by this thread; the server threads inherit the mask. */
     sigset_t stop_signals;

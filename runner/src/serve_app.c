@@ -126,7 +126,7 @@ static void s_invocations(void *ctx, const struct knn_http_request *req, struct 
     size_t predicting = atomic_fetch_add(&app->predicting, 1) + 1;
     struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
     po.verbose = accept.verbose;
-    po.threads = app->cores / predicting;
+    po.threads = app->search_threads ? app->search_threads : app->cores / predicting;
     if (po.threads < 1)
         po.threads = 1;
     rc = knn_model_predict(model, rows.n, rows.x, &po, &pred);

@@ -10,8 +10,9 @@
  * - GET /execution-parameters: {"MaxConcurrentTransforms": n, "BatchStrategy": "MULTI_RECORD",
  *   "MaxPayloadInMB": m} for batch transform (spec §8).
  *
- * Search threads: each request predicts with cores / (requests predicting now) threads, at least
- * one, so one big request uses every core and many concurrent ones do not oversubscribe them.
+ * Search threads: unless fixed with search_threads, each request predicts with
+ * cores / (requests predicting now) threads, at least one, so one big request uses every core and
+ * many concurrent ones do not oversubscribe them.
  */
 
 #include "mime.h"
@@ -26,6 +27,7 @@ struct knn_serve_app {
     _Atomic(const struct knn_model *) model; /* NULL until loaded; not owned */
     struct knn_mime default_accept;          /* for a missing or wildcard Accept */
     size_t cores;                            /* search threads available in all */
+    size_t search_threads;                   /* fixed threads per request; 0 = adaptive (below) */
     size_t max_payload_mb;                   /* reported by /execution-parameters */
     size_t max_rows;                         /* rows per request */
     atomic_size_t predicting;                /* requests in knn_model_predict now */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +31,8 @@ struct s_request {
     uint64_t start_ns;
     const struct knn_http_route *route;
     struct knn_buf body;
-    int rejected; /* a response was queued before the body was read */
+    int rejected;  /* a response was queued before the body was read */
+    int too_big;   /* the body passed the cap while arriving: discard the rest, then answer 413 */
     unsigned status;
     size_t rows;
     char method[8];
@@ -165,11 +167,18 @@ static enum MHD_Result s_access(
             char *end;
             unsigned long long v = strtoull(cl, &end, 10);
             if (end != cl && v > server->opts.max_body_bytes) {
-                r->rejected = 1;
-                char msg[160];
-                snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
-                         server->opts.max_body_bytes);
-                return s_queue_error(server, conn, r, 413, msg);
+                /* A client that waits for "100 Continue" has not sent its body: answer now. Others
+                 * are sending it already; answering now would close the connection under them
+                 * (and a reset can eat the answer), so the body is read and dropped first. */
+                const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+                if (expect && strcasecmp(expect, "100-continue") == 0) {
+                    r->rejected = 1;
+                    char msg[160];
+                    snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
+                             server->opts.max_body_bytes);
+                    return s_queue_error(server, conn, r, 413, msg);
+                }
+                r->too_big = 1;
             }
         }
         return MHD_YES;
@@ -187,17 +196,22 @@ static enum MHD_Result s_access(
             r->status = 408;
             return MHD_NO;
         }
-        if (knn_buf_append(&r->body, upload_data, n) != 0) {
-            r->rejected = 1;
-            char msg[160];
-            snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
-            return s_queue_error(server, conn, r, 413, msg);
+        if (!r->too_big && knn_buf_append(&r->body, upload_data, n) != 0) {
+            /* libmicrohttpd cannot answer in the middle of a body: drop it and answer at its end
+             * (the request timeout bounds how long a client can keep sending). */
+            r->too_big = 1;
+            knn_buf_clean_up(&r->body);
         }
         return MHD_YES;
     }
 
     if (r->rejected)
         return MHD_YES; /* the response is queued already */
+    if (r->too_big) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
+        return s_queue_error(server, conn, r, 413, msg);
+    }
 
     /* The whole request is in: run the handler. */
     struct knn_http_request req = {

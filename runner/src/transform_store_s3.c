@@ -208,7 +208,8 @@ int knn__transform_writer_open_s3(struct knn_transform_writer **out, struct knn_
     }
     if ((rc = knn_s3_upload_new(&sw->upload, st->client, st->uri.bucket, w->path, &uo)) != 0)
         goto on_error;
-    snprintf(w->tmp, sizeof(w->tmp), "s3://%s/%s", st->uri.bucket, w->path);
+    if ((size_t)snprintf(w->tmp, sizeof(w->tmp), "s3://%s/%s", st->uri.bucket, w->path) >= sizeof(w->tmp))
+        w->tmp[sizeof(w->tmp) - 1] = '\0'; /* only used in messages */
     *out = w;
     return 0;
 on_error:
