@@ -150,9 +150,10 @@ static int s_bench_file(const char *path)
             if (r.seconds < best[path_kind])
                 best[path_kind] = r.seconds;
         }
-        printf("%-28s %-11s %8.1f MiB  %9llu rows x %4zu  %8.0f MB/s  %10.0f rows/s\n", base,
-               path_kind == 0 ? "fast" : "protobuf-c", len / 1048576.0, (unsigned long long)rows, dim,
-               len / best[path_kind] / 1e6, rows / best[path_kind]);
+        printf(
+            "%-28s %-11s %8.1f MiB  %9llu rows x %4zu  %8.0f MB/s  %10.0f rows/s\n", base,
+            path_kind == 0 ? "fast" : "protobuf-c", len / 1048576.0, (unsigned long long)rows, dim,
+            len / best[path_kind] / 1e6, rows / best[path_kind]);
     }
     printf("%-28s fast / protobuf-c = %.1fx\n", base, best[1] / best[0]);
     munmap((void *)data, len);

@@ -35,8 +35,7 @@ static int s_parse_field(float *out, const char *p, const char *end, uint64_t li
         end--;
     size_t n = (size_t)(end - p);
     if (n == 0)
-        return knn_error_set(
-            KNN_EFORMAT, "line %llu, column %zu: empty value", (unsigned long long)line_no, col);
+        return knn_error_set(KNN_EFORMAT, "line %llu, column %zu: empty value", (unsigned long long)line_no, col);
     if (n >= KNN_RECORDIO_CSV_MAX_FIELD)
         return knn_error_set(
             KNN_EFORMAT, "line %llu, column %zu: value of %zu characters is too long (at most %d)",
@@ -56,7 +55,8 @@ static int s_parse_field(float *out, const char *p, const char *end, uint64_t li
                 field[i] = '?';
         }
         if (strcasestr(field, "nan"))
-            return knn_error_set(KNN_ERANGE, "line %llu, column %zu: '%s' is NaN", (unsigned long long)line_no, col, field);
+            return knn_error_set(
+                KNN_ERANGE, "line %llu, column %zu: '%s' is NaN", (unsigned long long)line_no, col, field);
         if (strcasestr(field, "inf"))
             return knn_error_set(
                 KNN_ERANGE, "line %llu, column %zu: '%s' is infinite", (unsigned long long)line_no, col, field);

@@ -34,8 +34,8 @@ struct knn_recordio_reader {
     uint32_t frame_left;
     uint32_t pad_left;
     unsigned cflag;
-    int in_split;      /* inside a split record (after its first piece's header) */
-    int buffering;     /* the record's payload is being assembled in `record` */
+    int in_split;  /* inside a split record (after its first piece's header) */
+    int buffering; /* the record's payload is being assembled in `record` */
     struct knn_buf record;
     uint64_t offset;        /* bytes consumed */
     uint64_t record_offset; /* header offset of the record being read */
@@ -110,8 +110,8 @@ static int s_start_frame(struct knn_recordio_reader *r, const uint8_t *h)
         return knn_error_set(
             KNN_EFORMAT,
             "record %llu at offset %llu: split record not finished when a new one starts at offset %llu (flag %u)",
-            (unsigned long long)r->index, (unsigned long long)r->record_offset,
-            (unsigned long long)r->header_offset, cflag);
+            (unsigned long long)r->index, (unsigned long long)r->record_offset, (unsigned long long)r->header_offset,
+            cflag);
 
     if (!r->in_split)
         r->record_offset = r->header_offset;
@@ -120,8 +120,8 @@ static int s_start_frame(struct knn_recordio_reader *r, const uint8_t *h)
     if (total > r->max_record_bytes || len > r->max_record_bytes - total)
         return knn_error_set(
             KNN_ETOOBIG, "record %llu at offset %llu: length %llu is over the cap of %zu bytes",
-            (unsigned long long)r->index, (unsigned long long)r->record_offset,
-            (unsigned long long)total + len, r->max_record_bytes);
+            (unsigned long long)r->index, (unsigned long long)r->record_offset, (unsigned long long)total + len,
+            r->max_record_bytes);
     if (r->in_split) {
         static const uint8_t magic_bytes[4] = {0x0a, 0x23, 0xd7, 0xce};
         int rc = knn_buf_append(&r->record, magic_bytes, 4);
@@ -141,8 +141,7 @@ static int s_start_frame(struct knn_recordio_reader *r, const uint8_t *h)
 }
 
 /* The current frame's payload is complete; emit the record if it was the last piece. */
-static int s_end_frame(
-    struct knn_recordio_reader *r, const uint8_t *direct, knn_recordio_record_fn *fn, void *user)
+static int s_end_frame(struct knn_recordio_reader *r, const uint8_t *direct, knn_recordio_record_fn *fn, void *user)
 {
     r->state = r->pad_left ? S_PADDING : S_HEADER;
     if (r->cflag == S_CFLAG_FIRST || r->cflag == S_CFLAG_MIDDLE)
@@ -176,57 +175,57 @@ int knn_recordio_reader_feed(
     while (p < end) {
         size_t avail = (size_t)(end - p);
         switch (r->state) {
-        case S_HEADER:
-            if (r->header_len == 0)
-                r->header_offset = r->offset;
-            if (r->header_len == 0 && avail >= 8) {
-                rc = s_start_frame(r, p);
-                p += 8;
-                r->offset += 8;
-            } else {
-                size_t take = 8 - r->header_len < avail ? 8 - r->header_len : avail;
-                memcpy(r->header + r->header_len, p, take);
-                r->header_len += take;
-                p += take;
-                r->offset += take;
-                if (r->header_len < 8)
-                    break;
-                r->header_len = 0;
-                rc = s_start_frame(r, r->header);
-            }
-            if (!rc && r->frame_left == 0)
-                rc = s_end_frame(r, NULL, fn, user);
-            break;
-        case S_PAYLOAD:
-            if (!r->buffering && avail >= r->frame_left) {
-                /* The whole payload is in this chunk: no copy. */
-                const uint8_t *payload = p;
-                p += r->frame_left;
-                r->offset += r->frame_left;
-                r->frame_left = 0;
-                rc = s_end_frame(r, payload, fn, user);
-            } else {
-                size_t take = avail < r->frame_left ? avail : r->frame_left;
-                r->buffering = 1;
-                rc = knn_buf_append(&r->record, p, take);
-                if (rc)
-                    break;
-                p += take;
-                r->offset += take;
-                r->frame_left -= (uint32_t)take;
-                if (r->frame_left == 0)
+            case S_HEADER:
+                if (r->header_len == 0)
+                    r->header_offset = r->offset;
+                if (r->header_len == 0 && avail >= 8) {
+                    rc = s_start_frame(r, p);
+                    p += 8;
+                    r->offset += 8;
+                } else {
+                    size_t take = 8 - r->header_len < avail ? 8 - r->header_len : avail;
+                    memcpy(r->header + r->header_len, p, take);
+                    r->header_len += take;
+                    p += take;
+                    r->offset += take;
+                    if (r->header_len < 8)
+                        break;
+                    r->header_len = 0;
+                    rc = s_start_frame(r, r->header);
+                }
+                if (!rc && r->frame_left == 0)
                     rc = s_end_frame(r, NULL, fn, user);
+                break;
+            case S_PAYLOAD:
+                if (!r->buffering && avail >= r->frame_left) {
+                    /* The whole payload is in this chunk: no copy. */
+                    const uint8_t *payload = p;
+                    p += r->frame_left;
+                    r->offset += r->frame_left;
+                    r->frame_left = 0;
+                    rc = s_end_frame(r, payload, fn, user);
+                } else {
+                    size_t take = avail < r->frame_left ? avail : r->frame_left;
+                    r->buffering = 1;
+                    rc = knn_buf_append(&r->record, p, take);
+                    if (rc)
+                        break;
+                    p += take;
+                    r->offset += take;
+                    r->frame_left -= (uint32_t)take;
+                    if (r->frame_left == 0)
+                        rc = s_end_frame(r, NULL, fn, user);
+                }
+                break;
+            case S_PADDING: {
+                size_t take = avail < r->pad_left ? avail : r->pad_left;
+                p += take;
+                r->offset += take;
+                r->pad_left -= (uint32_t)take;
+                if (r->pad_left == 0)
+                    r->state = S_HEADER;
+                break;
             }
-            break;
-        case S_PADDING: {
-            size_t take = avail < r->pad_left ? avail : r->pad_left;
-            p += take;
-            r->offset += take;
-            r->pad_left -= (uint32_t)take;
-            if (r->pad_left == 0)
-                r->state = S_HEADER;
-            break;
-        }
         }
         if (rc)
             return s_fail(r, rc);
@@ -239,30 +238,37 @@ int knn_recordio_reader_finish(struct knn_recordio_reader *r)
     if (r->failed)
         return knn_error_set(r->failed, "RecordIO reader already stopped by an earlier error");
     switch (r->state) {
-    case S_HEADER:
-        if (r->header_len)
-            return s_fail(r, knn_error_set(
-                                 KNN_ETRUNCATED,
-                                 "record %llu at offset %llu: truncated header (the data ends after %zu of its 8 bytes)",
-                                 (unsigned long long)r->index, (unsigned long long)r->header_offset, r->header_len));
-        if (r->in_split)
-            return s_fail(r, knn_error_set(
-                                 KNN_ETRUNCATED, "record %llu at offset %llu: the data ends before the split record's last piece",
-                                 (unsigned long long)r->index, (unsigned long long)r->record_offset));
-        return 0;
-    case S_PAYLOAD:
-        return s_fail(r, knn_error_set(
-                             KNN_ETRUNCATED,
-                             "record %llu at offset %llu: truncated record (length %u, but the data ends after %u payload bytes)",
-                             (unsigned long long)r->index, (unsigned long long)r->header_offset, r->frame_len,
-                             r->frame_len - r->frame_left));
-    case S_PADDING:
-        if (r->in_split)
-            return s_fail(r, knn_error_set(
-                                 KNN_ETRUNCATED, "record %llu at offset %llu: the data ends before the split record's last piece",
-                                 (unsigned long long)r->index, (unsigned long long)r->record_offset));
-        /* The last record may come without (all of) its padding. */
-        return 0;
+        case S_HEADER:
+            if (r->header_len)
+                return s_fail(
+                    r, knn_error_set(
+                           KNN_ETRUNCATED,
+                           "record %llu at offset %llu: truncated header (the data ends after %zu of its 8 bytes)",
+                           (unsigned long long)r->index, (unsigned long long)r->header_offset, r->header_len));
+            if (r->in_split)
+                return s_fail(
+                    r, knn_error_set(
+                           KNN_ETRUNCATED,
+                           "record %llu at offset %llu: the data ends before the split record's last piece",
+                           (unsigned long long)r->index, (unsigned long long)r->record_offset));
+            return 0;
+        case S_PAYLOAD:
+            return s_fail(
+                r, knn_error_set(
+                       KNN_ETRUNCATED,
+                       "record %llu at offset %llu: truncated record (length %u, but the data ends after %u payload "
+                       "bytes)",
+                       (unsigned long long)r->index, (unsigned long long)r->header_offset, r->frame_len,
+                       r->frame_len - r->frame_left));
+        case S_PADDING:
+            if (r->in_split)
+                return s_fail(
+                    r, knn_error_set(
+                           KNN_ETRUNCATED,
+                           "record %llu at offset %llu: the data ends before the split record's last piece",
+                           (unsigned long long)r->index, (unsigned long long)r->record_offset));
+            /* The last record may come without (all of) its padding. */
+            return 0;
     }
     return 0;
 }

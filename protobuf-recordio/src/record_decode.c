@@ -12,14 +12,14 @@
 const char *knn_recordio_dtype_name(enum knn_recordio_dtype dtype)
 {
     switch (dtype) {
-    case KNN_RECORDIO_FLOAT32:
-        return "float32";
-    case KNN_RECORDIO_FLOAT64:
-        return "float64";
-    case KNN_RECORDIO_INT32:
-        return "int32";
-    case KNN_RECORDIO_BYTES:
-        return "bytes";
+        case KNN_RECORDIO_FLOAT32:
+            return "float32";
+        case KNN_RECORDIO_FLOAT64:
+            return "float64";
+        case KNN_RECORDIO_INT32:
+            return "int32";
+        case KNN_RECORDIO_BYTES:
+            return "bytes";
     }
     return "?";
 }
@@ -29,23 +29,23 @@ static inline double s_value(const struct knn__tensor_view *t, size_t i)
 {
     const uint8_t *p = t->values;
     switch (t->dtype) {
-    case KNN_RECORDIO_FLOAT32: {
-        float f;
-        memcpy(&f, p + 4 * i, 4);
-        return f;
-    }
-    case KNN_RECORDIO_FLOAT64: {
-        double d;
-        memcpy(&d, p + 8 * i, 8);
-        return d;
-    }
-    case KNN_RECORDIO_INT32: {
-        int32_t v;
-        memcpy(&v, p + 4 * i, 4);
-        return v;
-    }
-    case KNN_RECORDIO_BYTES:
-        break;
+        case KNN_RECORDIO_FLOAT32: {
+            float f;
+            memcpy(&f, p + 4 * i, 4);
+            return f;
+        }
+        case KNN_RECORDIO_FLOAT64: {
+            double d;
+            memcpy(&d, p + 8 * i, 8);
+            return d;
+        }
+        case KNN_RECORDIO_INT32: {
+            int32_t v;
+            memcpy(&v, p + 4 * i, 4);
+            return v;
+        }
+        case KNN_RECORDIO_BYTES:
+            break;
     }
     return 0;
 }
@@ -84,8 +84,8 @@ static size_t s_first_nonfinite(const float *x, size_t n)
     return n;
 }
 
-static int s_shape_width(
-    uint64_t *out, const struct knn__tensor_view *t, const struct knn_recordio_record *rec, const char *what)
+static int
+s_shape_width(uint64_t *out, const struct knn__tensor_view *t, const struct knn_recordio_record *rec, const char *what)
 {
     uint64_t w = 1;
     for (size_t i = 0; i < t->nshape; i++) {
@@ -130,8 +130,7 @@ static int s_tensor_layout(
     return 0;
 }
 
-static int s_fill_row(
-    float *out, size_t dim, const struct knn__tensor_view *t, const struct knn_recordio_record *rec)
+static int s_fill_row(float *out, size_t dim, const struct knn__tensor_view *t, const struct knn_recordio_record *rec)
 {
     uint64_t width;
     bool sparse;

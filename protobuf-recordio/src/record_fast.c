@@ -76,8 +76,9 @@ int knn__record_parse_fast(struct knn__record_view *view, const struct knn_recor
     const uint8_t *entry_end;
 
     /* features entry: key "values", Value{float32_tensor{values}} */
-    if (!s_field(&p, end, 0x0a, &entry_end) || !s_values_key_at(&p, entry_end) || !s_field_to_end(&p, entry_end, 0x12) ||
-        !s_field_to_end(&p, entry_end, 0x12) || !s_field_to_end(&p, entry_end, 0x0a))
+    if (!s_field(&p, end, 0x0a, &entry_end) || !s_values_key_at(&p, entry_end) ||
+        !s_field_to_end(&p, entry_end, 0x12) || !s_field_to_end(&p, entry_end, 0x12) ||
+        !s_field_to_end(&p, entry_end, 0x0a))
         return 0;
     size_t nbytes = (size_t)(entry_end - p);
     if (nbytes == 0 || nbytes % 4)

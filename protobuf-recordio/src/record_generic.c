@@ -23,7 +23,6 @@ static void s_pb_free(void *data, void *ptr)
     knn_free(ptr);
 }
 
-
 static void s_tensor_from_value(bool *set, struct knn__tensor_view *t, const Aialgs__Data__Value *v)
 {
     memset(t, 0, sizeof(*t));
@@ -31,26 +30,29 @@ static void s_tensor_from_value(bool *set, struct knn__tensor_view *t, const Aia
     if (!v)
         return;
     switch (v->value_case) {
-    case AIALGS__DATA__VALUE__VALUE_FLOAT32_TENSOR: {
-        const Aialgs__Data__Float32Tensor *x = v->float32_tensor;
-        *t = (struct knn__tensor_view){KNN_RECORDIO_FLOAT32, x->values, x->n_values, x->keys, x->n_keys, x->shape, x->n_shape};
-        break;
-    }
-    case AIALGS__DATA__VALUE__VALUE_FLOAT64_TENSOR: {
-        const Aialgs__Data__Float64Tensor *x = v->float64_tensor;
-        *t = (struct knn__tensor_view){KNN_RECORDIO_FLOAT64, x->values, x->n_values, x->keys, x->n_keys, x->shape, x->n_shape};
-        break;
-    }
-    case AIALGS__DATA__VALUE__VALUE_INT32_TENSOR: {
-        const Aialgs__Data__Int32Tensor *x = v->int32_tensor;
-        *t = (struct knn__tensor_view){KNN_RECORDIO_INT32, x->values, x->n_values, x->keys, x->n_keys, x->shape, x->n_shape};
-        break;
-    }
-    case AIALGS__DATA__VALUE__VALUE_BYTES:
-        t->dtype = KNN_RECORDIO_BYTES;
-        break;
-    default:
-        return;
+        case AIALGS__DATA__VALUE__VALUE_FLOAT32_TENSOR: {
+            const Aialgs__Data__Float32Tensor *x = v->float32_tensor;
+            *t = (struct knn__tensor_view){
+                KNN_RECORDIO_FLOAT32, x->values, x->n_values, x->keys, x->n_keys, x->shape, x->n_shape};
+            break;
+        }
+        case AIALGS__DATA__VALUE__VALUE_FLOAT64_TENSOR: {
+            const Aialgs__Data__Float64Tensor *x = v->float64_tensor;
+            *t = (struct knn__tensor_view){
+                KNN_RECORDIO_FLOAT64, x->values, x->n_values, x->keys, x->n_keys, x->shape, x->n_shape};
+            break;
+        }
+        case AIALGS__DATA__VALUE__VALUE_INT32_TENSOR: {
+            const Aialgs__Data__Int32Tensor *x = v->int32_tensor;
+            *t = (struct knn__tensor_view){KNN_RECORDIO_INT32, x->values, x->n_values, x->keys,
+                                           x->n_keys,          x->shape,  x->n_shape};
+            break;
+        }
+        case AIALGS__DATA__VALUE__VALUE_BYTES:
+            t->dtype = KNN_RECORDIO_BYTES;
+            break;
+        default:
+            return;
     }
     *set = true;
 }

@@ -104,9 +104,12 @@ static int s_set_dim(struct knn_recordio_rows *r, uint64_t dim, const char *wher
         return knn_error_set(KNN_EFORMAT, "%s: no features", where);
     if (dim > r->o.max_feature_dim)
         return knn_error_set(
-            KNN_ETOOBIG, "%s: %llu features, over the cap of %zu", where, (unsigned long long)dim, r->o.max_feature_dim);
+            KNN_ETOOBIG, "%s: %llu features, over the cap of %zu", where, (unsigned long long)dim,
+            r->o.max_feature_dim);
     r->dim = (size_t)dim;
-    if (!(r->features = knn_malloc_array(r->o.batch_rows, r->dim * sizeof(float))))
+    size_t row_bytes;
+    if (knn_mul_size(&row_bytes, r->dim, sizeof(float)) ||
+        !(r->features = knn_malloc_array(r->o.batch_rows, row_bytes)))
         return KNN_ENOMEM;
     if (r->o.labels == KNN_RECORDIO_LABELS_REQUIRE && !(r->labels = knn_malloc_array(r->o.batch_rows, sizeof(float))))
         return KNN_ENOMEM;
@@ -245,8 +248,9 @@ int knn_recordio_rows_feed(struct knn_recordio_rows *rows, const void *data, siz
 {
     if (rows->failed)
         return knn_error_set(rows->failed, "row decoder already stopped by an earlier error");
-    int rc = rows->o.format == KNN_RECORDIO_PROTOBUF ? knn_recordio_reader_feed(rows->reader, data, len, s_on_record, rows)
-                                                     : s_csv_feed(rows, data, len);
+    int rc = rows->o.format == KNN_RECORDIO_PROTOBUF
+                 ? knn_recordio_reader_feed(rows->reader, data, len, s_on_record, rows)
+                 : s_csv_feed(rows, data, len);
     if (rc)
         rows->failed = rc;
     return rc;

@@ -35,20 +35,20 @@ static size_t s_ld_size(size_t len)
 static size_t s_values_bytes(const struct knn_recordio_tensor *t)
 {
     switch (t->dtype) {
-    case KNN_RECORDIO_FLOAT32:
-        return t->nvalues * 4;
-    case KNN_RECORDIO_FLOAT64:
-        return t->nvalues * 8;
-    case KNN_RECORDIO_INT32: {
-        /* int32 is a varint of the value sign-extended to 64 bits: negatives take 10 bytes. */
-        size_t n = 0;
-        const int32_t *v = t->values;
-        for (size_t i = 0; i < t->nvalues; i++)
-            n += s_varint_size((uint64_t)(int64_t)v[i]);
-        return n;
-    }
-    case KNN_RECORDIO_BYTES:
-        break;
+        case KNN_RECORDIO_FLOAT32:
+            return t->nvalues * 4;
+        case KNN_RECORDIO_FLOAT64:
+            return t->nvalues * 8;
+        case KNN_RECORDIO_INT32: {
+            /* int32 is a varint of the value sign-extended to 64 bits: negatives take 10 bytes. */
+            size_t n = 0;
+            const int32_t *v = t->values;
+            for (size_t i = 0; i < t->nvalues; i++)
+                n += s_varint_size((uint64_t)(int64_t)v[i]);
+            return n;
+        }
+        case KNN_RECORDIO_BYTES:
+            break;
     }
     return 0;
 }
@@ -95,14 +95,14 @@ static size_t s_entry_size(const struct knn_recordio_entry *e)
 static uint8_t s_value_tag(enum knn_recordio_dtype dtype)
 {
     switch (dtype) {
-    case KNN_RECORDIO_FLOAT32:
-        return 0x12;
-    case KNN_RECORDIO_FLOAT64:
-        return 0x1a;
-    case KNN_RECORDIO_INT32:
-        return 0x3a;
-    case KNN_RECORDIO_BYTES:
-        break;
+        case KNN_RECORDIO_FLOAT32:
+            return 0x12;
+        case KNN_RECORDIO_FLOAT64:
+            return 0x1a;
+        case KNN_RECORDIO_INT32:
+            return 0x3a;
+        case KNN_RECORDIO_BYTES:
+            break;
     }
     return 0;
 }

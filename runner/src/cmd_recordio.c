@@ -38,20 +38,20 @@
 
 static void s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: knn-runner recordio inspect [--json] FILE|-\n"
-            "       knn-runner recordio convert --to csv IN|- OUT|-\n"
-            "       knn-runner recordio convert --to recordio [--label-size 0|1] IN|- OUT|-\n"
-            "\n"
-            "inspect  reads a RecordIO-protobuf file (as the SageMaker SDK writes it) and prints its\n"
-            "         records, feature dimension, dense/sparse, label presence and label statistics;\n"
-            "         --json prints the same as one JSON object.\n"
-            "convert  --to csv: one line per record, the label first when records have one, values\n"
-            "         printed so they read back to the same float32 (sparse rows are densified).\n"
-            "         --to recordio: reads CSV (no header; with --label-size 1, the default, the first\n"
-            "         column is the label) and writes float32 records exactly as the SDK would.\n"
-            "\n"
-            "`-` is stdin or stdout. A file OUT appears only when the conversion succeeded.\n");
+    fprintf(
+        out, "usage: knn-runner recordio inspect [--json] FILE|-\n"
+             "       knn-runner recordio convert --to csv IN|- OUT|-\n"
+             "       knn-runner recordio convert --to recordio [--label-size 0|1] IN|- OUT|-\n"
+             "\n"
+             "inspect  reads a RecordIO-protobuf file (as the SageMaker SDK writes it) and prints its\n"
+             "         records, feature dimension, dense/sparse, label presence and label statistics;\n"
+             "         --json prints the same as one JSON object.\n"
+             "convert  --to csv: one line per record, the label first when records have one, values\n"
+             "         printed so they read back to the same float32 (sparse rows are densified).\n"
+             "         --to recordio: reads CSV (no header; with --label-size 1, the default, the first\n"
+             "         column is the label) and writes float32 records exactly as the SDK would.\n"
+             "\n"
+             "`-` is stdin or stdout. A file OUT appears only when the conversion succeeded.\n");
 }
 
 static const char *s_display(const char *path)
@@ -79,7 +79,8 @@ static int s_read_chunks(const char *path, s_chunk_fn *fn, void *user, uint64_t 
         }
         if (n < S_CHUNK_BYTES) {
             if (!rc && ferror(in))
-                rc = knn_error_set(KNN_EIO, "read failed at byte %llu: %s", (unsigned long long)*total, strerror(errno));
+                rc =
+                    knn_error_set(KNN_EIO, "read failed at byte %llu: %s", (unsigned long long)*total, strerror(errno));
             break;
         }
     }
@@ -284,10 +285,17 @@ static int s_inspect_print_json(const struct s_inspect *s, const char *path, uin
     json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
     json_object_set_new(o, "records", json_integer((json_int_t)s->records));
     json_object_set_new(
-        o, "feature_dim", s->records && s->min_width == s->max_width ? json_integer((json_int_t)s->min_width) : json_null());
+        o, "feature_dim",
+        s->records && s->min_width == s->max_width ? json_integer((json_int_t)s->min_width) : json_null());
     json_object_set_new(o, "min_width", json_integer((json_int_t)s->min_width));
     json_object_set_new(o, "max_width", json_integer((json_int_t)s->max_width));
-    json_object_set_new(o, "layout", json_string(!s->records ? "empty" : !s->sparse ? "dense" : !s->dense ? "sparse" : "mixed"));
+    json_object_set_new(
+        o, "layout",
+        json_string(
+            !s->records  ? "empty"
+            : !s->sparse ? "dense"
+            : !s->dense  ? "sparse"
+                         : "mixed"));
     json_object_set_new(o, "dense_records", json_integer((json_int_t)s->dense));
     json_object_set_new(o, "sparse_records", json_integer((json_int_t)s->sparse));
     json_object_set_new(o, "stored_values", json_integer((json_int_t)s->nnz));
@@ -333,18 +341,23 @@ static void s_inspect_print_text(const struct s_inspect *s, const char *path, ui
     if (s->min_width == s->max_width)
         fprintf(out, "feature_dim:    %llu\n", (unsigned long long)s->min_width);
     else
-        fprintf(out, "feature_dim:    varies from %llu to %llu\n", (unsigned long long)s->min_width,
-                (unsigned long long)s->max_width);
-    fprintf(out, "layout:         %s (%llu dense, %llu sparse records; %llu stored values)\n",
-            !s->sparse ? "dense" : !s->dense ? "sparse" : "mixed", (unsigned long long)s->dense,
-            (unsigned long long)s->sparse, (unsigned long long)s->nnz);
+        fprintf(
+            out, "feature_dim:    varies from %llu to %llu\n", (unsigned long long)s->min_width,
+            (unsigned long long)s->max_width);
+    fprintf(
+        out, "layout:         %s (%llu dense, %llu sparse records; %llu stored values)\n",
+        !s->sparse  ? "dense"
+        : !s->dense ? "sparse"
+                    : "mixed",
+        (unsigned long long)s->dense, (unsigned long long)s->sparse, (unsigned long long)s->nnz);
     fprintf(out, "feature type:   ");
     s_print_dtypes(out, s->dtypes);
     if (!s->labeled) {
         fprintf(out, "labels:         none\n");
         return;
     }
-    fprintf(out, "labels:         %llu of %llu records (", (unsigned long long)s->labeled, (unsigned long long)s->records);
+    fprintf(
+        out, "labels:         %llu of %llu records (", (unsigned long long)s->labeled, (unsigned long long)s->records);
     for (int d = KNN_RECORDIO_FLOAT32, first = 1; d <= KNN_RECORDIO_BYTES; d++) {
         if (s->label_dtypes & (1u << d)) {
             fprintf(out, "%s%s", first ? "" : ", ", knn_recordio_dtype_name(d));
@@ -430,7 +443,8 @@ static int s_to_csv_record(void *user, const struct knn_recordio_record *rec)
         return rc;
     if (has_label != c->has_label)
         return knn_error_set(
-            KNN_EFORMAT, "record %llu at offset %llu: %s a label but record 0 %s (CSV needs the same columns on every line)",
+            KNN_EFORMAT,
+            "record %llu at offset %llu: %s a label but record 0 %s (CSV needs the same columns on every line)",
             (unsigned long long)rec->index, (unsigned long long)rec->offset, has_label ? "has" : "has no",
             c->has_label ? "has one" : "has none");
     if ((rc = knn_recordio_csv_write_row(&c->buf, has_label ? &label : NULL, c->row, c->width)))

@@ -71,8 +71,9 @@ static void s_check_record(const struct knn_recordio_record *rec)
         float lc = 0;
         bool hc = false;
         s_check(knn_recordio_record_decode(s_c, &lc, &hc, &again, dim) == 0, "a written row decodes");
-        s_check(memcmp(s_a, s_c, dim * sizeof(float)) == 0 && hc == ha && memcmp(&lc, &la, 4) == 0,
-                "a written row decodes to the same bits");
+        s_check(
+            memcmp(s_a, s_c, dim * sizeof(float)) == 0 && hc == ha && memcmp(&lc, &la, 4) == 0,
+            "a written row decodes to the same bits");
     }
     knn_buf_clean_up(&buf);
 }

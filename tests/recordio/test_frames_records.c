@@ -151,7 +151,8 @@ int test_big_dense_decode(void)
         const char *key;
         json_t *value;
         size_t total = 0;
-        json_object_foreach((json_t *)jcounts, key, value) {
+        json_object_foreach((json_t *)jcounts, key, value)
+        {
             int k = (int)strtod(key, NULL);
             ASSERT_TRUE(k >= 0 && k <= 9);
             ASSERT_UINT_EQ(json_integer_value(value), counts[k]);
@@ -171,7 +172,8 @@ int test_corrupt_variants(void)
 {
     char path[1024];
     json_error_t jerr;
-    json_t *variants = json_load_file(knn_test_shared_path(path, sizeof(path), "fixtures/recordio/corrupt_variants.json"), 0, &jerr);
+    json_t *variants =
+        json_load_file(knn_test_shared_path(path, sizeof(path), "fixtures/recordio/corrupt_variants.json"), 0, &jerr);
     ASSERT_TRUE(variants != NULL);
     ASSERT_UINT_EQ(4, json_array_size(variants));
     for (size_t v = 0; v < json_array_size(variants); v++) {
@@ -183,9 +185,12 @@ int test_corrupt_variants(void)
         if (strcmp(file, "corrupt_bad_magic.rec") == 0) {
             code = KNN_ERECORDIO_MAGIC, needle = "record 2 at offset 88: bad magic 0xdeadbeef";
         } else if (strcmp(file, "corrupt_truncated_last.rec") == 0) {
-            code = KNN_ETRUNCATED, needle = "record 19 at offset 836: truncated record (length 36, but the data ends after 18";
+            code = KNN_ETRUNCATED,
+            needle = "record 19 at offset 836: truncated record (length 36, but the data ends after 18";
         } else if (strcmp(file, "corrupt_length_too_big.rec") == 0) {
-            code = KNN_ETRUNCATED, needle = "record 19 at offset 836: truncated record (length 1048576, but the data ends after 36 payload bytes)";
+            code = KNN_ETRUNCATED,
+            needle =
+                "record 19 at offset 836: truncated record (length 1048576, but the data ends after 36 payload bytes)";
         } else if (strcmp(file, "corrupt_trailing_partial_header.rec") == 0) {
             code = KNN_ETRUNCATED, needle = "record 20 at offset 880: truncated header";
         } else {
@@ -379,23 +384,21 @@ int test_decode_unpacked_and_unknown(void)
     /* features["values"] = float32_tensor with values 1.0, 2.0, 3.0 each as an unpacked fixed32
      * (tag 0x0d); label first, then features; unknown: Record field 9 varint, field 10 fixed64,
      * tensor field 15 bytes, Value field 12 fixed32; uid (3) string. */
-    const char *hex =
-        "12 12 0a 06 76 61 6c 75 65 73 12 08 12 06 0a 04 00 00 40 40" /* label 3.0 */
-        "48 96 01"                                                    /* field 9 varint */
-        "51 01 02 03 04 05 06 07 08"                                  /* field 10 fixed64 */
-        "1a 03 61 62 63"                                              /* uid "abc" */
-        "0a 27 0a 06 76 61 6c 75 65 73 12 1d"                         /* features entry, Value (29 bytes) */
-        "65 00 00 00 00"                                              /* Value field 12 fixed32 */
-        "12 16 0d 00 00 80 3f 0d 00 00 00 40 7a 02 68 69 0d 00 00 40 40 1a 01 03"; /* tensor (24) */
+    const char *hex = "12 12 0a 06 76 61 6c 75 65 73 12 08 12 06 0a 04 00 00 40 40" /* label 3.0 */
+                      "48 96 01"                                                    /* field 9 varint */
+                      "51 01 02 03 04 05 06 07 08"                                  /* field 10 fixed64 */
+                      "1a 03 61 62 63"                                              /* uid "abc" */
+                      "0a 27 0a 06 76 61 6c 75 65 73 12 1d" /* features entry, Value (29 bytes) */
+                      "65 00 00 00 00"                      /* Value field 12 fixed32 */
+                      "12 16 0d 00 00 80 3f 0d 00 00 00 40 7a 02 68 69 0d 00 00 40 40 1a 01 03"; /* tensor (24) */
     ASSERT_OK(s_decode_hex(hex, row, 3, &label, &has));
     ASSERT_TRUE(row[0] == 1 && row[1] == 2 && row[2] == 3);
     ASSERT_TRUE(has && label == 3);
     /* Unpacked int32 values (varints, one negative), unpacked keys and shape in a sparse tensor. */
-    const char *sparse =
-        "0a 1f 0a 06 76 61 6c 75 65 73 12 15 3a 13"
-        "08 05 08 ff ff ff ff ff ff ff ff ff 01" /* values 5, -1 */
-        "10 02 10 00"                            /* keys 2, 0 */
-        "18 03";                                 /* shape 3 */
+    const char *sparse = "0a 1f 0a 06 76 61 6c 75 65 73 12 15 3a 13"
+                         "08 05 08 ff ff ff ff ff ff ff ff ff 01" /* values 5, -1 */
+                         "10 02 10 00"                            /* keys 2, 0 */
+                         "18 03";                                 /* shape 3 */
     ASSERT_OK(s_decode_hex(sparse, row, 3, &label, &has));
     ASSERT_TRUE(row[0] == -1 && row[1] == 0 && row[2] == 5);
     ASSERT_FALSE(has);
@@ -450,8 +453,8 @@ int test_decode_errors(void)
         /* not protobuf: a truncated length-delimited field */
         {"0a 40 0a 06", 1, KNN_EFORMAT, "record 5 at offset 600: not a valid aialgs.data.Record"},
         /* shape product overflowing */
-        {"0a 19 0a 06 76 61 6c 75 65 73 12 0f 12 0d 1a 0b ff ff ff ff ff ff ff ff ff 01 02",
-         3, KNN_ETOOBIG, "features shape overflows 64 bits"},
+        {"0a 19 0a 06 76 61 6c 75 65 73 12 0f 12 0d 1a 0b ff ff ff ff ff ff ff ff ff 01 02", 3, KNN_ETOOBIG,
+         "features shape overflows 64 bits"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         float row[16];
@@ -511,26 +514,29 @@ int test_spec_worked_examples(void)
     struct knn_buf b = KNN_BUF_INIT(1 << 20);
     float dense[2] = {1.0f, 2.0f}, label = 3.0f;
     ASSERT_OK(knn_recordio_write_dense(&b, dense, 2, &label));
-    n = rt_hex(want, sizeof(want),
-               "0a 23 d7 ce 2c 00 00 00"
-               "0a 16 0a 06 76 61 6c 75 65 73 12 0c 12 0a 0a 08 00 00 80 3f 00 00 00 40"
-               "12 12 0a 06 76 61 6c 75 65 73 12 08 12 06 0a 04 00 00 40 40");
+    n = rt_hex(
+        want, sizeof(want),
+        "0a 23 d7 ce 2c 00 00 00"
+        "0a 16 0a 06 76 61 6c 75 65 73 12 0c 12 0a 0a 08 00 00 80 3f 00 00 00 40"
+        "12 12 0a 06 76 61 6c 75 65 73 12 08 12 06 0a 04 00 00 40 40");
     ASSERT_MEM_EQ(want, n, b.data, b.len);
 
     knn_buf_reset(&b);
     float v = 1.5f;
     uint64_t key = 3;
     ASSERT_OK(knn_recordio_write_sparse(&b, &v, &key, 1, 10, NULL));
-    n = rt_hex(want, sizeof(want),
-               "0a 23 d7 ce 1a 00 00 00"
-               "0a 18 0a 06 76 61 6c 75 65 73 12 0e 12 0c 0a 04 00 00 c0 3f 12 01 03 1a 01 0a 00 00");
+    n = rt_hex(
+        want, sizeof(want),
+        "0a 23 d7 ce 1a 00 00 00"
+        "0a 18 0a 06 76 61 6c 75 65 73 12 0e 12 0c 0a 04 00 00 c0 3f 12 01 03 1a 01 0a 00 00");
     ASSERT_MEM_EQ(want, n, b.data, b.len);
 
     knn_buf_reset(&b);
     ASSERT_OK(knn_recordio_write_prediction(&b, 2.0f, NULL, NULL, 0));
-    n = rt_hex(want, sizeof(want),
-               "0a 23 d7 ce 1d 00 00 00"
-               "12 1b 0a 0f 70 72 65 64 69 63 74 65 64 5f 6c 61 62 65 6c 12 08 12 06 0a 04 00 00 00 40 00 00 00");
+    n = rt_hex(
+        want, sizeof(want),
+        "0a 23 d7 ce 1d 00 00 00"
+        "12 1b 0a 0f 70 72 65 64 69 63 74 65 64 5f 6c 61 62 65 6c 12 08 12 06 0a 04 00 00 00 40 00 00 00");
     ASSERT_MEM_EQ(want, n, b.data, b.len);
     knn_buf_clean_up(&b);
     return 0;

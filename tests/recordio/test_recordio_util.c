@@ -8,8 +8,15 @@
 #include <string.h>
 
 const char *const rt_small_fixtures[] = {
-    "dense_f32_labels", "dense_f64_labels", "dense_int32", "dense_nolabels", "dense_f32_f64label_pad",
-    "sparse_f32", "sparse_empty_rows_nolabels", "topics_like", NULL,
+    "dense_f32_labels",
+    "dense_f64_labels",
+    "dense_int32",
+    "dense_nolabels",
+    "dense_f32_f64label_pad",
+    "sparse_f32",
+    "sparse_empty_rows_nolabels",
+    "topics_like",
+    NULL,
 };
 
 static int s_collect(void *user, const struct knn_recordio_record *rec)

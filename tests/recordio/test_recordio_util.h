@@ -17,8 +17,8 @@ struct rt_records {
     size_t *len;
     uint64_t *index;
     uint64_t *offset;
-    int rc;          /* 0, or the first error of feed/finish */
-    char msg[1024];  /* its message */
+    int rc;         /* 0, or the first error of feed/finish */
+    char msg[1024]; /* its message */
 };
 
 #define RT_WHOLE ((size_t)-1)

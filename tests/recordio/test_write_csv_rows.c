@@ -170,9 +170,18 @@ int test_format_float_roundtrip(void)
         float v;
         const char *s;
     } fixed[] = {
-        {0.0f, "0"}, {-0.0f, "-0"}, {1.0f, "1"}, {0.1f, "0.1"}, {-2.5f, "-2.5"}, {3.14159274f, "3.1415927"},
-        {16777216.0f, "16777216"}, {1e-45f, "1.4013e-45"}, {3.40282347e38f, "3.4028235e+38"},
-        {0.2f, "0.2"}, {100.0f, "100"}, {1234567.0f, "1234567"},
+        {0.0f, "0"},
+        {-0.0f, "-0"},
+        {1.0f, "1"},
+        {0.1f, "0.1"},
+        {-2.5f, "-2.5"},
+        {3.14159274f, "3.1415927"},
+        {16777216.0f, "16777216"},
+        {1e-45f, "1.4013e-45"},
+        {3.40282347e38f, "3.4028235e+38"},
+        {0.2f, "0.2"},
+        {100.0f, "100"},
+        {1234567.0f, "1234567"},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         knn_recordio_format_float(buf, fixed[i].v);
@@ -265,8 +274,9 @@ static int s_sink(void *user, const float *features, const float *labels, size_t
 }
 
 /* Feed `text` to a new CSV row decoder in chunks of `chunk` and finish. */
-static int s_csv_rows(struct s_sink *s, const char *text, size_t chunk, unsigned label_size, enum knn_recordio_labels lab,
-                      size_t dim, size_t batch, size_t sink_dim)
+static int s_csv_rows(
+    struct s_sink *s, const char *text, size_t chunk, unsigned label_size, enum knn_recordio_labels lab, size_t dim,
+    size_t batch, size_t sink_dim)
 {
     memset(s, 0, sizeof(*s));
     s->dim = sink_dim;
@@ -319,7 +329,8 @@ int test_rows_csv(void)
     }
     /* Errors name line and column, whatever the chunking. */
     for (size_t c = 0; c < 5; c++) {
-        ASSERT_ERR(KNN_EFORMAT, s_csv_rows(s, "1,2,3\n4,5,6\n7,x,9\n", chunks[c], 1, KNN_RECORDIO_LABELS_REQUIRE, 2, 1, 2));
+        ASSERT_ERR(
+            KNN_EFORMAT, s_csv_rows(s, "1,2,3\n4,5,6\n7,x,9\n", chunks[c], 1, KNN_RECORDIO_LABELS_REQUIRE, 2, 1, 2));
         ASSERT_CONTAINS(knn_error_message(), "line 3, column 2: 'x' is not a number");
         ASSERT_UINT_EQ(2, s->rows);
         ASSERT_ERR(KNN_EMISMATCH, s_csv_rows(s, "1,2,3\n\n4,5\n", chunks[c], 0, KNN_RECORDIO_LABELS_IGNORE, 0, 8, 3));
@@ -375,7 +386,8 @@ int test_rows_recordio(void)
         for (size_t i = 0; i < 100; i++) {
             const json_t *r = json_array_get(records, i);
             for (size_t j = 0; j < 7; j++)
-                ASSERT_TRUE(s->features[i * 7 + j] == (float)rt_json_number(json_array_get(json_object_get(r, "values"), j)));
+                ASSERT_TRUE(
+                    s->features[i * 7 + j] == (float)rt_json_number(json_array_get(json_object_get(r, "values"), j)));
             ASSERT_TRUE(s->labels[i] == (float)rt_json_number(json_object_get(r, "label")));
         }
     }

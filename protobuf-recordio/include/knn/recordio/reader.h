@@ -56,7 +56,10 @@ struct knn_recordio_reader_options {
     size_t max_record_bytes; /* cap on one record's payload; 0 means the default */
 };
 
-#define KNN_RECORDIO_READER_OPTIONS_INIT {KNN_RECORDIO_DEFAULT_MAX_RECORD_BYTES}
+#define KNN_RECORDIO_READER_OPTIONS_INIT                                                                               \
+    {                                                                                                                  \
+        KNN_RECORDIO_DEFAULT_MAX_RECORD_BYTES                                                                          \
+    }
 
 struct knn_recordio_reader;
 

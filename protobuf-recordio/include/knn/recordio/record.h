@@ -58,9 +58,9 @@ int knn_recordio_record_decode(
 
 /** What a record holds, without densifying it. */
 struct knn_recordio_record_info {
-    uint64_t width;                      /* natural width of features["values"] (see above) */
-    uint64_t nnz;                        /* stored values (width when dense) */
-    bool sparse;                         /* the tensor has keys, or a shape and no values */
+    uint64_t width; /* natural width of features["values"] (see above) */
+    uint64_t nnz;   /* stored values (width when dense) */
+    bool sparse;    /* the tensor has keys, or a shape and no values */
     enum knn_recordio_dtype feature_dtype;
     bool has_label;                      /* label["values"] is present */
     enum knn_recordio_dtype label_dtype; /* when has_label */

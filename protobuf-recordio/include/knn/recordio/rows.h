@@ -48,8 +48,8 @@ typedef int(knn_recordio_rows_fn)(void *user, const float *features, const float
 
 struct knn_recordio_rows_options {
     enum knn_recordio_format format;
-    unsigned label_size;  /* CSV only: 0 or 1 leading label columns */
-    size_t feature_dim;   /* row width; 0 = take it from the first row (then every row must match) */
+    unsigned label_size; /* CSV only: 0 or 1 leading label columns */
+    size_t feature_dim;  /* row width; 0 = take it from the first row (then every row must match) */
     enum knn_recordio_labels labels;
     size_t batch_rows;       /* rows per sink call; 0 means 1024 */
     size_t max_record_bytes; /* RecordIO: cap on one record; 0 = KNN_RECORDIO_DEFAULT_MAX_RECORD_BYTES */
@@ -57,7 +57,10 @@ struct knn_recordio_rows_options {
     size_t max_feature_dim;  /* cap when feature_dim is 0 (learned from data); 0 means 1 << 20 */
 };
 
-#define KNN_RECORDIO_ROWS_OPTIONS_INIT {KNN_RECORDIO_PROTOBUF, 0, 0, KNN_RECORDIO_LABELS_REQUIRE, 0, 0, 0, 0}
+#define KNN_RECORDIO_ROWS_OPTIONS_INIT                                                                                 \
+    {                                                                                                                  \
+        KNN_RECORDIO_PROTOBUF, 0, 0, KNN_RECORDIO_LABELS_REQUIRE, 0, 0, 0, 0                                           \
+    }
 
 struct knn_recordio_rows;
 
