@@ -98,10 +98,11 @@ enum knn_s3__verdict knn__s3_classify(
             return KNN_S3__RETRY;
         }
         *code = x->result;
-        knn_error_set(x->result, "%s %s: %s: %s%s", req->op, uri, what, x->error,
-                      x->net_retryable ? " (after every attempt)" : "");
-        if (x->net_retryable && attempt > 1)
-            knn_error_wrap(*code, "gave up after %d attempts", attempt);
+        if (attempt > 1)
+            knn_error_set(x->result, "%s %s: %s: %s (gave up after %d attempts)", req->op, uri, what, x->error,
+                          attempt);
+        else
+            knn_error_set(x->result, "%s %s: %s: %s", req->op, uri, what, x->error);
         return KNN_S3__FAIL;
     }
 

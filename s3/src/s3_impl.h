@@ -240,6 +240,17 @@ int knn__s3_code_is_retryable(const char *code);
 /** The KNN_E* for an S3 error code and HTTP status. */
 int knn__s3_code_to_error(const char *code, long status);
 
+/** Learn the clock skew from a RequestTimeTooSkewed response's Date header. */
+void knn__s3_note_skew(struct knn_s3_client *client, const struct knn_s3__response *resp);
+
+/** "bytes a-b/total" (total '*' gives UINT64_MAX); 0 or -1. */
+int knn__s3_parse_content_range(const char *v, uint64_t *first, uint64_t *last, uint64_t *total);
+
+/** One PutObject of a buffer (Content-MD5, payload hash per policy), with retries. */
+int knn__s3_put_single(
+    char **etag_out, struct knn_s3_client *client, const char *bucket, const char *key, const void *data, size_t len,
+    const char *content_type);
+
 /**
  * One request with retries and backoff, synchronously; the body (capped) ends up in resp->body.
  * `resp` must be initialized; it holds the last attempt's response. Returns 0 or the error.
@@ -306,12 +317,17 @@ struct knn_s3__job {
     enum knn_s3__job_state state;
     int attempt;
     uint64_t not_before_ns;
+    size_t base_headers; /* req.header_count as submitted; the engine adds Range / If-Match after */
+    int checked;         /* this attempt's response headers were validated */
     char range_header[64];
     struct knn_s3__prepared prep;
     struct knn_s3_http_exchange x;
     struct knn_s3__exchange_ctx ctx;
     struct knn_s3__job *next;
 };
+
+/** Prepare a job struct once (buffers); reuse it for many submissions; clean it up at the end. */
+void knn__s3_job_init(struct knn_s3__job *job);
 
 int knn__s3_engine_new(struct knn_s3__engine **out, struct knn_s3_client *client, int max_running);
 

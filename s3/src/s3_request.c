@@ -602,6 +602,18 @@ void knn__s3_exchange_finish(struct knn_s3_http_exchange *x, struct knn_s3__resp
     }
 }
 
+void knn__s3_note_skew(struct knn_s3_client *c, const struct knn_s3__response *resp)
+{
+    if (strcmp(resp->error.code, "RequestTimeTooSkewed") != 0 || resp->date_s <= 0)
+        return;
+    int64_t skew = resp->date_s - c->clock(c->clock_user);
+    pthread_mutex_lock(&c->lock);
+    c->skew_s = skew;
+    pthread_mutex_unlock(&c->lock);
+    KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "the local clock differs from the server's by %lld s: correcting",
+            (long long)skew);
+}
+
 int knn__s3_execute(struct knn_s3_client *c, const struct knn_s3__request *req, struct knn_s3__response *resp)
 {
     struct knn_s3__prepared prep;
@@ -639,14 +651,7 @@ int knn__s3_execute(struct knn_s3_client *c, const struct knn_s3__request *req, 
             rc = code;
             goto done;
         }
-        if (strcmp(resp->error.code, "RequestTimeTooSkewed") == 0 && resp->date_s > 0) {
-            int64_t skew = resp->date_s - c->clock(c->clock_user);
-            pthread_mutex_lock(&c->lock);
-            c->skew_s = skew;
-            pthread_mutex_unlock(&c->lock);
-            KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "clock differs from the server's by %lld s: correcting",
-                    (long long)skew);
-        }
+        knn__s3_note_skew(c, resp);
         int wait = knn__s3_backoff_ms(c, attempt + 1);
         KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "%s; retrying in %d ms", knn_error_message(), wait);
         knn__s3_sleep_ms(wait);
