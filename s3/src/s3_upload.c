@@ -391,6 +391,19 @@ static int s_complete(struct knn_s3_upload *u, char **etag_out)
         info.etag = NULL;
         knn_s3_object_info_clean_up(&info);
     }
+    if (etag_out && result.etag[0] != '"') { /* some servers leave out the quotes S3 puts around ETags */
+        size_t n = strlen(result.etag);
+        char *quoted = knn_malloc(n + 3);
+        if (!quoted) {
+            rc = KNN_ENOMEM;
+            goto done;
+        }
+        quoted[0] = '"';
+        memcpy(quoted + 1, result.etag, n);
+        memcpy(quoted + 1 + n, "\"", 2);
+        knn_free(result.etag);
+        result.etag = quoted;
+    }
     if (etag_out) {
         *etag_out = result.etag;
         result.etag = NULL;
