@@ -88,12 +88,13 @@ static int s_parse_endpoint(struct knn_s3_client *c, const char *url)
     struct knn_buf host = KNN_BUF_INIT(1024), ep = KNN_BUF_INIT(1200);
     int rc = default_port ? knn_buf_printf(&host, "%.*s", (int)hl, p)
                           : knn_buf_printf(&host, "%.*s:%ld", (int)hl, p, port);
-    if (!rc)
-        rc = knn_buf_printf(&ep, "%s://%s", https ? "https" : "http", (const char *)host.data);
     if (!rc) {
         for (uint8_t *h = host.data; *h; h++) /* host names are case-insensitive; sign them lower-case */
             if (*h >= 'A' && *h <= 'Z')
                 *h = (uint8_t)(*h - 'A' + 'a');
+        rc = knn_buf_printf(&ep, "%s://%s", https ? "https" : "http", (const char *)host.data);
+    }
+    if (!rc) {
         c->host = (char *)knn_buf_detach(&host, NULL);
         c->endpoint = (char *)knn_buf_detach(&ep, NULL);
         rc = s_dup(&c->scheme, https ? "https" : "http");
