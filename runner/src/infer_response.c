@@ -3,6 +3,7 @@
 #include "knn/common/error.h"
 #include "knn/recordio/writer.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +18,18 @@ size_t knn_infer_format_float(char *buf, size_t size, float v)
     if (v == 0.0f)
         return (size_t)snprintf(buf, size, signbit(v) ? "-0.0" : "0.0");
 
-    /* The fewest significant digits that read back as the same float32 (at most 9 are needed). */
+    /* Integers below 2^24 (class labels, item ids) are exact in float32 and need every digit:
+     * no search ("7.0", "-123.0"). Larger ones can have shorter forms (123456792 is 123456790.0). */
+    if (fabsf(v) < 16777216.0f && v == truncf(v)) {
+        long long i = (long long)v;
+        return (size_t)snprintf(buf, size, "%lld.0", i);
+    }
+    /* The fewest significant digits that read back as the same float32 (at most 9 are needed).
+     * Starting at 6 loses nothing for normal floats: one within half an ulp (6e-8 relative) of a
+     * decimal of 6 or fewer digits rounds to that decimal at 6 digits, and the trailing zeros are
+     * dropped below. */
     char sci[32];
-    for (int prec = 1; prec <= 9; prec++) {
+    for (int prec = fabsf(v) < FLT_MIN ? 1 : 6; prec <= 9; prec++) { /* subnormals: fewer bits, so from 1 */
         snprintf(sci, sizeof(sci), "%.*e", prec - 1, (double)v);
         if (strtof(sci, NULL) == v)
             break;

@@ -225,6 +225,28 @@ int test_format_float(void)
         float back = strtof(buf, NULL);
         if (memcmp(&back, &v, sizeof(v)) != 0)
             FAIL("%.9g printed as %s reads back as %.9g", v, buf, back);
+        /* As short as the shortest %.Ng that reads back (a plain search from 1 digit). */
+        int shortest = 9;
+        for (int prec = 1; prec <= 9; prec++) {
+            char g[48];
+            snprintf(g, sizeof(g), "%.*g", prec, (double)v);
+            if (strtof(g, NULL) == v) {
+                shortest = prec;
+                break;
+            }
+        }
+        /* significant digits of ours: the mantissa's digits without leading and trailing zeros */
+        char mant[48];
+        size_t nm = 0;
+        for (const char *c = buf; *c && *c != 'e'; c++) {
+            if (*c >= '0' && *c <= '9' && (nm || *c != '0'))
+                mant[nm++] = *c;
+        }
+        while (nm > 1 && mant[nm - 1] == '0')
+            nm--;
+        int digits = (int)nm;
+        if (digits > shortest)
+            FAIL("%.9g printed as %s: %d digits, but %d are enough", v, buf, digits, shortest);
     }
     return 0;
 }
