@@ -36,8 +36,8 @@ static void s_usage(FILE *out)
             "  --host ADDR         address to listen on (default 0.0.0.0)\n"
             "  --workers N         HTTP worker threads (default: the number of cores)\n"
             "  --max-payload-mb N  largest request body (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
-            "  --search-threads N  search threads per request (default 0: the cores divided among the\n"
-            "                      requests searching at that moment)\n"
+            "  --search-threads N  search threads per request (default 1: requests run side by side on the\n"
+            "                      HTTP workers; 0: the cores divided among the requests searching now)\n"
             "  --timeout S         idle and request-body timeout in seconds\n"
             "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
             "\n"
@@ -77,7 +77,7 @@ int knn_cmd_serve(int argc, char **argv)
     const char *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
     const char *timeout_s = getenv("SAGEMAKER_MODEL_SERVER_TIMEOUT");
     const char *workers_s = NULL, *search_s = NULL;
-    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 0;
+    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1;
     int c;
 
     optind = 1;

@@ -10,9 +10,9 @@
  * - GET /execution-parameters: {"MaxConcurrentTransforms": n, "BatchStrategy": "MULTI_RECORD",
  *   "MaxPayloadInMB": m} for batch transform (spec §8).
  *
- * Search threads: unless fixed with search_threads, each request predicts with
- * cores / (requests predicting now) threads, at least one, so one big request uses every core and
- * many concurrent ones do not oversubscribe them.
+ * Search threads: each request predicts with search_threads threads; knn-runner serve uses 1 (the
+ * HTTP workers, one per core, give the parallelism: measured best on a busy 2-core machine, see
+ * bench/serve/README.md). With 0, a request uses cores / (requests predicting now), at least one.
  */
 
 #include "mime.h"

@@ -249,6 +249,8 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
     atomic_fetch_sub(&server->in_flight, 1);
 }
 
+static void s_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void s_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];

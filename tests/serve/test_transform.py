@@ -68,23 +68,24 @@ class Local:
 class S3:
     """Input and output on the local S3 server, written and read with awscli."""
 
-    def __init__(self, tmp, bucket):
+    def __init__(self, tmp, bucket, prefix):
         self.tmp = tmp
         self.bucket = bucket
+        self.prefix = prefix  # this run's own key prefix, ending in "/"
         self.aws = ["/usr/bin/aws", "--endpoint-url", os.environ["AWS_ENDPOINT_URL"], "s3"]
 
     def put(self, where, name, data):
         path = os.path.join(self.tmp, "upload")
         with open(path, "wb") as f:
             f.write(data)
-        subprocess.run(self.aws + ["cp", "--quiet", path, "s3://%s/%s/%s" % (self.bucket, where, name)], check=True)
+        subprocess.run(self.aws + ["cp", "--quiet", path, "s3://%s/%s%s/%s" % (self.bucket, self.prefix, where, name)], check=True)
 
     def loc(self, where):
-        return "s3://%s/%s" % (self.bucket, where)
+        return "s3://%s/%s%s" % (self.bucket, self.prefix, where)
 
     def get(self, where, name):
         path = os.path.join(self.tmp, "download")
-        p = subprocess.run(self.aws + ["cp", "--quiet", "s3://%s/%s/%s" % (self.bucket, where, name), path],
+        p = subprocess.run(self.aws + ["cp", "--quiet", "s3://%s/%s%s/%s" % (self.bucket, self.prefix, where, name), path],
                            capture_output=True)
         if p.returncode != 0:
             return None
@@ -92,9 +93,9 @@ class S3:
             return f.read()
 
     def names(self, where):
-        p = subprocess.run(self.aws + ["ls", "--recursive", "s3://%s/%s/" % (self.bucket, where)],
+        p = subprocess.run(self.aws + ["ls", "--recursive", "s3://%s/%s%s/" % (self.bucket, self.prefix, where)],
                            capture_output=True, text=True)
-        prefix = where + "/"
+        prefix = self.prefix + where + "/"
         return sorted(line.split(None, 3)[3][len(prefix):] for line in p.stdout.splitlines() if line.strip())
 
 
@@ -103,12 +104,10 @@ def main():
     with h.TempDir("transform") as tmp:
         model_dir = h.make_model(os.path.join(tmp, "model"), X, LABELS, K)
         if use_s3:
-            if not os.environ.get("AWS_ENDPOINT_URL"):
-                print("SKIP: no local S3 server (AWS_ENDPOINT_URL unset)")
+            if not os.environ.get("AWS_ENDPOINT_URL") or not os.environ.get("KNN_S3_BUCKET"):
+                print("SKIP: no local S3 server (run me through test_transform_s3.sh)")
                 sys.exit(103)
-            bucket = "knn-transform-%d" % os.getpid()
-            store = S3(tmp, bucket)
-            subprocess.run(store.aws + ["mb", "s3://" + bucket], check=True, capture_output=True)
+            store = S3(tmp, os.environ["KNN_S3_BUCKET"], os.environ["KNN_S3_PREFIX"])
             # the model too comes from S3, as a model.tar.gz
             import tarfile
             tar_path = os.path.join(tmp, "model.tar.gz")
