@@ -37,8 +37,12 @@
  * 256 KiB: it stays in the 1 MiB L2 between the sgemm that writes it and the scan that reads it,
  * next to the packed operands.
  */
+#ifndef S_QUERY_TILE
 #define S_QUERY_TILE 256
+#endif
+#ifndef S_BASE_TILE
 #define S_BASE_TILE 256
+#endif
 
 /* ---- CPU dispatch ---- */
 
@@ -215,23 +219,6 @@ static void s_scan_tile_row(
 
 /* ---- batches: tiled sgemm ---- */
 
-/* Turn a best-first result list back into a heap (a worst-first list is one). Returns its size. */
-static size_t s_reheap(float *dist, int64_t *ids, size_t k)
-{
-    size_t size = 0;
-    while (size < k && ids[size] >= 0)
-        size++;
-    for (size_t i = 0, j = size ? size - 1 : 0; i < j; i++, j--) {
-        float td = dist[i];
-        dist[i] = dist[j];
-        dist[j] = td;
-        int64_t ti = ids[i];
-        ids[i] = ids[j];
-        ids[j] = ti;
-    }
-    return size;
-}
-
 int knn__exact_search_block(
     const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
     size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
@@ -271,10 +258,7 @@ int knn__exact_search_block(
         const float *q = queries + q0 * d;
         struct knn__topk heaps[S_QUERY_TILE];
         for (size_t i = 0; i < qn; i++) {
-            float *hd = distances + (q0 + i) * k;
-            int64_t *hi = labels + (q0 + i) * k;
-            knn__topk_init(&heaps[i], k, ip, hd, hi);
-            heaps[i].size = s_reheap(hd, hi, k);
+            knn__topk_resume(&heaps[i], k, ip, distances + (q0 + i) * k, labels + (q0 + i) * k);
         }
         if (!ip)
             knn__norms_sqr(q, qn, d, qnorms);

@@ -83,16 +83,22 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
     return 0;
 }
 
-/* Search nq queries against nb base vectors (ids from id0) into best-first lists. */
+/*
+ * Search nq queries against nb base vectors (ids from id0), merging into the best-first lists in
+ * distances/labels (init: start from empty lists).
+ */
 static int s_search_range(
     const float *q, size_t nq, const float *base, const float *norms, size_t nb, size_t d, int ip, size_t k,
-    float *distances, int64_t *labels, int64_t id0)
+    float *distances, int64_t *labels, int64_t id0, int init)
 {
     if (nq >= S_GEMM_MIN_QUERIES)
-        return knn__exact_search_block(q, nq, base, norms, nb, d, ip, k, distances, labels, id0, 1);
+        return knn__exact_search_block(q, nq, base, norms, nb, d, ip, k, distances, labels, id0, init);
     for (size_t i = 0; i < nq; i++) {
         struct knn__topk h;
-        knn__topk_init(&h, k, ip, distances + i * k, labels + i * k);
+        if (init)
+            knn__topk_init(&h, k, ip, distances + i * k, labels + i * k);
+        else
+            knn__topk_resume(&h, k, ip, distances + i * k, labels + i * k);
         knn__scan_one(q + i * d, base, nb, d, &h, id0);
         knn__topk_finish(&h);
     }
@@ -117,7 +123,7 @@ static int s_chunk_queries(void *ctx, size_t begin, size_t end, size_t worker)
     struct s_search *s = ctx;
     int rc = s_search_range(
         s->x + begin * s->d, end - begin, s->f->xb, s->f->norms, s->index->ntotal, s->d, s->ip, s->k,
-        s->distances + begin * s->k, s->labels + begin * s->k, 0);
+        s->distances + begin * s->k, s->labels + begin * s->k, 0, 1);
     return rc ? knn_error_wrap(rc, "flat search, queries %zu..%zu", begin, end) : 0;
 }
 
@@ -127,7 +133,7 @@ static int s_chunk_base(void *ctx, size_t begin, size_t end, size_t worker)
     size_t nk = s->n * s->k;
     int rc = s_search_range(
         s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip,
-        s->k, s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin);
+        s->k, s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin, 0);
     return rc ? knn_error_wrap(rc, "flat search, base %zu..%zu", begin, end) : 0;
 }
 
@@ -164,6 +170,10 @@ static int s_search(
     if (!s.wdist || !s.wlabels) {
         rc = KNN_ENOMEM;
         goto done;
+    }
+    for (size_t i = 0; i < total; i++) {
+        s.wdist[i] = s.ip ? -INFINITY : INFINITY;
+        s.wlabels[i] = -1;
     }
     rc = knn__parallel_for(ntotal, split, s_chunk_base, &s);
     if (rc != 0)

@@ -2,13 +2,19 @@
  * The library's worker threads: one process-wide pool, started on first use and kept (a search on
  * a small index takes tens of microseconds, so threads are not created per call).
  *
- * One parallel job runs at a time. A caller that finds the pool busy (another thread's search, or a
- * nested call from inside a chunk) runs its chunks itself, one after the other, with the same
- * worker numbers: the cores are already busy, and callers see the same chunking either way.
+ * A job splits [0, n) into up to S_CHUNKS_PER_WORKER contiguous chunks per worker, handed out
+ * through an atomic counter: whoever is running takes the next chunk. On a busy machine a worker
+ * thread may not get a core for milliseconds; the caller (worker 0) then simply takes its chunks
+ * too, instead of waiting for a fixed half. A worker may run several chunks, one at a time.
+ *
+ * One job runs in the pool at a time. A caller that finds the pool busy (another thread's search,
+ * or a nested call from inside a chunk) runs all the chunks itself, as worker 0.
  *
  * Hand-off: the caller publishes the job and bumps `generation` under the mutex; idle workers spin
  * on it briefly (so back-to-back searches do not pay a futex wake-up each) and then sleep on a
- * condition variable. Completion works the same way in reverse through `remaining`.
+ * condition variable. A worker joins a job under the mutex (`active`), and a new job is published
+ * only once no worker is still inside the previous one, so a late worker can never take a chunk of
+ * a job with another job's function.
  */
 #define _GNU_SOURCE
 #include "parallel.h"
@@ -30,25 +36,29 @@
 #endif
 
 #define S_MAX_THREADS 64
+#define S_CHUNKS_PER_WORKER 4
 /* Spin iterations before sleeping (a PAUSE is ~10-140 cycles: this is tens of microseconds). */
 #define S_SPIN 2000
 #define S_MESSAGE_MAX 1024
 
 struct s_pool {
     pthread_mutex_t mu;
-    pthread_cond_t wake;
-    pthread_cond_t done;
-    size_t nworkers; /* started threads, numbered 1..nworkers */
+    pthread_cond_t wake; /* a new job, for sleeping workers */
+    pthread_cond_t done; /* the last chunk finished, or the last worker left a job */
+    size_t nworkers;     /* started threads, numbered 1..nworkers */
     uint64_t generation;
     size_t sleepers;
-    uint64_t start_generation[S_MAX_THREADS]; /* the generation before a worker's first job */
+    size_t active; /* workers inside the current job */
+    uint64_t start_generation[S_MAX_THREADS + 1];
 
     /* the current job, written before generation is bumped */
     knn__chunk_fn *fn;
     void *ctx;
     size_t n;
+    size_t nthreads; /* workers 0..nthreads-1 take part */
     size_t nchunks;
-    size_t remaining; /* chunks handed to workers and not finished */
+    size_t next;     /* atomic: the next chunk to hand out */
+    size_t finished; /* atomic: chunks done */
 
     /* the failure of the lowest-numbered failing chunk */
     int status;
@@ -64,20 +74,16 @@ static struct s_pool s_pool = {
 /* Held by the thread whose job is in the pool. */
 static pthread_mutex_t s_submit = PTHREAD_MUTEX_INITIALIZER;
 
-/*
- * Per thread, not once per process: the OpenMP flavour of OpenBLAS takes its thread count from the
- * calling thread's OpenMP setting (omp_get_max_threads(), a per-thread value) and resets its global
- * count to it on every call, so a thread that never set it (a pool worker, an HTTP worker of the
- * endpoint) runs a 2-thread sgemm whose OpenMP team spin-waits against the other threads.
- */
-static _Thread_local int tl_blas_single;
+static pthread_once_t s_blas_once = PTHREAD_ONCE_INIT;
+
+static void s_blas_init(void)
+{
+    openblas_set_num_threads(1);
+}
 
 void knn__blas_single_threaded(void)
 {
-    if (!tl_blas_single) {
-        openblas_set_num_threads(1);
-        tl_blas_single = 1;
-    }
+    pthread_once(&s_blas_once, s_blas_init);
 }
 
 size_t knn__ncores(void)
@@ -110,23 +116,39 @@ static void s_chunk_range(size_t n, size_t nchunks, size_t i, size_t *begin, siz
     *end = (size_t)((unsigned __int128)n * (i + 1) / nchunks);
 }
 
-/* Record a chunk's failure (its message lives in the failing thread's error slot). Under s_pool.mu. */
-static void s_record_failure(size_t chunk, int status)
+/* Take and run chunks of the current job until none is left. Records a failure under the mutex. */
+static void s_run_chunks(knn__chunk_fn *fn, void *ctx, size_t n, size_t nchunks, size_t worker)
 {
-    if (s_pool.status == 0 || chunk < s_pool.status_chunk) {
-        s_pool.status = status;
-        s_pool.status_chunk = chunk;
-        snprintf(s_pool.message, sizeof(s_pool.message), "%s", knn_error_message());
+    for (;;) {
+        size_t i = __atomic_fetch_add(&s_pool.next, 1, __ATOMIC_RELAXED);
+        if (i >= nchunks)
+            return;
+        size_t begin, end;
+        s_chunk_range(n, nchunks, i, &begin, &end);
+        int rc = fn(ctx, begin, end, worker);
+        if (rc != 0) {
+            pthread_mutex_lock(&s_pool.mu);
+            if (s_pool.status == 0 || i < s_pool.status_chunk) {
+                s_pool.status = rc;
+                s_pool.status_chunk = i;
+                snprintf(s_pool.message, sizeof(s_pool.message), "%s", knn_error_message());
+            }
+            pthread_mutex_unlock(&s_pool.mu);
+        }
+        if (__atomic_add_fetch(&s_pool.finished, 1, __ATOMIC_RELEASE) == nchunks) {
+            pthread_mutex_lock(&s_pool.mu);
+            pthread_cond_broadcast(&s_pool.done);
+            pthread_mutex_unlock(&s_pool.mu);
+        }
     }
 }
 
 static void *s_worker_main(void *arg)
 {
     size_t self = (size_t)(uintptr_t)arg;
-    uint64_t seen = 0;
 
     pthread_mutex_lock(&s_pool.mu);
-    seen = s_pool.start_generation[self];
+    uint64_t seen = s_pool.start_generation[self];
     pthread_mutex_unlock(&s_pool.mu);
 
     for (;;) {
@@ -141,35 +163,34 @@ static void *s_worker_main(void *arg)
             pthread_cond_wait(&s_pool.wake, &s_pool.mu);
         s_pool.sleepers--;
         seen = s_pool.generation;
+        if (self >= s_pool.nthreads) {
+            pthread_mutex_unlock(&s_pool.mu);
+            continue;
+        }
+        s_pool.active++;
         knn__chunk_fn *fn = s_pool.fn;
         void *ctx = s_pool.ctx;
         size_t n = s_pool.n, nchunks = s_pool.nchunks;
         pthread_mutex_unlock(&s_pool.mu);
 
-        if (self >= nchunks)
-            continue;
-        size_t begin, end;
-        s_chunk_range(n, nchunks, self, &begin, &end);
-        int rc = fn(ctx, begin, end, self);
+        s_run_chunks(fn, ctx, n, nchunks, self);
 
         pthread_mutex_lock(&s_pool.mu);
-        if (rc != 0)
-            s_record_failure(self, rc);
-        if (__atomic_sub_fetch(&s_pool.remaining, 1, __ATOMIC_RELEASE) == 0)
-            pthread_cond_signal(&s_pool.done);
+        if (--s_pool.active == 0)
+            pthread_cond_broadcast(&s_pool.done);
         pthread_mutex_unlock(&s_pool.mu);
     }
     return NULL;
 }
 
-/* Run chunks [first, last) on the calling thread; returns the first failure in chunk order. */
-static int s_run_inline(size_t n, size_t nchunks, size_t first, size_t last, knn__chunk_fn *fn, void *ctx)
+/* All chunks on the calling thread, as worker 0; returns the first failure in chunk order. */
+static int s_run_inline(size_t n, size_t nchunks, knn__chunk_fn *fn, void *ctx)
 {
     int status = 0;
-    for (size_t i = first; i < last; i++) {
+    for (size_t i = 0; i < nchunks; i++) {
         size_t begin, end;
         s_chunk_range(n, nchunks, i, &begin, &end);
-        int rc = fn(ctx, begin, end, i);
+        int rc = fn(ctx, begin, end, 0);
         if (rc != 0 && status == 0)
             status = rc;
     }
@@ -180,15 +201,16 @@ int knn__parallel_for(size_t n, size_t threads, knn__chunk_fn *fn, void *ctx)
 {
     if (n == 0)
         return 0;
-    size_t nchunks = knn__resolve_threads(threads, n);
-    if (nchunks == 1)
+    size_t nthreads = knn__resolve_threads(threads, n);
+    if (nthreads == 1)
         return fn(ctx, 0, n, 0);
+    size_t nchunks = nthreads * S_CHUNKS_PER_WORKER < n ? nthreads * S_CHUNKS_PER_WORKER : n;
     if (pthread_mutex_trylock(&s_submit) != 0)
-        return s_run_inline(n, nchunks, 0, nchunks, fn, ctx);
+        return s_run_inline(n, nchunks, fn, ctx);
 
-    /* Start the workers this job needs (the pool only grows). */
     pthread_mutex_lock(&s_pool.mu);
-    while (s_pool.nworkers + 1 < nchunks) {
+    /* Start the workers this job needs (the pool only grows; if it cannot, fewer threads work). */
+    while (s_pool.nworkers + 1 < nthreads) {
         pthread_t tid;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -197,16 +219,19 @@ int knn__parallel_for(size_t n, size_t threads, knn__chunk_fn *fn, void *ctx)
         int err = pthread_create(&tid, &attr, s_worker_main, (void *)(uintptr_t)(s_pool.nworkers + 1));
         pthread_attr_destroy(&attr);
         if (err != 0)
-            break; /* run the rest inline */
+            break;
         s_pool.nworkers++;
     }
-    if (s_pool.nworkers + 1 < nchunks)
-        nchunks = s_pool.nworkers + 1; /* could not start them all: fewer, larger chunks */
+    /* A worker still leaving the previous job must be gone before its fields change. */
+    while (s_pool.active != 0)
+        pthread_cond_wait(&s_pool.done, &s_pool.mu);
     s_pool.fn = fn;
     s_pool.ctx = ctx;
     s_pool.n = n;
+    s_pool.nthreads = nthreads;
     s_pool.nchunks = nchunks;
-    __atomic_store_n(&s_pool.remaining, nchunks - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s_pool.next, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s_pool.finished, 0, __ATOMIC_RELAXED);
     s_pool.status = 0;
     s_pool.status_chunk = 0;
     __atomic_store_n(&s_pool.generation, s_pool.generation + 1, __ATOMIC_RELEASE);
@@ -214,22 +239,20 @@ int knn__parallel_for(size_t n, size_t threads, knn__chunk_fn *fn, void *ctx)
         pthread_cond_broadcast(&s_pool.wake);
     pthread_mutex_unlock(&s_pool.mu);
 
-    /* Chunk 0 runs here; then wait for the others. */
-    size_t begin, end;
-    s_chunk_range(n, nchunks, 0, &begin, &end);
-    int status = fn(ctx, begin, end, 0);
+    s_run_chunks(fn, ctx, n, nchunks, 0);
+
     int spins = 0;
-    while (__atomic_load_n(&s_pool.remaining, __ATOMIC_ACQUIRE) != 0 && spins < S_SPIN) {
+    while (__atomic_load_n(&s_pool.finished, __ATOMIC_ACQUIRE) != nchunks && spins < S_SPIN) {
         S_PAUSE();
         spins++;
     }
     pthread_mutex_lock(&s_pool.mu);
-    while (__atomic_load_n(&s_pool.remaining, __ATOMIC_ACQUIRE) != 0)
+    while (__atomic_load_n(&s_pool.finished, __ATOMIC_ACQUIRE) != nchunks)
         pthread_cond_wait(&s_pool.done, &s_pool.mu);
-    int pool_status = s_pool.status;
-    if (pool_status != 0 && status == 0)
-        knn_error_set(pool_status, "%s", s_pool.message);
+    int status = s_pool.status;
+    if (status != 0)
+        knn_error_set(status, "%s", s_pool.message);
     pthread_mutex_unlock(&s_pool.mu);
     pthread_mutex_unlock(&s_submit);
-    return status != 0 ? status : pool_status;
+    return status;
 }

@@ -5,9 +5,14 @@
  * The library's own worker threads (no OpenMP): BLAS runs single-threaded inside them, so there is
  * never a second thread pool fighting for the cores.
  *
- * knn__parallel_for splits [0, n) into contiguous chunks over up to `threads` workers (0 = the
- * number of cores) and calls fn(ctx, begin, end, worker) for each chunk; the calling thread takes
- * part. It returns the first non-zero status a chunk returned (the other chunks still finish).
+ * knn__parallel_for splits [0, n) into contiguous chunks (a few per worker) and runs
+ * fn(ctx, begin, end, worker) for each, on up to `threads` workers (0 = the number of cores); the
+ * calling thread takes part as worker 0. Chunks are handed out dynamically, so a worker (a
+ * `worker` number < knn__resolve_threads(threads, n)) may run several chunks, one at a time: keep
+ * per-worker state indexed by `worker` and accumulate into it, never assume one call per worker.
+ * It returns the first non-zero status a chunk returned, with that chunk's error message (the
+ * other chunks still finish). Nested calls, and calls while another thread's job is running, run
+ * their chunks on the calling thread.
  */
 
 #include <stddef.h>

@@ -28,6 +28,24 @@ void knn__topk_init(struct knn__topk *h, size_t k, int ip, float *dist, int64_t 
     h->ids = ids;
 }
 
+void knn__topk_resume(struct knn__topk *h, size_t k, int ip, float *dist, int64_t *ids)
+{
+    knn__topk_init(h, k, ip, dist, ids);
+    size_t size = 0;
+    while (size < k && ids[size] >= 0)
+        size++;
+    /* Reversed, a best-first list is worst-first: a valid heap with the worst at the root. */
+    for (size_t i = 0, j = size; i + 1 < j; i++, j--) {
+        float td = dist[i];
+        dist[i] = dist[j - 1];
+        dist[j - 1] = td;
+        int64_t ti = ids[i];
+        ids[i] = ids[j - 1];
+        ids[j - 1] = ti;
+    }
+    h->size = size;
+}
+
 /* Restore the heap below position i, holding (d, id) to place. */
 static inline void s_sift_down(struct knn__topk *h, size_t i, size_t size, float d, int64_t id)
 {

@@ -20,6 +20,11 @@ struct knn__topk {
 };
 
 void knn__topk_init(struct knn__topk *h, size_t k, int ip, float *dist, int64_t *ids);
+/**
+ * Continue from a finished list: dist/ids hold k results best first, padded with id -1 (as left by
+ * knn__topk_finish, or all padding). Lets a search add candidates in several passes.
+ */
+void knn__topk_resume(struct knn__topk *h, size_t k, int ip, float *dist, int64_t *ids);
 /** Offer a candidate; kept if it beats the current worst (or the heap is not full). */
 void knn__topk_push(struct knn__topk *h, float dist, int64_t id);
 /** The current worst kept distance (the threshold a candidate must beat), or +/-INFINITY if not full. */
