@@ -641,7 +641,7 @@ int knn__kmeans_train(
     km.d = d;
     km.k = k;
     km.ip = opts->ip;
-    km.bounds = !opts->ip;
+    km.bounds = !opts->ip && !opts->no_bounds;
     km.centroids = centroids;
     km.n_train = n;
     if (opts->max_points_per_centroid && n / opts->max_points_per_centroid >= k &&

@@ -38,9 +38,10 @@ struct knn__kmeans_options {
     int ip;                         /* inner product: assign by largest x.c, spherical centroids */
     uint64_t seed;
     size_t threads; /* 0 = all cores */
+    int no_bounds;  /* plain Lloyd's iterations even for L2 (tests compare the two) */
 };
 
-#define KNN__KMEANS_OPTIONS_INIT {10, 256, 0, 1234, 0}
+#define KNN__KMEANS_OPTIONS_INIT {10, 256, 0, 1234, 0, 0}
 
 /**
  * Train k centroids on n points of x (n x d, row-major) into `centroids` (k x d, caller-owned).
