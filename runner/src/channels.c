@@ -21,13 +21,20 @@ void knn_object_list_init(struct knn_object_list *list)
 
 void knn_object_list_clean_up(struct knn_object_list *list)
 {
-    for (size_t i = 0; i < list->count; i++)
+    for (size_t i = 0; i < list->count; i++) {
         knn_free(list->items[i].uri);
+        knn_free(list->items[i].etag);
+    }
     knn_free(list->items);
     knn_object_list_init(list);
 }
 
 int knn_object_list_add(struct knn_object_list *list, const char *uri, uint64_t size)
+{
+    return knn_object_list_add_etag(list, uri, size, NULL);
+}
+
+int knn_object_list_add_etag(struct knn_object_list *list, const char *uri, uint64_t size, const char *etag)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 16;
@@ -37,11 +44,15 @@ int knn_object_list_add(struct knn_object_list *list, const char *uri, uint64_t 
         list->items = items;
         list->cap = cap;
     }
-    char *copy = knn_strdup(uri);
-    if (!copy)
+    char *copy = knn_strdup(uri), *etag_copy = etag ? knn_strdup(etag) : NULL;
+    if (!copy || (etag && !etag_copy)) {
+        knn_free(copy);
+        knn_free(etag_copy);
         return KNN_ENOMEM;
+    }
     list->items[list->count].uri = copy;
     list->items[list->count].size = size;
+    list->items[list->count].etag = etag_copy;
     list->count++;
     if (size != KNN_OBJECT_SIZE_UNKNOWN)
         list->total_bytes += size;

@@ -18,6 +18,7 @@
 struct knn_object {
     char *uri;     /* s3://bucket/key, or a local path */
     uint64_t size; /* bytes, from the listing (UINT64_MAX: unknown, e.g. a FIFO) */
+    char *etag;    /* S3's ETag from the listing (with its quotes), or NULL */
 };
 
 struct knn_object_list {
@@ -31,8 +32,9 @@ struct knn_object_list {
 
 void knn_object_list_init(struct knn_object_list *list);
 void knn_object_list_clean_up(struct knn_object_list *list);
-/** Append a copy of `uri`. KNN_ENOMEM. */
+/** Append a copy of `uri` (and of `etag`, which may be NULL). KNN_ENOMEM. */
 int knn_object_list_add(struct knn_object_list *list, const char *uri, uint64_t size);
+int knn_object_list_add_etag(struct knn_object_list *list, const char *uri, uint64_t size, const char *etag);
 /** Sort by uri, byte order (strcmp), as S3 lists keys. */
 void knn_object_list_sort(struct knn_object_list *list);
 

@@ -1,0 +1,81 @@
+/* knn-runner train: a training job from a manifest, or as a SageMaker container's entrypoint. */
+#include "commands.h"
+#include "train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: knn-runner train --manifest job.json [options]\n"
+            "       knn-runner train                      (the /opt/ml container contract)\n"
+            "\n"
+            "Runs a SageMaker k-NN training job: validates the hyperparameters, streams the train channel\n"
+            "from S3 (or file://) into a reservoir sample, builds the index, scores the test channel, and\n"
+            "writes model.tar.gz to <S3OutputPath>/<TrainingJobName>/output/ with job-summary.json beside it.\n"
+            "Without --manifest it reads $SAGEMAKER_BASE_DIR (default /opt/ml)/input/config/*.json and the\n"
+            "channel files under input/data/, and writes the model files to model/ (failure reason to\n"
+            "output/failure), as a bring-your-own-algorithm image's entrypoint does.\n"
+            "\n"
+            "options:\n"
+            "  --manifest FILE       a CreateTrainingJob-shaped JSON job manifest\n"
+            "  --endpoint-url URL    S3-compatible endpoint (overrides the manifest's EndpointUrl;\n"
+            "                        default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)\n"
+            "  --overwrite           replace the model of an earlier job of the same name\n"
+            "  --json                print the job summary as JSON on stdout\n"
+            "  --progress / --no-progress   force the live progress line on or off (default: on a terminal)\n"
+            "  --threads N           decoding threads (default: the number of cores)\n"
+            "  --streams N           reservoir samples per simulated host, merged at the end (default 2)\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Exit status: 0 the job completed, 1 it failed (the reason starts with ClientError: or\n"
+            "AlgorithmError:), 2 usage error.\n");
+}
+
+static int s_count(const char *text, size_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (!*text || *end || v < 1 || v > 1024)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int knn_cmd_train(int argc, char **argv)
+{
+    struct knn_train_options opts = KNN_TRAIN_OPTIONS_INIT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            s_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--manifest") == 0 && value) {
+            opts.manifest_path = value;
+            i++;
+        } else if (strcmp(a, "--endpoint-url") == 0 && value) {
+            opts.endpoint_url = value;
+            i++;
+        } else if (strcmp(a, "--overwrite") == 0) {
+            opts.overwrite = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            opts.json = 1;
+        } else if (strcmp(a, "--progress") == 0) {
+            opts.progress = 1;
+        } else if (strcmp(a, "--no-progress") == 0) {
+            opts.progress = 0;
+        } else if (strcmp(a, "--threads") == 0 && value && s_count(value, &opts.threads) == 0) {
+            i++;
+        } else if (strcmp(a, "--streams") == 0 && value && s_count(value, &opts.streams) == 0) {
+            i++;
+        } else {
+            fprintf(stderr, "knn-runner train: bad or incomplete option '%s'\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+    }
+    return knn_train_run(&opts);
+}

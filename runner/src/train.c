@@ -1,0 +1,1096 @@
+/*
+ * The training job: configuration -> channels -> sample -> index -> test score -> model.tar.gz.
+ * See train.h for the whole story; the helpers below follow the job's order.
+ */
+#include "train.h"
+
+#include "channels.h"
+#include "hyperparams.h"
+#include "job_config.h"
+#include "job_report.h"
+#include "model_archive.h"
+#include "progress.h"
+#include "train_io.h"
+
+#include "knn/algorithms/model.h"
+#include "knn/algorithms/sample.h"
+#include "knn/common/alloc.h"
+#include "knn/common/buf.h"
+#include "knn/common/clock.h"
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+#include "knn/recordio/rows.h"
+#include "knn/s3/client.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_DEFAULT_STREAMS 2
+#define S_MAX_THREADS 64
+#define S_SAMPLE_SEED 0x6b6e6e2d73616d70ULL /* "knn-samp" */
+#define S_SAMPLE_BATCH_BYTES ((size_t)4 << 20)
+#define S_SCORE_BATCH_BYTES ((size_t)32 << 20)
+/* S3 read-ahead per stream: 4 parts of 8 MiB. */
+#define S_READ_PART_SIZE ((size_t)8 << 20)
+#define S_READ_IN_FLIGHT 4
+/* After a stop request (deadline, SIGTERM), how long the job may take to clean up before it is ended. */
+#define S_STOP_GRACE_S 120
+
+static const char *const s_model_files[] = {"model_algo-1", "model_algo-1.labels", "model_algo-1.json"};
+#define S_MODEL_FILES 3
+
+/* ---- stopping: MaxRuntimeInSeconds, SIGTERM, SIGINT, or a failed worker ---- */
+
+enum { S_STOP_NONE = 0, S_STOP_DEADLINE = 1, S_STOP_FAILED = 2, S_STOP_SIGNAL = 100 };
+
+static atomic_int s_stop = 0;
+static uint64_t s_max_runtime_s;
+
+static void s_on_signal(int signo)
+{
+    int expected = S_STOP_NONE;
+    atomic_compare_exchange_strong(&s_stop, &expected, S_STOP_SIGNAL + signo);
+}
+
+/* 0, or the error that stops the job (its message set on the calling thread). */
+static int s_check_stop(void)
+{
+    int why = atomic_load_explicit(&s_stop, memory_order_relaxed);
+    if (why == S_STOP_NONE)
+        return 0;
+    if (why == S_STOP_DEADLINE)
+        return knn_error_set(KNN_ETIMEOUT, "the job reached its MaxRuntimeInSeconds (%" PRIu64 " s) and was stopped",
+                             s_max_runtime_s);
+    if (why == S_STOP_FAILED)
+        return knn_error_set(KNN_ECANCELED, "stopped: another part of the job failed");
+    return knn_error_set(KNN_ECANCELED, "the job was stopped by %s", why - S_STOP_SIGNAL == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+struct s_watchdog {
+    pthread_t thread;
+    int started;
+    atomic_int quit;
+    uint64_t deadline_ns; /* 0: none */
+    const char *failure_path;
+};
+
+/* Raises the deadline stop; ends the process if a stop request is not honoured within the grace period. */
+static void *s_watchdog_main(void *arg)
+{
+    struct s_watchdog *w = arg;
+    uint64_t stop_seen_ns = 0;
+    while (!atomic_load(&w->quit)) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        uint64_t now = knn_clock_monotonic_ns();
+        if (w->deadline_ns && now >= w->deadline_ns) {
+            int expected = S_STOP_NONE;
+            atomic_compare_exchange_strong(&s_stop, &expected, S_STOP_DEADLINE);
+        }
+        int why = atomic_load(&s_stop);
+        if (why == S_STOP_DEADLINE || why >= S_STOP_SIGNAL) {
+            if (!stop_seen_ns)
+                stop_seen_ns = now;
+            else if (now - stop_seen_ns > (uint64_t)S_STOP_GRACE_S * 1000000000ULL) {
+                const char *reason = why == S_STOP_DEADLINE
+                                         ? "ClientError: the job reached its MaxRuntimeInSeconds and did not stop "
+                                           "within the grace period"
+                                         : "ClientError: the job was stopped and did not finish within the grace "
+                                           "period";
+                KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "%s", reason);
+                if (w->failure_path)
+                    knn_failure_write_file(w->failure_path, reason);
+                _exit(1);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- the job ---- */
+
+struct s_job {
+    const struct knn_train_options *opts;
+    struct knn_job_config cfg;
+    struct knn_hyperparams hp;
+    json_t *hp_json; /* the final configuration, for the summary */
+    struct knn_s3_client *s3;
+    struct knn_progress *progress;
+    struct knn_object_list lists[KNN_CHANNEL_COUNT];
+    struct knn_job_summary summary;
+    struct knn_model *model;
+    char *artifact;     /* model.tar.gz URI, or the model directory (container) */
+    char *summary_uri;  /* job-summary.json */
+    char *failure_path; /* container: <base>/output/failure */
+    char *tmp_dir;      /* model files before they are packed (or moved into place) */
+    int artifact_written;
+    uint64_t start_ns, phase_ns;
+    enum knn_job_phase phase;
+    char reason[1100];
+};
+
+static void s_phase(struct s_job *job, enum knn_job_phase next)
+{
+    uint64_t now = knn_clock_monotonic_ns();
+    job->summary.phase_seconds[job->phase] += (double)(now - job->phase_ns) / 1e9;
+    job->phase = next;
+    job->phase_ns = now;
+}
+
+static char *s_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *s_strdup_printf(const char *fmt, ...)
+{
+    struct knn_buf buf = KNN_BUF_INIT(64 * 1024);
+    char text[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (knn_buf_append_str(&buf, text) < 0) {
+        knn_buf_clean_up(&buf);
+        return NULL;
+    }
+    size_t len;
+    return (char *)knn_buf_detach(&buf, &len);
+}
+
+static void s_human_bytes(char *buf, size_t size, uint64_t bytes)
+{
+    if (bytes == KNN_OBJECT_SIZE_UNKNOWN)
+        snprintf(buf, size, "unknown size");
+    else if (bytes >= (uint64_t)1 << 30)
+        snprintf(buf, size, "%.2f GiB", (double)bytes / (double)((uint64_t)1 << 30));
+    else if (bytes >= (uint64_t)1 << 20)
+        snprintf(buf, size, "%.1f MiB", (double)bytes / (double)(1 << 20));
+    else
+        snprintf(buf, size, "%" PRIu64 " bytes", bytes);
+}
+
+static uint64_t s_available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            break;
+    }
+    fclose(f);
+    return (uint64_t)kib * 1024;
+}
+
+/* The provided hyperparameters as SageMaker's logs print them: {'k': '10', ...}. */
+static int s_format_given(const json_t *obj, struct knn_buf *out)
+{
+    const char *key;
+    json_t *value;
+    int rc, first = 1;
+    if ((rc = knn_buf_append_str(out, "{")) < 0)
+        return rc;
+    json_object_foreach((json_t *)obj, key, value) {
+        if (json_is_string(value))
+            rc = knn_buf_printf(out, "%s'%s': '%s'", first ? "" : ", ", key, json_string_value(value));
+        else {
+            char *text = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
+            rc = knn_buf_printf(out, "%s'%s': %s", first ? "" : ", ", key, text ? text : "?");
+            free(text);
+        }
+        if (rc < 0)
+            return rc;
+        first = 0;
+    }
+    return knn_buf_append_str(out, "}");
+}
+
+/* ---- configuration ---- */
+
+static int s_load_config(struct s_job *job)
+{
+    const struct knn_train_options *o = job->opts;
+    int rc;
+    if (o->manifest_path) {
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner train called with argument(s): --manifest %s", o->manifest_path);
+        rc = knn_job_config_from_manifest_file(&job->cfg, o->manifest_path);
+    } else {
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Docker entrypoint called with argument(s): train");
+        const char *base = o->base_dir ? o->base_dir : knn_job_container_base_dir();
+        if (!(job->failure_path = s_strdup_printf("%s/output/failure", base)))
+            return KNN_ENOMEM;
+        rc = knn_job_config_from_container(&job->cfg, base);
+    }
+    if (rc < 0)
+        return rc;
+    job->summary.job_name = job->cfg.name;
+    job->summary.instance_count = job->cfg.instance_count;
+    s_max_runtime_s = job->cfg.max_runtime_s;
+    if (o->endpoint_url) {
+        knn_free(job->cfg.endpoint_url);
+        if (!(job->cfg.endpoint_url = knn_strdup(o->endpoint_url)))
+            return KNN_ENOMEM;
+    }
+    return 0;
+}
+
+static int s_validate(struct s_job *job)
+{
+    struct knn_buf buf = KNN_BUF_INIT(256 * 1024);
+    int rc;
+    if ((rc = knn_hyperparams_format(&job->hp, 1, &buf)) == 0)
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Reading default configuration from the built-in defaults: %s",
+                (char *)buf.data);
+    knn_buf_reset(&buf);
+    if ((rc = s_format_given(job->cfg.hyperparameters, &buf)) == 0)
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Reading provided configuration from %s%s: %s",
+                job->cfg.container ? job->cfg.base_dir : "the manifest's HyperParameters",
+                job->cfg.container ? "/input/config/hyperparameters.json" : "", (char *)buf.data);
+    knn_buf_reset(&buf);
+    rc = knn_hyperparams_parse(&job->hp, job->cfg.hyperparameters);
+    if (rc == 0 && knn_hyperparams_format(&job->hp, 0, &buf) == 0)
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Final configuration: %s", (char *)buf.data);
+    knn_buf_clean_up(&buf);
+    if (rc < 0)
+        return rc;
+    if (!(job->hp_json = knn_hyperparams_to_json(&job->hp)))
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    job->summary.hyperparameters = job->hp_json;
+
+    /* k-NN needs one label per row in both channels (spec §2.2). */
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++) {
+        struct knn_job_channel *ch = &job->cfg.channels[i];
+        if (!ch->present || ch->content.kind != KNN_CONTENT_CSV)
+            continue;
+        if (ch->content.label_size < 0)
+            ch->content.label_size = 1;
+        if (ch->content.label_size != 1)
+            return knn_error_set(KNN_ECONFIG,
+                                 "channel '%s': ContentType '%s': k-NN needs one label per row, in the first column "
+                                 "(label_size=1)",
+                                 ch->name, ch->content_type ? ch->content_type : "text/csv");
+    }
+    return 0;
+}
+
+static int s_open_s3(struct s_job *job)
+{
+    int needed = knn_train_uri_is_s3(job->cfg.output_path) && !job->cfg.container;
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++)
+        needed |= job->cfg.channels[i].present && job->cfg.channels[i].uri &&
+                  knn_train_uri_is_s3(job->cfg.channels[i].uri);
+    /* A ManifestFile on local disk may still point into S3: open the client whenever one could be used. */
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++)
+        needed |= job->cfg.channels[i].present && job->cfg.channels[i].manifest_file;
+    if (!needed)
+        return 0;
+    struct knn_s3_client_options o = KNN_S3_CLIENT_OPTIONS_INIT;
+    o.endpoint_url = job->cfg.endpoint_url;
+    int rc = knn_s3_client_new(&job->s3, &o);
+    if (rc < 0)
+        return knn_error_wrap(rc, "S3 client");
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "S3 endpoint %s, region %s", knn_s3_client_endpoint(job->s3),
+            knn_s3_client_region(job->s3));
+    return 0;
+}
+
+/* Where the artifacts go; refuse to replace an existing model unless asked to. */
+static int s_plan_output(struct s_job *job)
+{
+    int rc, exists = 0;
+    if (job->cfg.container) {
+        if (!(job->artifact = knn_strdup(job->cfg.output_path)) ||
+            !(job->summary_uri = s_strdup_printf("%s/output/data/job-summary.json", job->cfg.base_dir)))
+            return KNN_ENOMEM;
+        for (int i = 0; i < S_MODEL_FILES && !exists; i++) {
+            char path[4096];
+            struct stat st;
+            snprintf(path, sizeof(path), "%s/%s", job->artifact, s_model_files[i]);
+            exists = stat(path, &st) == 0;
+        }
+        if (exists && !job->opts->overwrite)
+            return knn_error_set(KNN_EEXISTS, "%s already holds a model; pass --overwrite to replace it",
+                                 job->artifact);
+        return 0;
+    }
+    size_t len = strlen(job->cfg.output_path);
+    while (len > 0 && job->cfg.output_path[len - 1] == '/')
+        len--;
+    if (!(job->artifact = s_strdup_printf("%.*s/%s/output/model.tar.gz", (int)len, job->cfg.output_path, job->cfg.name)) ||
+        !(job->summary_uri =
+              s_strdup_printf("%.*s/%s/output/job-summary.json", (int)len, job->cfg.output_path, job->cfg.name)))
+        return KNN_ENOMEM;
+    if ((rc = knn_train_output_exists(&exists, job->artifact, job->s3)) < 0)
+        return knn_error_wrap(rc, "checking the output %s", job->artifact);
+    if (exists && !job->opts->overwrite)
+        return knn_error_set(KNN_EEXISTS,
+                             "%s already exists (a job named '%s' ran before); choose another TrainingJobName or pass "
+                             "--overwrite",
+                             job->artifact, job->cfg.name);
+    return 0;
+}
+
+static const char *s_content_name(const struct knn_job_channel *ch)
+{
+    return ch->content.kind == KNN_CONTENT_CSV ? "text/csv" : "application/x-recordio-protobuf";
+}
+
+static int s_list_channels(struct s_job *job)
+{
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++) {
+        const struct knn_job_channel *ch = &job->cfg.channels[i];
+        if (!ch->present)
+            continue;
+        int rc = knn_train_list_channel(&job->lists[i], ch, job->s3);
+        if (rc < 0)
+            return rc;
+        char size[32];
+        s_human_bytes(size, sizeof(size), job->lists[i].total_bytes);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Channel '%s': %zu object(s), %s, at %s (%s, %s)", ch->name,
+                job->lists[i].count, size, ch->uri, s_content_name(ch),
+                ch->sharded ? "ShardedByS3Key" : "FullyReplicated");
+        job->summary.channels[i].present = 1;
+        job->summary.channels[i].objects = job->lists[i].count;
+    }
+    return 0;
+}
+
+/* ---- decoding ---- */
+
+static size_t s_batch_rows(const struct knn_hyperparams *hp, size_t max_bytes)
+{
+    size_t per_row = (size_t)hp->feature_dim * sizeof(float);
+    size_t cap = per_row ? max_bytes / per_row : 1;
+    if (cap < 1)
+        cap = 1;
+    return hp->mini_batch_size < cap ? (size_t)hp->mini_batch_size : cap;
+}
+
+/* What every chunk consumer shares: a row decoder made anew for each object. */
+struct s_decode {
+    const struct knn_job_channel *channel;
+    const struct knn_hyperparams *hp;
+    const struct knn_object *const *objects;
+    size_t batch_rows;
+    knn_recordio_rows_fn *sink;
+    void *sink_user;
+    struct knn_progress *progress;
+    struct knn_recordio_rows *rows;
+    uint64_t bytes;
+    uint64_t rows_done;
+};
+
+static int s_decode_chunk(void *user, size_t index, const uint8_t *data, size_t len, int flags)
+{
+    struct s_decode *d = user;
+    const char *uri = d->objects[index]->uri;
+    int rc;
+
+    if ((rc = s_check_stop()) != 0)
+        return rc;
+    if (flags & KNN_TRAIN_CHUNK_FIRST) {
+        struct knn_recordio_rows_options o = KNN_RECORDIO_ROWS_OPTIONS_INIT;
+        o.format = d->channel->content.kind == KNN_CONTENT_CSV ? KNN_RECORDIO_CSV : KNN_RECORDIO_PROTOBUF;
+        o.label_size = d->channel->content.kind == KNN_CONTENT_CSV ? 1 : 0;
+        o.feature_dim = (size_t)d->hp->feature_dim;
+        o.labels = KNN_RECORDIO_LABELS_REQUIRE;
+        o.batch_rows = d->batch_rows;
+        knn_recordio_rows_destroy(d->rows);
+        d->rows = NULL;
+        if ((rc = knn_recordio_rows_new(&d->rows, &o, d->sink, d->sink_user)) < 0)
+            return rc;
+    }
+    if (!d->rows)
+        return knn_error_set(KNN_EINTERNAL, "%s: data before the object's start", uri);
+    if (len) {
+        uint64_t before = knn_recordio_rows_count(d->rows);
+        rc = knn_recordio_rows_feed(d->rows, data, len);
+        d->bytes += len;
+        knn_progress_add(d->progress, len, knn_recordio_rows_count(d->rows) - before);
+        if (rc != 0)
+            return rc == KNN_ETIMEOUT || rc == KNN_ECANCELED ? rc : knn_error_wrap(rc, "%s", uri);
+    }
+    if (flags & KNN_TRAIN_CHUNK_LAST) {
+        uint64_t before = knn_recordio_rows_count(d->rows);
+        rc = knn_recordio_rows_finish(d->rows);
+        knn_progress_add(d->progress, 0, knn_recordio_rows_count(d->rows) - before);
+        d->rows_done += knn_recordio_rows_count(d->rows);
+        knn_recordio_rows_destroy(d->rows);
+        d->rows = NULL;
+        if (rc != 0)
+            return rc == KNN_ETIMEOUT || rc == KNN_ECANCELED ? rc : knn_error_wrap(rc, "%s", uri);
+    }
+    return 0;
+}
+
+/* ---- sampling: hosts x streams, on worker threads ---- */
+
+struct s_stream {
+    size_t host;
+    const struct knn_object **objects;
+    size_t count;
+    uint64_t capacity;
+    uint64_t seed;
+    struct knn_reservoir *reservoir;
+    struct s_decode decode;
+    int rc;
+    char *error; /* the failure's message (messages are per thread) */
+};
+
+struct s_pool {
+    struct s_job *job;
+    struct s_stream *streams;
+    size_t count;
+    atomic_size_t next;
+    pthread_mutex_t lock;
+    size_t first_failed; /* index of the stream whose error is reported; count if none */
+};
+
+static int s_sample_rows(void *user, const float *x, const float *labels, size_t n)
+{
+    struct s_stream *st = user;
+    int rc = s_check_stop();
+    if (rc != 0)
+        return rc;
+    return knn_reservoir_add(st->reservoir, n, x, labels);
+}
+
+static void *s_worker_main(void *arg)
+{
+    struct s_pool *pool = arg;
+    struct knn_train_stream_options so = KNN_TRAIN_STREAM_OPTIONS_INIT;
+    so.part_size = S_READ_PART_SIZE;
+    so.max_in_flight = S_READ_IN_FLIGHT;
+    for (;;) {
+        size_t i = atomic_fetch_add(&pool->next, 1);
+        if (i >= pool->count)
+            break;
+        struct s_stream *st = &pool->streams[i];
+        int rc = s_check_stop();
+        if (rc == 0)
+            rc = knn_reservoir_new(&st->reservoir, (size_t)st->capacity, (size_t)pool->job->hp.feature_dim, st->seed);
+        if (rc == 0)
+            rc = knn_train_stream_objects(st->objects, st->count, pool->job->s3, &so, s_decode_chunk, &st->decode);
+        knn_recordio_rows_destroy(st->decode.rows);
+        st->decode.rows = NULL;
+        if (rc != 0) {
+            st->rc = rc;
+            st->error = knn_strdup(knn_error_message());
+            pthread_mutex_lock(&pool->lock);
+            /* The first failure stops the others (with KNN_ECANCELED): report the first. */
+            if (pool->first_failed == pool->count)
+                pool->first_failed = i;
+            pthread_mutex_unlock(&pool->lock);
+            int expected = S_STOP_NONE;
+            atomic_compare_exchange_strong(&s_stop, &expected, S_STOP_FAILED);
+        }
+    }
+    return NULL;
+}
+
+static int s_host_name(char *buf, size_t size, struct s_job *job, size_t host)
+{
+    if (job->cfg.container && job->cfg.current_host)
+        return snprintf(buf, size, "%s", job->cfg.current_host);
+    return snprintf(buf, size, "algo-%zu", host + 1);
+}
+
+/* Sample every host; on success *x_out / *labels_out hold n rows (free with knn_free), or point into *keep. */
+static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **labels_out, struct knn_reservoir **keep)
+{
+    const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TRAIN];
+    const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TRAIN];
+    size_t hosts = (size_t)job->cfg.instance_count;
+    size_t per_host = job->opts->streams ? job->opts->streams : S_DEFAULT_STREAMS;
+    struct s_pool pool = {job, NULL, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0};
+    const struct knn_object **refs = NULL;
+    size_t *host_first = NULL, *host_streams = NULL;
+    pthread_t threads[S_MAX_THREADS];
+    size_t nthreads = 0;
+    uint64_t total_bytes = 0;
+    float *x = NULL, *labels = NULL;
+    int rc = 0;
+
+    *n_out = 0;
+    *x_out = *labels_out = NULL;
+    *keep = NULL;
+    char mem[32];
+    uint64_t avail = s_available_memory();
+    s_human_bytes(mem, sizeof(mem), avail);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB,
+            "Using per-worker sample size = %" PRIu64 " (Available virtual memory = %" PRIu64
+            " bytes, GPU free memory = 0 bytes, number of workers = %zu). If an out-of-memory error occurs, choose a "
+            "larger instance type, use dimension reduction, decrease sample_size, and/or decrease mini_batch_size.",
+            knn_channel_host_sample_size(job->hp.sample_size, 0, hosts), avail, hosts);
+
+    /* Every host's objects (in key order), dealt round-robin to its streams. */
+    if (!(refs = knn_malloc_array(hosts * list->count + 1, sizeof(*refs))) ||
+        !(host_first = knn_calloc(hosts, sizeof(*host_first))) ||
+        !(host_streams = knn_calloc(hosts, sizeof(*host_streams))) ||
+        !(pool.streams = knn_calloc(hosts * per_host, sizeof(*pool.streams)))) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    size_t nrefs = 0;
+    for (size_t h = 0; h < hosts; h++) {
+        uint64_t capacity = knn_channel_host_sample_size(job->hp.sample_size, h, hosts);
+        size_t mine = 0;
+        for (size_t i = 0; i < list->count; i++)
+            mine += knn_channel_host_reads(i, h, hosts, ch->sharded);
+        size_t streams = mine < per_host ? mine : per_host;
+        if (capacity == 0)
+            streams = 0;
+        host_first[h] = pool.count;
+        host_streams[h] = streams;
+        char name[64];
+        s_host_name(name, sizeof(name), job, h);
+        if (streams == 0)
+            KNN_LOG(KNN_LOG_WARN, KNN_LS_JOB, "Worker %s: %s, it samples nothing", name,
+                    mine == 0 ? "no object of the train channel is assigned to it" : "its sample size is 0");
+        for (size_t s = 0; s < streams; s++) {
+            struct s_stream *st = &pool.streams[pool.count++];
+            st->host = h;
+            st->objects = refs + nrefs;
+            st->capacity = capacity;
+            st->seed = S_SAMPLE_SEED + 1000003ULL * h + s;
+            size_t k = 0;
+            for (size_t i = 0; i < list->count; i++) {
+                if (!knn_channel_host_reads(i, h, hosts, ch->sharded))
+                    continue;
+                if (k++ % streams == s) {
+                    refs[nrefs++] = &list->items[i];
+                    st->count++;
+                    if (list->items[i].size != KNN_OBJECT_SIZE_UNKNOWN)
+                        total_bytes += list->items[i].size;
+                }
+            }
+            st->decode = (struct s_decode){ch, &job->hp, st->objects, s_batch_rows(&job->hp, S_SAMPLE_BATCH_BYTES),
+                                           s_sample_rows, st, job->progress, NULL, 0, 0};
+        }
+    }
+    pool.first_failed = pool.count;
+
+    knn_progress_start_read(job->progress, "train", total_bytes ? total_bytes : UINT64_MAX);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = job->opts->threads ? job->opts->threads : (size_t)(cores > 0 ? cores : 1);
+    if (want > pool.count)
+        want = pool.count;
+    if (want > S_MAX_THREADS)
+        want = S_MAX_THREADS;
+    for (; nthreads < want; nthreads++) {
+        if (pthread_create(&threads[nthreads], NULL, s_worker_main, &pool) != 0)
+            break;
+    }
+    if (nthreads == 0 && pool.count > 0)
+        s_worker_main(&pool); /* no thread could start: do the work here */
+    for (size_t t = 0; t < nthreads; t++)
+        pthread_join(threads[t], NULL);
+    knn_progress_end(job->progress);
+
+    if (pool.first_failed < pool.count) {
+        struct s_stream *st = &pool.streams[pool.first_failed];
+        rc = knn_error_set(st->rc, "%s", st->error ? st->error : knn_error_str(st->rc));
+        goto done;
+    }
+    if ((rc = s_check_stop()) != 0)
+        goto done;
+
+    /* Merge each host's streams, in stream order; then the hosts' samples together. */
+    size_t total = 0, dim = (size_t)job->hp.feature_dim;
+    for (size_t h = 0; h < hosts; h++) {
+        uint64_t bytes = 0, rows = 0;
+        size_t objects = 0;
+        struct s_stream *first = host_streams[h] ? &pool.streams[host_first[h]] : NULL;
+        for (size_t s = 0; s < host_streams[h]; s++) {
+            struct s_stream *st = &pool.streams[host_first[h] + s];
+            bytes += st->decode.bytes;
+            rows += st->decode.rows_done;
+            objects += st->count;
+            if (s > 0) {
+                if ((rc = knn_reservoir_merge(first->reservoir, st->reservoir)) < 0)
+                    goto done;
+                knn_reservoir_destroy(st->reservoir);
+                st->reservoir = NULL;
+            }
+        }
+        size_t kept = first ? knn_reservoir_count(first->reservoir) : 0;
+        total += kept;
+        job->summary.channels[KNN_CHANNEL_TRAIN].bytes += bytes;
+        job->summary.channels[KNN_CHANNEL_TRAIN].rows += rows;
+        char name[64], size[32];
+        s_host_name(name, sizeof(name), job, h);
+        s_human_bytes(size, sizeof(size), bytes);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB,
+                "Worker %s: read %zu object(s), %s, %" PRIu64 " rows; sampled %zu rows (per-worker sample size %" PRIu64
+                ")",
+                name, objects, size, rows, kept, knn_channel_host_sample_size(job->hp.sample_size, h, hosts));
+    }
+    if (total == 0) {
+        rc = knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)", ch->uri);
+        goto done;
+    }
+    if (hosts == 1) {
+        /* One host: its reservoir is the sample, no copy. */
+        struct s_stream *first = &pool.streams[host_first[0]];
+        *keep = first->reservoir;
+        first->reservoir = NULL;
+        *x_out = (float *)knn_reservoir_rows(*keep);
+        *labels_out = (float *)knn_reservoir_labels(*keep);
+        *n_out = total;
+        goto done;
+    }
+    if (!(x = knn_malloc_array(total, dim * sizeof(float))) || !(labels = knn_malloc_array(total, sizeof(float)))) {
+        rc = knn_error_wrap(KNN_ENOMEM, "the combined sample of %zu rows", total);
+        goto done;
+    }
+    size_t at = 0;
+    for (size_t h = 0; h < hosts; h++) {
+        if (!host_streams[h])
+            continue;
+        struct s_stream *first = &pool.streams[host_first[h]];
+        size_t kept = knn_reservoir_count(first->reservoir);
+        memcpy(x + at * dim, knn_reservoir_rows(first->reservoir), kept * dim * sizeof(float));
+        memcpy(labels + at, knn_reservoir_labels(first->reservoir), kept * sizeof(float));
+        at += kept;
+        knn_reservoir_destroy(first->reservoir);
+        first->reservoir = NULL;
+    }
+    *x_out = x;
+    *labels_out = labels;
+    *n_out = total;
+    x = labels = NULL;
+done:
+    knn_free(x);
+    knn_free(labels);
+    for (size_t i = 0; pool.streams && i < pool.count; i++) {
+        knn_reservoir_destroy(pool.streams[i].reservoir);
+        knn_recordio_rows_destroy(pool.streams[i].decode.rows);
+        knn_free(pool.streams[i].error);
+    }
+    knn_free(pool.streams);
+    knn_free(refs);
+    knn_free(host_first);
+    knn_free(host_streams);
+    pthread_mutex_destroy(&pool.lock);
+    return rc;
+}
+
+/* ---- the index ---- */
+
+static int s_build(struct s_job *job, size_t n, const float *x, const float *labels)
+{
+    struct knn_model_config mc = KNN_MODEL_CONFIG_INIT;
+    const struct knn_hyperparams *hp = &job->hp;
+    int rc;
+
+    mc.feature_dim = (size_t)hp->feature_dim;
+    mc.k = (size_t)hp->k;
+    if ((rc = knn_predictor_parse(&mc.predictor, hp->predictor_type)) < 0 ||
+        (rc = knn_index_type_parse(&mc.index_type, hp->index_type)) < 0 ||
+        (rc = knn_model_metric_parse(&mc.metric, hp->index_metric)) < 0 ||
+        (rc = knn_dimred_type_parse(&mc.dimred, hp->dimension_reduction_type)) < 0)
+        return knn_error_wrap(rc, "hyperparameters");
+    mc.dimred_target = (size_t)hp->dimension_reduction_target;
+    mc.pq_m = (size_t)hp->pq_m;
+    if (mc.index_type != KNN_INDEX_FLAT) {
+        /* spec §8: auto = floor(sqrt(sample_size)), at least 1 and at most the rows sampled. */
+        uint64_t nlist = hp->ivf_nlists ? hp->ivf_nlists : (uint64_t)floor(sqrt((double)hp->sample_size));
+        if (nlist < 1)
+            nlist = 1;
+        if (nlist > n) {
+            KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "faiss_index_ivf_nlists %" PRIu64 " lowered to the %zu rows sampled",
+                    nlist, n);
+            nlist = n;
+        }
+        mc.nlist = (size_t)nlist;
+    }
+    char what[256];
+    snprintf(what, sizeof(what), "building %s (%s%s) on %zu rows", hp->index_type, hp->index_metric,
+             strcmp(hp->dimension_reduction_type, "none") ? ", dimension reduction" : "", n);
+    char extra[128] = "";
+    if (mc.index_type != KNN_INDEX_FLAT)
+        snprintf(extra, sizeof(extra), ", nlist %zu", mc.nlist);
+    if (mc.index_type == KNN_INDEX_IVFPQ)
+        snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), ", pq_m %zu", mc.pq_m);
+    if (mc.dimred)
+        snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), ", dimension reduction %s to %zu",
+                 hp->dimension_reduction_type, mc.dimred_target);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Building the index: %s, metric %s, %zu rows of %zu features%s", hp->index_type,
+            hp->index_metric, n, mc.feature_dim, extra);
+    knn_progress_start_step(job->progress, what);
+    uint64_t t0 = knn_clock_monotonic_ns();
+    rc = knn_model_build(&job->model, &mc, n, x, labels);
+    knn_progress_end(job->progress);
+    if (rc < 0)
+        return rc;
+    job->summary.index_vectors = knn_model_ntotal(job->model);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Index built in %.2f s: %zu vectors", knn_clock_seconds_since(t0),
+            knn_model_ntotal(job->model));
+    return s_check_stop();
+}
+
+/* ---- the test channel ---- */
+
+struct s_score {
+    struct s_job *job;
+    int classifier;
+    uint64_t n;
+    uint64_t correct;
+    double sse;
+};
+
+static int s_score_rows(void *user, const float *x, const float *labels, size_t n)
+{
+    struct s_score *sc = user;
+    struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
+    struct knn_predictions pred = {0};
+    int rc = s_check_stop();
+    if (rc != 0)
+        return rc;
+    if ((rc = knn_model_predict(sc->job->model, n, x, &po, &pred)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (sc->classifier)
+            sc->correct += pred.predicted[i] == labels[i];
+        else {
+            double e = (double)pred.predicted[i] - (double)labels[i];
+            sc->sse += e * e;
+        }
+    }
+    sc->n += n;
+    knn_predictions_clean_up(&pred);
+    return 0;
+}
+
+static int s_score(struct s_job *job)
+{
+    const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TEST];
+    const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TEST];
+    struct s_score sc = {job, strcmp(job->hp.predictor_type, "classifier") == 0, 0, 0, 0};
+    const struct knn_object **refs = NULL;
+    struct knn_train_stream_options so = KNN_TRAIN_STREAM_OPTIONS_INIT;
+    int rc;
+
+    if (!(refs = knn_malloc_array(list->count, sizeof(*refs))))
+        return KNN_ENOMEM;
+    for (size_t i = 0; i < list->count; i++)
+        refs[i] = &list->items[i];
+    struct s_decode d = {ch, &job->hp, refs, s_batch_rows(&job->hp, S_SCORE_BATCH_BYTES), s_score_rows, &sc,
+                         job->progress, NULL, 0, 0};
+    so.part_size = S_READ_PART_SIZE;
+    so.max_in_flight = S_READ_IN_FLIGHT;
+    knn_progress_start_read(job->progress, "test", list->total_bytes ? list->total_bytes : UINT64_MAX);
+    rc = knn_train_stream_objects(refs, list->count, job->s3, &so, s_decode_chunk, &d);
+    knn_recordio_rows_destroy(d.rows);
+    knn_progress_end(job->progress);
+    knn_free(refs);
+    if (rc != 0)
+        return rc;
+    job->summary.channels[KNN_CHANNEL_TEST].bytes = d.bytes;
+    job->summary.channels[KNN_CHANNEL_TEST].rows = sc.n;
+    if (sc.n == 0)
+        return knn_error_set(KNN_EFORMAT, "channel 'test' holds no rows (%s)", ch->uri);
+    char host[64];
+    s_host_name(host, sizeof(host), job, 0);
+    if (sc.classifier) {
+        job->summary.metric_name = "test:accuracy";
+        job->summary.metric_value = (double)sc.correct / (double)sc.n;
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('accuracy', %.17g)", host, job->summary.metric_value);
+    } else {
+        job->summary.metric_name = "test:mse";
+        job->summary.metric_value = sc.sse / (double)sc.n;
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('mse', %.17g)", host, job->summary.metric_value);
+    }
+    return 0;
+}
+
+/* ---- output ---- */
+
+static void s_remove_tmp_dir(struct s_job *job)
+{
+    if (!job->tmp_dir)
+        return;
+    DIR *d = opendir(job->tmp_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", job->tmp_dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(job->tmp_dir);
+    knn_free(job->tmp_dir);
+    job->tmp_dir = NULL;
+}
+
+static int s_make_tmp_dir(struct s_job *job, const char *parent)
+{
+    char *tmpl = s_strdup_printf("%s/.knn-train-XXXXXX", parent);
+    if (!tmpl)
+        return KNN_ENOMEM;
+    if (!mkdtemp(tmpl)) {
+        int rc = knn_error_set(KNN_EIO, "%s: %s", parent, strerror(errno));
+        knn_free(tmpl);
+        return rc;
+    }
+    job->tmp_dir = tmpl;
+    return 0;
+}
+
+static int s_save(struct s_job *job)
+{
+    int rc;
+    if (job->cfg.container) {
+        /* Into a directory beside the final place, then renamed file by file: never a partial model. */
+        if ((rc = s_make_tmp_dir(job, job->artifact)) < 0 || (rc = knn_model_save(job->model, job->tmp_dir)) < 0)
+            return rc;
+        for (int i = 0; i < S_MODEL_FILES; i++) {
+            char from[4096], to[4096];
+            snprintf(from, sizeof(from), "%s/%s", job->tmp_dir, s_model_files[i]);
+            snprintf(to, sizeof(to), "%s/%s", job->artifact, s_model_files[i]);
+            if (rename(from, to) != 0) {
+                rc = knn_error_set(KNN_EIO, "%s: %s", to, strerror(errno));
+                for (int j = 0; j < i; j++) {
+                    snprintf(to, sizeof(to), "%s/%s", job->artifact, s_model_files[j]);
+                    unlink(to);
+                }
+                return rc;
+            }
+        }
+        job->artifact_written = 1;
+        s_remove_tmp_dir(job);
+        return 0;
+    }
+    const char *tmp_root = getenv("TMPDIR");
+    if ((rc = s_make_tmp_dir(job, tmp_root && *tmp_root ? tmp_root : "/tmp")) < 0 ||
+        (rc = knn_model_save(job->model, job->tmp_dir)) < 0)
+        return rc;
+    if (!knn_train_uri_is_s3(job->artifact)) {
+        const char *path = knn_file_uri_path(job->artifact);
+        if ((rc = knn_train_make_parent_dirs(path)) < 0 ||
+            (rc = knn_archive_pack(path, job->tmp_dir, s_model_files, S_MODEL_FILES)) < 0)
+            return rc;
+        job->artifact_written = 1;
+        return 0;
+    }
+    char tar[4096];
+    snprintf(tar, sizeof(tar), "%s/model.tar.gz", job->tmp_dir);
+    return knn_archive_pack(tar, job->tmp_dir, s_model_files, S_MODEL_FILES);
+}
+
+static int s_upload(struct s_job *job)
+{
+    int rc;
+    if (!job->cfg.container && knn_train_uri_is_s3(job->artifact)) {
+        char tar[4096];
+        struct stat st;
+        snprintf(tar, sizeof(tar), "%s/model.tar.gz", job->tmp_dir);
+        if (stat(tar, &st) == 0) {
+            char size[32];
+            s_human_bytes(size, sizeof(size), (uint64_t)st.st_size);
+            knn_progress_start_step(job->progress, "uploading model.tar.gz");
+            KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Uploading model.tar.gz (%s) to %s", size, job->artifact);
+        }
+        rc = knn_train_output_put_file(job->artifact, tar, job->s3);
+        knn_progress_end(job->progress);
+        if (rc < 0)
+            return knn_error_wrap(rc, "uploading the model");
+        job->artifact_written = 1;
+    }
+    s_remove_tmp_dir(job);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Model artifacts: %s", job->artifact);
+    return s_check_stop();
+}
+
+static int s_write_summary(struct s_job *job)
+{
+    job->summary.total_seconds = knn_clock_seconds_since(job->start_ns);
+    job->summary.peak_rss_bytes = knn_peak_rss_bytes();
+    job->summary.artifact = job->artifact;
+    json_t *j = knn_job_summary_to_json(&job->summary);
+    if (!j)
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!text)
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    int rc = 0;
+    const char *uri = job->summary_uri;
+    if (job->cfg.container) {
+        /* <base>/output/data becomes output.tar.gz beside model.tar.gz. */
+        if ((rc = knn_train_make_parent_dirs(uri)) == 0)
+            rc = knn_train_output_put(uri, text, strlen(text), "application/json", NULL);
+    } else {
+        rc = knn_train_output_put(uri, text, strlen(text), "application/json", job->s3);
+    }
+    free(text);
+    return rc < 0 ? knn_error_wrap(rc, "writing the job summary %s", uri) : 0;
+}
+
+/* Undo what a failed job left at its output path. */
+static void s_clean_output(struct s_job *job)
+{
+    s_remove_tmp_dir(job);
+    if (!job->artifact_written)
+        return;
+    if (job->cfg.container) {
+        for (int i = 0; i < S_MODEL_FILES; i++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", job->artifact, s_model_files[i]);
+            unlink(path);
+        }
+    } else if (knn_train_output_delete(job->artifact, job->s3) < 0) {
+        KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "could not remove %s after the failure: %s", job->artifact,
+                knn_error_message());
+    }
+    job->artifact_written = 0;
+}
+
+static void s_print_summary(struct s_job *job)
+{
+    job->summary.total_seconds = knn_clock_seconds_since(job->start_ns);
+    job->summary.peak_rss_bytes = knn_peak_rss_bytes();
+    job->summary.artifact = job->artifact;
+    if (job->opts->json) {
+        json_t *j = knn_job_summary_to_json(&job->summary);
+        char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        json_decref(j);
+    } else {
+        knn_job_summary_print(stdout, &job->summary);
+    }
+    fflush(stdout);
+}
+
+/* Everything after the configuration is loaded. */
+static int s_run(struct s_job *job)
+{
+    size_t n = 0;
+    float *x = NULL, *labels = NULL;
+    struct knn_reservoir *keep = NULL;
+    int rc;
+
+    if ((rc = s_validate(job)) < 0 || (rc = s_open_s3(job)) < 0 || (rc = s_plan_output(job)) < 0 ||
+        (rc = s_check_stop()) < 0 || (rc = s_list_channels(job)) < 0)
+        return rc;
+
+    s_phase(job, KNN_PHASE_SAMPLE);
+    rc = s_sample(job, &n, &x, &labels, &keep);
+    if (rc < 0)
+        return rc;
+    job->summary.rows_sampled = n;
+
+    s_phase(job, KNN_PHASE_BUILD);
+    rc = s_build(job, n, x, labels);
+    /* The sample is in the index now. */
+    if (keep)
+        knn_reservoir_destroy(keep);
+    else {
+        knn_free(x);
+        knn_free(labels);
+    }
+    if (rc < 0)
+        return rc;
+
+    if (job->cfg.channels[KNN_CHANNEL_TEST].present) {
+        s_phase(job, KNN_PHASE_SCORE);
+        if ((rc = s_score(job)) < 0)
+            return rc;
+    }
+    s_phase(job, KNN_PHASE_SAVE);
+    if ((rc = s_save(job)) < 0 || (rc = s_check_stop()) < 0)
+        return rc;
+    s_phase(job, KNN_PHASE_UPLOAD);
+    if ((rc = s_upload(job)) < 0)
+        return rc;
+    return s_write_summary(job);
+}
+
+int knn_train_run(const struct knn_train_options *opts)
+{
+    struct s_job job;
+    struct knn_progress_options po = KNN_PROGRESS_OPTIONS_INIT;
+    struct s_watchdog dog = {0};
+    struct sigaction sa, old_term, old_int;
+    int rc;
+
+    memset(&job, 0, sizeof(job));
+    job.opts = opts;
+    knn_job_config_init(&job.cfg);
+    knn_hyperparams_init(&job.hp);
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++)
+        knn_object_list_init(&job.lists[i]);
+    job.start_ns = job.phase_ns = knn_clock_monotonic_ns();
+    job.phase = KNN_PHASE_SETUP;
+    atomic_store(&s_stop, S_STOP_NONE);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal ends the process at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+
+    po.interactive = opts->progress;
+    if ((rc = knn_progress_new(&job.progress, &po)) < 0 || (rc = s_load_config(&job)) < 0)
+        goto finish;
+    /* MaxRuntimeInSeconds counts from the start, as SageMaker's does. */
+    dog.deadline_ns = job.cfg.max_runtime_s ? job.start_ns + job.cfg.max_runtime_s * 1000000000ULL : 0;
+    dog.failure_path = job.failure_path;
+    if (pthread_create(&dog.thread, NULL, s_watchdog_main, &dog) == 0)
+        dog.started = 1;
+    rc = s_run(&job);
+
+finish:
+    s_phase(&job, job.phase);
+    if (rc < 0) {
+        knn_failure_reason(job.reason, sizeof(job.reason), rc, knn_error_message());
+        s_clean_output(&job);
+        job.summary.failed = 1;
+        job.summary.failure_reason = job.reason;
+        knn_progress_destroy(job.progress);
+        job.progress = NULL;
+        KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "%s", job.reason);
+        if (job.failure_path && knn_failure_write_file(job.failure_path, job.reason) < 0)
+            KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "could not write the failure file: %s", knn_error_message());
+    } else {
+        knn_progress_destroy(job.progress);
+        job.progress = NULL;
+    }
+    s_print_summary(&job);
+
+    if (dog.started) {
+        atomic_store(&dog.quit, 1);
+        pthread_join(dog.thread, NULL);
+    }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    knn_model_destroy(job.model);
+    knn_s3_client_destroy(job.s3);
+    for (int i = 0; i < KNN_CHANNEL_COUNT; i++)
+        knn_object_list_clean_up(&job.lists[i]);
+    json_decref(job.hp_json);
+    knn_hyperparams_clean_up(&job.hp);
+    knn_job_config_clean_up(&job.cfg);
+    knn_free(job.artifact);
+    knn_free(job.summary_uri);
+    knn_free(job.failure_path);
+    knn_free(job.tmp_dir);
+    return rc < 0 ? 1 : 0;
+}

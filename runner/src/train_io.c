@@ -1,0 +1,409 @@
+/* A training job's data in (channel listing, ordered streaming) and artifacts out, over S3 or local files. */
+#include "train_io.h"
+
+#include "knn/common/alloc.h"
+#include "knn/common/buf.h"
+#include "knn/common/error.h"
+#include "knn/common/log.h"
+#include "knn/s3/client.h"
+#include "knn/s3/reader.h"
+#include "knn/s3/uri.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A data manifest (S3DataType=ManifestFile) is a small JSON document. */
+#define S_DATA_MANIFEST_MAX_BYTES ((size_t)16 << 20)
+#define S_LOCAL_CHUNK ((size_t)1 << 20)
+
+int knn_train_uri_is_s3(const char *uri)
+{
+    return strncmp(uri, "s3://", 5) == 0;
+}
+
+static int s_need_s3(struct knn_s3_client *s3, const char *uri)
+{
+    if (!s3)
+        return knn_error_set(KNN_EINVAL, "%s: no S3 client for an s3:// location", uri);
+    return 0;
+}
+
+/* The local path of a file:// URI or a plain (container) path. */
+static const char *s_local_path(const char *uri)
+{
+    const char *p = knn_file_uri_path(uri);
+    return p ? p : uri;
+}
+
+/* ---- listing ---- */
+
+struct s_list_ctx {
+    struct knn_object_list *out;
+    const char *bucket;
+    struct knn_buf uri;
+};
+
+static int s_on_list_entry(void *user, const struct knn_s3_list_entry *entry)
+{
+    struct s_list_ctx *ctx = user;
+    const struct knn_s3_object_info *info = entry->info;
+    if (!info)
+        return 0;
+    size_t klen = strlen(info->key);
+    if (klen == 0 || info->key[klen - 1] == '/')
+        return 0; /* a "folder/" marker, not data */
+    knn_buf_reset(&ctx->uri);
+    int rc = knn_buf_printf(&ctx->uri, "s3://%s/%s", ctx->bucket, info->key);
+    if (rc == 0)
+        rc = knn_object_list_add_etag(ctx->out, (char *)ctx->uri.data, info->size, info->etag);
+    return rc;
+}
+
+static int s_list_s3_prefix(struct knn_object_list *out, const char *uri, struct knn_s3_client *s3)
+{
+    struct knn_s3_uri u = {0};
+    int rc;
+    if ((rc = s_need_s3(s3, uri)) < 0)
+        return rc;
+    if ((rc = knn_s3_uri_parse(&u, uri)) < 0)
+        goto done;
+    struct s_list_ctx ctx = {out, u.bucket, KNN_BUF_INIT(64 * 1024)};
+    rc = knn_s3_list_each(s3, u.bucket, u.key, NULL, s_on_list_entry, &ctx);
+    knn_buf_clean_up(&ctx.uri);
+done:
+    knn_s3_uri_clean_up(&u);
+    return rc;
+}
+
+static int s_collect(void *user, const uint8_t *data, size_t len)
+{
+    return knn_buf_append(user, data, len);
+}
+
+/* Read a small object or file whole (capped). */
+static int s_read_small(struct knn_buf *out, const char *uri, struct knn_s3_client *s3)
+{
+    int rc;
+    if (knn_train_uri_is_s3(uri)) {
+        struct knn_s3_uri u = {0};
+        struct knn_s3_get_options opts = KNN_S3_GET_OPTIONS_INIT;
+        if ((rc = s_need_s3(s3, uri)) < 0)
+            return rc;
+        if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
+            rc = knn_s3_get(NULL, s3, u.bucket, u.key, &opts, s_collect, out);
+        knn_s3_uri_clean_up(&u);
+    } else {
+        const char *path = s_local_path(uri);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", path, strerror(errno));
+        rc = 0;
+        char buf[65536];
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                rc = knn_error_set(KNN_EIO, "%s: read failed: %s", path, strerror(errno));
+                break;
+            }
+            if (n == 0 || (rc = knn_buf_append(out, buf, (size_t)n)) < 0)
+                break;
+        }
+        close(fd);
+    }
+    if (rc == KNN_ETOOBIG)
+        knn_error_set(rc, "%s: larger than %zu bytes", uri, out->max);
+    return rc;
+}
+
+static int s_list_manifest(struct knn_object_list *out, const char *uri, struct knn_s3_client *s3)
+{
+    struct knn_buf text = KNN_BUF_INIT(S_DATA_MANIFEST_MAX_BYTES);
+    char **uris = NULL;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = s_read_small(&text, uri, s3)) < 0) {
+        rc = knn_error_wrap(rc, "manifest file");
+        goto done;
+    }
+    if ((rc = knn_job_parse_data_manifest(&uris, &n, text.data ? (char *)text.data : "", text.len, uri)) < 0)
+        goto done;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (knn_train_uri_is_s3(uris[i])) {
+            struct knn_s3_uri u = {0};
+            struct knn_s3_object_info info = {0};
+            if ((rc = s_need_s3(s3, uris[i])) == 0 && (rc = knn_s3_uri_parse(&u, uris[i])) == 0 &&
+                (rc = knn_s3_head(&info, s3, u.bucket, u.key)) == 0)
+                rc = knn_object_list_add_etag(out, uris[i], info.size, info.etag);
+            knn_s3_object_info_clean_up(&info);
+            knn_s3_uri_clean_up(&u);
+        } else {
+            struct stat st;
+            const char *path = s_local_path(uris[i]);
+            if (stat(path, &st) != 0)
+                rc = knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", path, strerror(errno));
+            else
+                rc = knn_object_list_add(out, path, (uint64_t)st.st_size);
+        }
+        if (rc < 0)
+            rc = knn_error_wrap(rc, "manifest %s, entry %zu", uri, i + 1);
+    }
+done:
+    knn_job_free_strings(uris, n);
+    knn_buf_clean_up(&text);
+    return rc;
+}
+
+int knn_train_list_channel(struct knn_object_list *out, const struct knn_job_channel *channel, struct knn_s3_client *s3)
+{
+    int rc;
+    if (channel->manifest_file)
+        rc = s_list_manifest(out, channel->uri, s3);
+    else if (knn_train_uri_is_s3(channel->uri))
+        rc = s_list_s3_prefix(out, channel->uri, s3);
+    else
+        rc = knn_channel_list_local(out, s_local_path(channel->uri));
+    if (rc < 0)
+        return knn_error_wrap(rc, "channel '%s'", channel->name);
+    if (out->count == 0)
+        return knn_error_set(KNN_ENOTFOUND, "channel '%s': no objects under %s", channel->name, channel->uri);
+    return 0;
+}
+
+/* ---- streaming ---- */
+
+struct s_s3_stream {
+    knn_train_chunk_fn *fn;
+    void *user;
+    size_t base; /* index of the run's first object in the caller's array */
+    const struct knn_object *const *objects;
+};
+
+static int s_on_chunk(void *user, const struct knn_s3_chunk *chunk)
+{
+    struct s_s3_stream *st = user;
+    int flags = ((chunk->flags & KNN_S3_CHUNK_FIRST) ? KNN_TRAIN_CHUNK_FIRST : 0) |
+                ((chunk->flags & KNN_S3_CHUNK_LAST) ? KNN_TRAIN_CHUNK_LAST : 0);
+    return st->fn(st->user, st->base + chunk->object_index, chunk->data, chunk->len, flags);
+}
+
+static int s_stream_s3(const struct knn_object *const *objects, size_t begin, size_t end, struct knn_s3_client *s3,
+                       const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user)
+{
+    struct knn_s3_reader_options ro = KNN_S3_READER_OPTIONS_INIT;
+    struct knn_s3_reader *reader = NULL;
+    int rc;
+
+    if ((rc = s_need_s3(s3, objects[begin]->uri)) < 0)
+        return rc;
+    ro.part_size = opts->part_size;
+    ro.max_in_flight = opts->max_in_flight;
+    if ((rc = knn_s3_reader_new(&reader, s3, &ro)) < 0)
+        return rc;
+    for (size_t i = begin; i < end && rc == 0; i++) {
+        struct knn_s3_uri u = {0};
+        if ((rc = knn_s3_uri_parse(&u, objects[i]->uri)) == 0) {
+            if (objects[i]->etag && objects[i]->size != KNN_OBJECT_SIZE_UNKNOWN) {
+                struct knn_s3_object_info info = {u.key, objects[i]->size, objects[i]->etag, 0};
+                rc = knn_s3_reader_add(reader, u.bucket, &info);
+            } else {
+                rc = knn_s3_reader_add_key(reader, u.bucket, u.key);
+            }
+        }
+        knn_s3_uri_clean_up(&u);
+    }
+    if (rc == 0) {
+        struct s_s3_stream st = {fn, user, begin, objects};
+        rc = knn_s3_reader_run(reader, s_on_chunk, &st);
+    }
+    knn_s3_reader_destroy(reader);
+    return rc;
+}
+
+static int s_stream_local(const struct knn_object *object, size_t index, uint8_t *buf, knn_train_chunk_fn *fn,
+                          void *user)
+{
+    const char *path = s_local_path(object->uri);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0, flags = KNN_TRAIN_CHUNK_FIRST;
+    if (fd < 0)
+        return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", path, strerror(errno));
+    for (;;) {
+        ssize_t n = read(fd, buf, S_LOCAL_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = knn_error_set(KNN_EIO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            rc = fn(user, index, buf, 0, flags | KNN_TRAIN_CHUNK_LAST);
+            break;
+        }
+        if ((rc = fn(user, index, buf, (size_t)n, flags)) != 0)
+            break;
+        flags = 0;
+    }
+    close(fd);
+    return rc;
+}
+
+int knn_train_stream_objects(
+    const struct knn_object *const *objects, size_t n, struct knn_s3_client *s3,
+    const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user)
+{
+    struct knn_train_stream_options defaults = KNN_TRAIN_STREAM_OPTIONS_INIT;
+    uint8_t *buf = NULL;
+    int rc = 0;
+    if (!opts)
+        opts = &defaults;
+    for (size_t i = 0; i < n && rc == 0;) {
+        if (knn_train_uri_is_s3(objects[i]->uri)) {
+            size_t j = i;
+            while (j < n && knn_train_uri_is_s3(objects[j]->uri))
+                j++;
+            rc = s_stream_s3(objects, i, j, s3, opts, fn, user);
+            i = j;
+        } else {
+            if (!buf && !(buf = knn_malloc(S_LOCAL_CHUNK))) {
+                rc = KNN_ENOMEM;
+                break;
+            }
+            rc = s_stream_local(objects[i], i, buf, fn, user);
+            i++;
+        }
+    }
+    knn_free(buf);
+    return rc;
+}
+
+/* ---- output ---- */
+
+int knn_train_make_parent_dirs(const char *path)
+{
+    char tmp[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof(tmp))
+        return knn_error_set(KNN_EINVAL, "%s: path too long", path);
+    memcpy(tmp, path, len + 1);
+    char *slash = strrchr(tmp, '/');
+    if (!slash || slash == tmp)
+        return 0;
+    *slash = '\0';
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return knn_error_set(KNN_EIO, "%s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return knn_error_set(KNN_EIO, "%s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+int knn_train_output_exists(int *exists, const char *uri, struct knn_s3_client *s3)
+{
+    int rc;
+    *exists = 0;
+    if (knn_train_uri_is_s3(uri)) {
+        struct knn_s3_uri u = {0};
+        if ((rc = s_need_s3(s3, uri)) < 0)
+            return rc;
+        if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
+            rc = knn_s3_exists(exists, s3, u.bucket, u.key);
+        knn_s3_uri_clean_up(&u);
+        return rc;
+    }
+    struct stat st;
+    if (stat(s_local_path(uri), &st) == 0)
+        *exists = 1;
+    else if (errno != ENOENT && errno != ENOTDIR)
+        return knn_error_set(KNN_EIO, "%s: %s", uri, strerror(errno));
+    return 0;
+}
+
+int knn_train_output_put_file(const char *uri, const char *path, struct knn_s3_client *s3)
+{
+    int rc;
+    if (!knn_train_uri_is_s3(uri))
+        return knn_error_set(KNN_EINVAL, "%s: only s3:// outputs are uploaded", uri);
+    struct knn_s3_uri u = {0};
+    struct knn_s3_put_options opts = KNN_S3_PUT_OPTIONS_INIT;
+    opts.content_type = "application/x-tar";
+    if ((rc = s_need_s3(s3, uri)) < 0)
+        return rc;
+    if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
+        rc = knn_s3_put_file(NULL, s3, u.bucket, u.key, path, &opts);
+    knn_s3_uri_clean_up(&u);
+    return rc;
+}
+
+int knn_train_output_put(const char *uri, const void *data, size_t len, const char *content_type,
+                         struct knn_s3_client *s3)
+{
+    int rc;
+    if (knn_train_uri_is_s3(uri)) {
+        struct knn_s3_uri u = {0};
+        struct knn_s3_put_options opts = KNN_S3_PUT_OPTIONS_INIT;
+        opts.content_type = content_type;
+        if ((rc = s_need_s3(s3, uri)) < 0)
+            return rc;
+        if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
+            rc = knn_s3_put(NULL, s3, u.bucket, u.key, data, len, &opts);
+        knn_s3_uri_clean_up(&u);
+        return rc;
+    }
+    const char *path = s_local_path(uri);
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return knn_error_set(KNN_EINVAL, "%s: path too long", path);
+    if ((rc = knn_train_make_parent_dirs(path)) < 0)
+        return rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return knn_error_set(KNN_EIO, "%s: %s", tmp, strerror(errno));
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left && rc == 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = knn_error_set(KNN_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        else {
+            p += n;
+            left -= (size_t)n;
+        }
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = knn_error_set(KNN_EIO, "%s: close failed: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = knn_error_set(KNN_EIO, "%s: rename failed: %s", path, strerror(errno));
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+int knn_train_output_delete(const char *uri, struct knn_s3_client *s3)
+{
+    int rc;
+    if (knn_train_uri_is_s3(uri)) {
+        struct knn_s3_uri u = {0};
+        if ((rc = s_need_s3(s3, uri)) < 0)
+            return rc;
+        if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
+            rc = knn_s3_delete(s3, u.bucket, u.key);
+        knn_s3_uri_clean_up(&u);
+        return rc;
+    }
+    if (unlink(s_local_path(uri)) != 0 && errno != ENOENT)
+        return knn_error_set(KNN_EIO, "%s: %s", uri, strerror(errno));
+    return 0;
+}
