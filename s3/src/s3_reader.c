@@ -213,7 +213,7 @@ int knn_s3_reader_next(struct knn_s3_chunk *out, int *done, struct knn_s3_reader
     out->key = o->key;
     out->object_size = o->size;
     out->offset = s->offset;
-    out->data = s->buf;
+    out->data = s->len ? s->buf : (const uint8_t *)""; /* never NULL, even for an empty object */
     out->len = (size_t)s->len;
     out->flags = s->flags;
     r->delivered += s->len;

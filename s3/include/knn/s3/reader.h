@@ -44,7 +44,7 @@ struct knn_s3_chunk {
     const char *key;
     uint64_t object_size;
     uint64_t offset; /* of data[0] in the object */
-    const uint8_t *data;
+    const uint8_t *data; /* never NULL (len may be 0) */
     size_t len;
     int flags; /* KNN_S3_CHUNK_FIRST | KNN_S3_CHUNK_LAST */
 };
