@@ -528,9 +528,11 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
     at = r->off;
     if ((rc = s_get_u64(r, &nlist, "IVF: nlist")))
         return rc;
-    if (nlist == 0 || nlist > INT32_MAX || nlist > s_left(r) / (h.d * sizeof(float)))
-        return s_bad(at, "IVF: nlist", "%" PRIu64 " lists cannot be (the quantizer would not fit in the file)",
-                     nlist);
+    if (nlist == 0 || nlist > INT32_MAX)
+        return s_bad(at, "IVF: nlist", "%" PRIu64 " is outside [1, 2^31 - 1]", nlist);
+    if (nlist > s_left(r) / (h.d * sizeof(float)))
+        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": IVF: nlist: %" PRIu64 " centroids of d = %zu do not "
+                             "fit in the %" PRIu64 " bytes left", at, nlist, h.d, s_left(r));
     at = r->off;
     if ((rc = s_get_u64(r, &nprobe, "IVF: nprobe")))
         return rc;

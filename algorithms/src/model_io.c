@@ -157,7 +157,7 @@ static int s_sha256_file(const char *path, const char *name, char hex[65])
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return knn_error_set(KNN_EIO, "%s: cannot open: %s", name, strerror(errno));
+        return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: cannot open: %s", name, strerror(errno));
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     int rc = 0;
     if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
@@ -595,6 +595,8 @@ int knn_model_load(struct knn_model **out, const char *dir)
 
     /* The configuration: the JSON where it speaks, the index file for the rest. */
     struct knn_model_config *c = &model->cfg;
+    static const struct knn_model_config s_defaults = KNN_MODEL_CONFIG_INIT;
+    *c = s_defaults;
     c->k = m.k;
     c->predictor = m.predictor;
     c->index_type = io->type;
@@ -641,9 +643,11 @@ int knn_model_load(struct knn_model **out, const char *dir)
         rc = s_mismatch("effective_dim", m.effective_dim, io->dim);
         goto on_error;
     }
-    c->dimred = m.has_dimred ? m.dimred : KNN_DIMRED_NONE;
-    c->dimred_target = m.dimred_target;
-    c->dimred_seed = m.dimred_seed;
+    if (m.has_dimred) {
+        c->dimred = m.dimred;
+        c->dimred_target = m.dimred_target;
+        c->dimred_seed = m.dimred_seed;
+    }
     if (m.has_dimred && m.feature_dim && m.feature_dim != m.dimred_input) {
         rc = knn_error_set(KNN_EMISMATCH, "%s: feature_dim = %zu, but dimension_reduction.input_dim = %zu",
                            S_JSON_NAME, m.feature_dim, m.dimred_input);
