@@ -6,7 +6,9 @@ run in-process (serve_bench inproc), on the anchor data sets of ../shared/anchor
 For each model: single-row and 100-row JSON requests (verbose JSON Lines answers, as in the seed
 use case), with 2 and 64 connections; requests/s, rows/s and p50/p99 latency from wrk, each cell
 repeated (--repeats) and the median reported. The in-process anchor runs knn_model_predict on the
-same 100-row batches with all cores. Ratios are what to read: the machine is shared and noisy.
+same 100-row batches with all cores (serve_bench inproc), interleaved with the served runs; each
+ratio is served rows/s over the anchor measured just before it, and the median ratio is reported.
+Ratios are what to read: the machine is shared and noisy.
 
     /usr/bin/python3 bench/serve/run.py --build-dir build-serve [--seconds 8] [--repeats 3]
 """
@@ -79,14 +81,6 @@ def main():
                 json.dump({"instances": [{"features": [float(v) for v in r]} for r in q[:rows]]}, f)
             bodies[rows] = path
 
-        inproc = []
-        for _ in range(args.repeats):
-            out = subprocess.run([bench, "inproc", model, fq, "100", str(args.seconds), "0"],
-                                 capture_output=True, text=True, check=True).stdout
-            inproc.append(float(re.search(r"rows_per_s=([\d.]+)", out).group(1)))
-        inproc_rows = statistics.median(inproc)
-        log("[%s] in-process, 100-row batches, all cores: %.0f rows/s" % (name, inproc_rows))
-
         logf = open(os.path.join(tmp, "serve.log"), "w+")
         env = dict(os.environ, KNN_LOG_LEVEL="info")  # as deployed: one access log line per request
         srv = subprocess.Popen([runner, "serve", "--model", model, "--port", "0", "--host", "127.0.0.1"] +
@@ -104,28 +98,40 @@ def main():
             raise RuntimeError("server not ready")
         url = "http://127.0.0.1:%d/invocations" % port
         try:
-            for rows in (1, 100):
-                for conns in (2, 64):
-                    cells = [wrk(url, conns, args.seconds, bodies[rows], "application/json",
-                                 "application/jsonlines; verbose=true") for _ in range(args.repeats)]
-                    rps = statistics.median(c[0] for c in cells)
-                    res = dict(dataset=name, rows=rows, conns=conns, rps=rps, rows_per_s=rps * rows,
-                               p50_ms=statistics.median(c[1] for c in cells),
-                               p99_ms=statistics.median(c[2] for c in cells),
-                               inproc_rows_per_s=inproc_rows, runs=[list(c) for c in cells])
-                    res["vs_inproc"] = res["rows_per_s"] / inproc_rows
-                    results.append(res)
-                    log("[%s] %3d rows x %2d conns: %8.1f req/s %9.0f rows/s p50 %7.2f ms p99 %7.2f ms (%.2f of in-process)"
-                        % (name, rows, conns, rps, res["rows_per_s"], res["p50_ms"], res["p99_ms"], res["vs_inproc"]))
+            # Interleaved: each repeat measures the in-process anchor, then every cell, so each
+            # ratio compares runs a few seconds apart under the same load from the rest of the machine.
+            cells = {(rows, conns): [] for rows in (1, 100) for conns in (2, 64)}
+            inproc = []
+            for rep in range(args.repeats):
+                out = subprocess.run([bench, "inproc", model, fq, "100", str(args.seconds), "0"],
+                                     capture_output=True, text=True, check=True).stdout
+                inproc.append(float(re.search(r"rows_per_s=([\d.]+)", out).group(1)))
+                for (rows, conns), runs in cells.items():
+                    c = wrk(url, conns, args.seconds, bodies[rows], "application/json",
+                            "application/jsonlines; verbose=true")
+                    runs.append(c + (c[0] * rows / inproc[-1],))
+                log("[%s] repeat %d: in-process %.0f rows/s; %s" % (name, rep + 1, inproc[-1], ", ".join(
+                    "%dx%d %.0f rows/s" % (r, cn, runs[-1][0] * r) for (r, cn), runs in cells.items())))
+            inproc_rows = statistics.median(inproc)
+            for (rows, conns), runs in cells.items():
+                rps = statistics.median(c[0] for c in runs)
+                res = dict(dataset=name, rows=rows, conns=conns, rps=rps, rows_per_s=rps * rows,
+                           p50_ms=statistics.median(c[1] for c in runs), p99_ms=statistics.median(c[2] for c in runs),
+                           inproc_rows_per_s=inproc_rows, vs_inproc=statistics.median(c[3] for c in runs),
+                           runs=[list(c) for c in runs])
+                results.append(res)
+                log("[%s] %3d rows x %2d conns: %8.1f req/s %9.0f rows/s p50 %7.2f ms p99 %7.2f ms (%.2f of in-process)"
+                    % (name, rows, conns, rps, res["rows_per_s"], res["p50_ms"], res["p99_ms"], res["vs_inproc"]))
         finally:
             srv.send_signal(signal.SIGTERM)
             srv.wait(timeout=60)
-    print("| model | rows/request | connections | requests/s | rows/s | p50 ms | p99 ms | rows/s vs in-process |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | rows/request | connections | requests/s | rows/s | p50 ms | p99 ms | in-process rows/s | served / in-process |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print("| %s | %d | %d | %.1f | %.0f | %.2f | %.2f | %.2f |" % (
+        print("| %s | %d | %d | %.1f | %.0f | %.2f | %.2f | %.0f | %.2f |" % (
             "gaussian 200k x 128 Flat" if r["dataset"] == "gaussian" else "topics 50k x 20 Flat",
-            r["rows"], r["conns"], r["rps"], r["rows_per_s"], r["p50_ms"], r["p99_ms"], r["vs_inproc"]))
+            r["rows"], r["conns"], r["rps"], r["rows_per_s"], r["p50_ms"], r["p99_ms"], r["inproc_rows_per_s"],
+            r["vs_inproc"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

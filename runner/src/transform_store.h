@@ -6,9 +6,10 @@
  * S3 prefix, behind one small interface.
  *
  * A location is `s3://bucket/prefix` or a local path. Listing a location gives the objects under
- * it, by name relative to the location's "directory" (for s3://b/in/ the key in/a/x.csv is
- * "a/x.csv"; for s3://b/in/part the key in/part-1.csv is "part-1.csv"; a local file lists itself
- * by its base name, a local directory lists its regular files recursively), sorted.
+ * it, sorted, by name relative to the folder it names: for s3://b/in/ and for s3://b/in (when keys
+ * in/... exist) the key in/a/x.csv is "a/x.csv"; for s3://b/in/part the key in/part-1.csv is
+ * "part-1.csv"; an exact key, or a local file, lists itself by its base name; a local directory
+ * lists its regular files recursively. Outputs go below the output location as a folder.
  *
  * Writers never leave a partial object: local files are written to "<name>.tmp" and renamed on
  * commit; S3 objects appear only when the upload completes. abort() removes what was written.

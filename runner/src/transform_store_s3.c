@@ -90,28 +90,53 @@ void knn__transform_store_destroy_s3(struct knn_transform_store *store)
     store->s3 = NULL;
 }
 
-struct s_list_ctx {
-    struct knn__transform_names *names;
-    size_t dir_len;
-};
-
 static int s_on_entry(void *user, const struct knn_s3_list_entry *e)
 {
-    struct s_list_ctx *ctx = user;
-    if (!e->info)
+    struct knn__transform_names *keys = user;
+    size_t len = e->info ? strlen(e->info->key) : 0;
+    if (len == 0 || e->info->key[len - 1] == '/') /* a common prefix, or a folder marker */
         return 0;
-    const char *key = e->info->key;
-    size_t len = strlen(key);
-    if (len <= ctx->dir_len || key[len - 1] == '/') /* the folder itself, or a folder marker */
-        return 0;
-    return knn__transform_names_add(ctx->names, key + ctx->dir_len);
+    return knn__transform_names_add(keys, e->info->key);
 }
 
+/*
+ * Names relative to the input: below the prefix when it names a folder (s3://b/in/, or s3://b/in
+ * with keys in/...: in/a/x.csv -> a/x.csv, and in-other.csv is not in it), else below the
+ * prefix's last '/' (s3://b/in/part and in/part-1.csv -> part-1.csv; an exact key -> its base
+ * name). list_dir becomes the key prefix the names are relative to (readers prepend it).
+ */
 int knn__transform_store_list_s3(struct knn_transform_store *store, struct knn__transform_names *l)
 {
     struct s_s3_store *st = store->s3;
-    struct s_list_ctx ctx = {l, strlen(st->list_dir)};
-    return knn_s3_list_each(st->client, st->uri.bucket, st->uri.key, NULL, s_on_entry, &ctx);
+    struct knn__transform_names keys = {NULL, 0, 0};
+    const char *prefix = st->uri.key;
+    size_t plen = strlen(prefix);
+    int rc = knn_s3_list_each(st->client, st->uri.bucket, prefix, NULL, s_on_entry, &keys);
+    if (rc)
+        goto done;
+    int folder = plen == 0 || prefix[plen - 1] == '/';
+    for (size_t i = 0; i < keys.n && !folder; i++)
+        folder = keys.names[i][plen] == '/';
+    if (folder && plen && prefix[plen - 1] != '/') {
+        char *dir = knn_malloc(plen + 2);
+        if (!dir) {
+            rc = KNN_ENOMEM;
+            goto done;
+        }
+        memcpy(dir, prefix, plen);
+        dir[plen] = '/';
+        dir[plen + 1] = '\0';
+        knn_free(st->list_dir);
+        st->list_dir = dir;
+    }
+    size_t dlen = strlen(st->list_dir);
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
+        if (strncmp(keys.names[i], st->list_dir, dlen) == 0 && keys.names[i][dlen])
+            rc = knn__transform_names_add(l, keys.names[i] + dlen);
+    }
+done:
+    knn_transform_names_free(keys.names, keys.n);
+    return rc;
 }
 
 int knn__transform_store_describe_s3(char *buf, size_t size, const struct knn_transform_store *store, const char *name)
