@@ -1,0 +1,110 @@
+"""Check what an example printed (its stdout.txt in OUT_DIR) and the files it made.
+
+    check_examples.py NAME OUT_DIR
+
+Every figure is read from the example's printed lines, the way a user reads them, and held to
+floors that a broken pipeline would miss: neighbours better than chance by a margin, exact search
+agreeing with scikit-learn, accuracy above a floor and within a margin of scikit-learn's, a valid
+PNG of the announced size.
+"""
+import os
+import re
+import struct
+import sys
+import zlib
+
+failures = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def find(pattern, text, what):
+    m = re.search(pattern, text, re.M)
+    if not m:
+        print(f"FAIL  {what}: no line matches {pattern!r}")
+        failures.append(what)
+    return m
+
+
+def png_size(path):
+    """(width, height) of a PNG after checking its signature, IHDR chunk (with CRC) and IEND."""
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG signature")
+    length, kind = struct.unpack(">I4s", data[8:16])
+    if kind != b"IHDR" or length != 13:
+        raise ValueError("the first chunk is not a 13-byte IHDR")
+    body = data[16:29]
+    (crc,) = struct.unpack(">I", data[29:33])
+    if zlib.crc32(kind + body) != crc:
+        raise ValueError("IHDR CRC mismatch")
+    if data[-12:] != b"\x00\x00\x00\x00IEND\xaeB`\x82":
+        raise ValueError("no IEND chunk at the end")
+    width, height, depth, color = struct.unpack(">IIBB", body[:10])
+    if depth != 8 or color not in (2, 6):
+        raise ValueError(f"unexpected bit depth {depth} / color type {color}")
+    return width, height
+
+
+def content_recommendation(out, text):
+    check("every id is exact as a float32 label" in text, "document ids checked against 2**24")
+    m = find(r"^ids: 0\.\.(\d+), below 2\*\*24", text, "ids line")
+    if m:
+        check(int(m.group(1)) < 2**24, f"largest id {m.group(1)} < 2**24")
+    check(text.count("Training job content-recommendation-") == 2 and text.count(": Completed") >= 2,
+          "both training jobs completed")
+    check('"labels": [' in text and '"distances": [' in text, "a raw verbose JSON Lines answer is shown")
+    shown = re.findall(r"^test document #\d+ \((\w[\w-]*)\):", text, re.M)
+    check(shown == ["startrek", "computers", "food"], f"three test documents shown with neighbours ({shown})")
+    check(len(re.findall(r"^  [1-5]\. #\d+ \([\w-]+, similarity [01]\.\d{3}\): ", text, re.M)) == 15,
+          "five neighbours with texts for each shown document")
+    for index, min_recall in (("faiss.Flat", 0.99), ("faiss.IVFFlat", 0.80)):
+        block = text.split(f"\n{index} COSINE,", 1)
+        if len(block) != 2:
+            check(False, f"{index}: results printed")
+            continue
+        block = block[1]
+        m = find(r"category match: ([0-9.]+) of neighbours share .*\(chance ([0-9.]+),", block, f"{index} match")
+        if m:
+            match, chance = float(m.group(1)), float(m.group(2))
+            check(0.01 < chance < 0.2, f"{index}: chance rate {chance} is plausible for 43 categories")
+            check(match >= 2.5 * chance, f"{index}: neighbours share the category {match} >= 2.5 x chance {chance}")
+        m = find(r"recall@5 against exact COSINE search \(scikit-learn, ties counted\): ([0-9.]+)", block,
+                 f"{index} recall")
+        if m:
+            check(float(m.group(1)) >= min_recall, f"{index}: recall@5 {m.group(1)} >= {min_recall}")
+        m = find(r"largest \|endpoint distance - cosine similarity computed here\|: ([0-9.e+-]+)", block,
+                 f"{index} distances")
+        if m:
+            check(float(m.group(1)) < 1e-5, f"{index}: distances are cosine similarities ({m.group(1)})")
+    m = find(r"plot: (\S+\.png) ", text, "plot line")
+    if m:
+        path = m.group(1)
+        check(os.path.dirname(os.path.abspath(path)) == os.path.abspath(out), f"the plot {path} is in {out}")
+        try:
+            size = png_size(path)
+            check(size == (1000, 900), f"the plot is a valid 1000 x 900 PNG ({size[0]} x {size[1]})")
+        except (OSError, ValueError) as e:
+            check(False, f"the plot {path} is a valid PNG ({e})")
+
+
+CHECKS = {
+    "content-recommendation": content_recommendation,
+}
+
+
+def main():
+    name, out = sys.argv[1], sys.argv[2]
+    text = open(os.path.join(out, "stdout.txt")).read()
+    CHECKS[name](out, text)
+    if failures:
+        sys.exit(f"check_examples {name}: {len(failures)} check(s) failed")
+    print(f"check_examples {name}: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
