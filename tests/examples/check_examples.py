@@ -92,8 +92,34 @@ def content_recommendation(out, text):
             check(False, f"the plot {path} is a valid PNG ({e})")
 
 
+def digits(out, text):
+    jobs = re.findall(r"^Training job (digits-classifier|diabetes-regressor): Completed$", text, re.M)
+    check(jobs == ["digits-classifier", "diabetes-regressor"], f"both training jobs completed ({jobs})")
+    m = find(r"^\[.*\] #test_score \(algo-1\) : \('accuracy', ([0-9.eE+-]+)\)$", text, "accuracy log line")
+    log_accuracy = float(m.group(1)) if m else None
+    m = find(r"accuracy: job ([0-9.]+), scikit-learn ([0-9.]+), difference", text, "accuracy comparison")
+    if m and log_accuracy is not None:
+        job, sk = float(m.group(1)), float(m.group(2))
+        check(abs(job - log_accuracy) < 1e-4, f"the compared accuracy {job} is the job log's {log_accuracy}")
+        check(log_accuracy >= 0.95, f"digits accuracy {log_accuracy} >= 0.95")
+        check(sk >= 0.95, f"scikit-learn's digits accuracy {sk} >= 0.95")
+        check(abs(log_accuracy - sk) <= 0.02, f"accuracy within 0.02 of scikit-learn's ({log_accuracy} vs {sk})")
+    m = find(r"^\[.*\] #test_score \(algo-1\) : \('mse', ([0-9.eE+-]+)\)$", text, "mse log line")
+    log_mse = float(m.group(1)) if m else None
+    m = find(r"mse: job ([0-9.]+), scikit-learn ([0-9.]+), relative difference", text, "mse comparison")
+    v = find(r"\(the variance of the test targets: ([0-9.]+)\)", text, "target variance")
+    if m and v and log_mse is not None:
+        job, sk, var = float(m.group(1)), float(m.group(2)), float(v.group(1))
+        check(abs(job - log_mse) <= 0.01, f"the compared MSE {job} is the job log's {log_mse}")
+        check(log_mse < 0.85 * var, f"diabetes MSE {log_mse} well below the targets' variance {var}")
+        check(abs(log_mse - sk) <= 0.02 * sk, f"MSE within 2% of scikit-learn's ({log_mse} vs {sk})")
+    same = re.findall(r"^  endpoint vs job: (.*)$", text, re.M)
+    check(same == ["same score", "same score"], f"the endpoints score as the jobs did ({same})")
+
+
 CHECKS = {
     "content-recommendation": content_recommendation,
+    "digits": digits,
 }
 
 
