@@ -6,7 +6,8 @@ run in-process (serve_bench inproc), on the anchor data sets of ../shared/anchor
 For each model: single-row and 100-row JSON requests (verbose JSON Lines answers, as in the seed
 use case), with 2 and 64 connections; requests/s, rows/s and p50/p99 latency from wrk, each cell
 repeated (--repeats) and the median reported. The in-process anchor runs knn_model_predict on the
-same 100-row batches with all cores (serve_bench inproc), interleaved with the served runs; each
+same 100-row batches as the server runs it: one search thread per call, one caller per core
+(serve_bench inproc ... 1 <cores>), interleaved with the served runs; each
 ratio is served rows/s over the anchor measured just before it, and the median ratio is reported.
 Ratios are what to read: the machine is shared and noisy.
 
@@ -103,7 +104,7 @@ def main():
             cells = {(rows, conns): [] for rows in (1, 100) for conns in (2, 64)}
             inproc = []
             for rep in range(args.repeats):
-                out = subprocess.run([bench, "inproc", model, fq, "100", str(args.seconds), "0"],
+                out = subprocess.run([bench, "inproc", model, fq, "100", str(args.seconds), "1", str(os.cpu_count())],
                                      capture_output=True, text=True, check=True).stdout
                 inproc.append(float(re.search(r"rows_per_s=([\d.]+)", out).group(1)))
                 for (rows, conns), runs in cells.items():

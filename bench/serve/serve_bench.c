@@ -2,9 +2,10 @@
  * serve_bench: the in-process side of the endpoint benchmark (bench/serve/run.py).
  *
  *   serve_bench build OUT_DIR BASE.npy K           a Flat L2 classifier model over BASE, label = row id
- *   serve_bench inproc MODEL_DIR QUERY.npy ROWS SECONDS THREADS
- *       knn_model_predict on batches of ROWS queries (verbose, as the endpoint is asked) for
- *       SECONDS, THREADS search threads (0 = all cores); prints rows/s and batch latency.
+ *   serve_bench inproc MODEL_DIR QUERY.npy ROWS SECONDS THREADS CLIENTS
+ *       CLIENTS threads each calling knn_model_predict on batches of ROWS queries (verbose, as the
+ *       endpoint is asked) for SECONDS, with THREADS search threads per call (0 = all cores), as
+ *       the endpoint's HTTP workers do; prints rows/s in all and the per-batch latency.
  *
  * .npy files are read as written by numpy.save: a header, then little-endian float32, C order.
  */
@@ -13,6 +14,7 @@
 #include "knn/common/clock.h"
 #include "knn/common/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,42 @@ static int s_cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One in-process "client": predicts batches in a loop, like one HTTP worker. */
+struct s_client {
+    struct knn_model *model;
+    float *q;
+    size_t nq, d, rows, threads, first;
+    double seconds;
+    size_t total, nb;
+    double *lat;
+    int failed;
+};
+
+static void *s_client_main(void *arg)
+{
+    struct s_client *c = arg;
+    size_t cap = (size_t)1 << 18;
+    struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
+    po.verbose = 1;
+    po.threads = c->threads;
+    c->lat = knn_malloc_array(cap, sizeof(double));
+    uint64_t start = knn_clock_monotonic_ns();
+    while (knn_clock_seconds_since(start) < c->seconds && c->nb < cap) {
+        struct knn_predictions p;
+        uint64_t t0 = knn_clock_monotonic_ns();
+        size_t at = (c->first + c->nb * c->rows) % (c->nq - c->rows + 1);
+        if (knn_model_predict(c->model, c->rows, c->q + at * c->d, &po, &p)) {
+            fprintf(stderr, "predict: %s\n", knn_error_message());
+            c->failed = 1;
+            break;
+        }
+        c->lat[c->nb++] = knn_clock_seconds_since(t0) * 1e3;
+        c->total += c->rows;
+        knn_predictions_clean_up(&p);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "build") == 0) {
@@ -79,44 +117,48 @@ int main(int argc, char **argv)
         knn_free(labels);
         return 0;
     }
-    if (argc == 7 && strcmp(argv[1], "inproc") == 0) {
-        struct knn_model *m = NULL;
-        if (knn_model_load(&m, argv[2])) {
+    if (argc == 8 && strcmp(argv[1], "inproc") == 0) {
+        struct s_client c0;
+        memset(&c0, 0, sizeof(c0));
+        if (knn_model_load(&c0.model, argv[2])) {
             fprintf(stderr, "serve_bench inproc: %s\n", knn_error_message());
             return 1;
         }
-        size_t nq, d;
-        float *q = s_load_npy(argv[3], &nq, &d);
-        size_t rows = strtoul(argv[4], NULL, 10);
-        double seconds = strtod(argv[5], NULL);
-        struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
-        po.verbose = 1;
-        po.threads = strtoul(argv[6], NULL, 10);
-        if (rows == 0 || rows > nq)
+        c0.q = s_load_npy(argv[3], &c0.nq, &c0.d);
+        c0.rows = strtoul(argv[4], NULL, 10);
+        c0.seconds = strtod(argv[5], NULL);
+        c0.threads = strtoul(argv[6], NULL, 10);
+        size_t nclients = strtoul(argv[7], NULL, 10);
+        if (c0.rows == 0 || c0.rows > c0.nq || nclients == 0 || nclients > 64)
             return 2;
-        size_t cap = 1 << 20, nb = 0, total = 0;
-        double *lat = knn_malloc_array(cap, sizeof(double));
+        struct s_client clients[64];
+        pthread_t tids[64];
         uint64_t start = knn_clock_monotonic_ns();
-        while (knn_clock_seconds_since(start) < seconds && nb < cap) {
-            struct knn_predictions p;
-            uint64_t t0 = knn_clock_monotonic_ns();
-            if (knn_model_predict(m, rows, q + (nb * rows % (nq - rows + 1)) * d, &po, &p)) {
-                fprintf(stderr, "predict: %s\n", knn_error_message());
+        for (size_t i = 0; i < nclients; i++) {
+            clients[i] = c0;
+            clients[i].first = i * 37;
+            pthread_create(&tids[i], NULL, s_client_main, &clients[i]);
+        }
+        size_t total = 0, nb = 0;
+        double *lat = knn_malloc_array((size_t)1 << 20, sizeof(double));
+        for (size_t i = 0; i < nclients; i++) {
+            pthread_join(tids[i], NULL);
+            if (clients[i].failed)
                 return 1;
-            }
-            lat[nb++] = knn_clock_seconds_since(t0) * 1e3;
-            total += rows;
-            knn_predictions_clean_up(&p);
+            total += clients[i].total;
+            for (size_t j = 0; j < clients[i].nb && nb < ((size_t)1 << 20); j++)
+                lat[nb++] = clients[i].lat[j];
+            knn_free(clients[i].lat);
         }
         double el = knn_clock_seconds_since(start);
         qsort(lat, nb, sizeof(double), s_cmp_double);
-        printf("rows_per_s=%.1f batches=%zu p50_ms=%.3f p99_ms=%.3f\n", total / el, nb, lat[nb / 2],
-               lat[(size_t)(nb * 0.99)]);
+        printf("rows_per_s=%.1f batches=%zu p50_ms=%.3f p99_ms=%.3f\n", total / el, nb, nb ? lat[nb / 2] : 0.0,
+               nb ? lat[(size_t)(nb * 0.99)] : 0.0);
         knn_free(lat);
-        knn_free(q);
-        knn_model_destroy(m);
+        knn_free(c0.q);
+        knn_model_destroy(c0.model);
         return 0;
     }
-    fprintf(stderr, "usage: serve_bench build OUT_DIR BASE.npy K | inproc MODEL_DIR QUERY.npy ROWS SECONDS THREADS\n");
+    fprintf(stderr, "usage: serve_bench build OUT_DIR BASE.npy K | inproc MODEL_DIR QUERY.npy ROWS SECONDS THREADS CLIENTS\n");
     return 2;
 }

@@ -302,9 +302,9 @@ int knn_http_server_start(struct knn_http_server **out, const struct knn_http_se
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     server->daemon = MHD_start_daemon(
-        flags, opts->port, NULL, NULL, s_access, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, s_completed, server, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, server,
+        flags, opts->port, NULL, NULL, s_access, server, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, server,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, s_completed, server,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
     if (!server->daemon) {
         rc = knn_error_set(
