@@ -117,9 +117,100 @@ def digits(out, text):
     check(same == ["same score", "same score"], f"the endpoints score as the jobs did ({same})")
 
 
+def vote_accuracy(Xtr, ytr, Xte, yte, k):
+    """Accuracy of SageMaker k-NN's documented vote, computed here: scikit-learn's exact L2
+    neighbours, the most frequent label, ties going to the label met first in distance order.
+    (scikit-learn's KNeighborsClassifier breaks ties by the smallest label instead.)"""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    _, rows = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(Xtr).kneighbors(Xte)
+    right = 0
+    for r, truth in zip(rows, yte):
+        labels = list(ytr[r])
+        best = max(labels.count(v) for v in labels)
+        right += next(v for v in labels if labels.count(v) == best) == truth
+    return right / len(yte)
+
+
+def manifests(out, text):
+    import glob
+    import json
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    here = os.path.join(os.environ["KNN_SOURCE_DIR"], "examples", "manifests")
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(here, "*.json")))
+    readme = open(os.path.join(here, "README.md")).read()
+    rows = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[0] in names:
+            rows[parts[0]] = line
+    metric = {}
+    for name in names:
+        check(f"\n## {name}.json" in readme, f"README.md has a section for {name}.json")
+        line = rows.get(name, "")
+        check(" Completed " in line, f"{name}.json: the job completed ({line.strip() or 'no line'})")
+        m = re.search(r"test:(accuracy|mse)=([0-9.]+)", line)
+        if m:
+            metric[name] = float(m.group(2))
+
+    # References computed here, on the same data: the split of examples/digits/prepare.py.
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    sk_acc = vote_accuracy(Xtr, ytr, Xte, yte, 5)
+    reg = KNeighborsRegressor(n_neighbors=3, algorithm="brute").fit(Xtr, ytr.astype(np.float32))
+    sk_mse = float(np.mean((reg.predict(Xte) - yte) ** 2))
+    wine = np.loadtxt(os.path.join(os.environ["KNN_SOURCE_DIR"], "examples", "data", "wine.csv"), delimiter=",")
+    wx = wine[:, 1:].astype(np.float32)
+    sk_wine = vote_accuracy(wx, wine[:, 0], wx, wine[:, 0], 5)
+    floors = {  # name: (reference, largest difference) or a floor alone
+        "local-s3-endpoint": (sk_acc, 0.005), "manifest-file": (sk_acc, 0.005), "csv-input": (sk_wine, 0.005),
+        "ivfflat-cosine": 0.95, "ivfpq-l2": 0.90, "dimension-reduction-sign": 0.90,
+        "dimension-reduction-fjlt": 0.90, "sharded-two-workers": 0.95,
+        # Inner product on raw pixels favours bright images: worse, but far above chance (0.1).
+        "flat-inner-product": 0.5,
+    }
+    for name, rule in floors.items():
+        if name not in metric:
+            check(False, f"{name}.json: a test accuracy is printed")
+        elif isinstance(rule, tuple):
+            check(abs(metric[name] - rule[0]) <= rule[1],
+                  f"{name}.json: accuracy {metric[name]} within {rule[1]} of the vote over scikit-learn's "
+                  f"neighbours, {rule[0]:.4f}")
+        else:
+            check(metric[name] >= rule, f"{name}.json: accuracy {metric[name]} >= {rule}")
+    if "test-channel-regressor" in metric:
+        check(abs(metric["test-channel-regressor"] - sk_mse) <= 0.02 * sk_mse,
+              f"test-channel-regressor.json: MSE {metric['test-channel-regressor']} within 2% of "
+              f"scikit-learn's {sk_mse:.4f}")
+    check(" hosts 2 " in rows.get("sharded-two-workers", "") and "rows sampled  1000" in rows.get(
+        "sharded-two-workers", ""), "sharded-two-workers.json: two hosts sampled 500 rows each")
+    check("reduction fjlt to 24" in rows.get("dimension-reduction-fjlt", ""), "fjlt reduction reported")
+
+    # The /opt/ml layout.
+    check(re.search(r"^Training job knn-training-job: Completed$", text, re.M) is not None,
+          "the container-mode job completed")
+    check("model files: model_algo-1 model_algo-1.json model_algo-1.labels" in text,
+          "the container-mode job wrote the three model files")
+    m = find(r"^(\{\"predictions\": .*\})$", text, "container-mode model served")
+    if m:
+        answer = json.loads(m.group(1))
+        want = KNeighborsClassifier(n_neighbors=5, algorithm="brute").fit(wine[:, 1:], wine[:, 0]).predict(
+            wine[:1, 1:])[0]
+        check(answer == {"predictions": [{"predicted_label": want}]},
+              f"the served model classifies the first wine as scikit-learn does, class {want:g} ({m.group(1)})")
+
+
 CHECKS = {
     "content-recommendation": content_recommendation,
     "digits": digits,
+    "manifests": manifests,
 }
 
 
