@@ -37,6 +37,8 @@ def main():
         print(f"  training job #test_score:                      {a.job_score:.4f}")
         print(f"  endpoint answers, scored here:                 {endpoint:.4f}")
         print(f"  scikit-learn KNeighborsClassifier, same split: {sk:.4f}")
+        print(f"  the same neighbours, SageMaker's tie rule:     {ref['accuracy_sagemaker_ties']:.4f}"
+              " (scikit-learn breaks ties by the smallest label)")
         print(f"  accuracy: job {a.job_score:.4f}, scikit-learn {sk:.4f}, difference {a.job_score - sk:+.4f}")
     else:
         endpoint = float(np.mean((pred - y.astype(np.float64)) ** 2))

@@ -104,6 +104,15 @@ def digits(out, text):
         check(log_accuracy >= 0.95, f"digits accuracy {log_accuracy} >= 0.95")
         check(sk >= 0.95, f"scikit-learn's digits accuracy {sk} >= 0.95")
         check(abs(log_accuracy - sk) <= 0.02, f"accuracy within 0.02 of scikit-learn's ({log_accuracy} vs {sk})")
+        import numpy as np
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        X, y = load_digits(return_X_y=True)
+        Xtr, Xte, ytr, yte = train_test_split(X.astype(np.float32), y, test_size=0.3, random_state=0, stratify=y)
+        vote = vote_accuracy(Xtr, ytr, Xte, yte, 5)
+        check(abs(log_accuracy - vote) <= 0.002,
+              f"accuracy {log_accuracy} is the vote over scikit-learn's neighbours, computed here ({vote:.4f})")
     m = find(r"^\[.*\] #test_score \(algo-1\) : \('mse', ([0-9.eE+-]+)\)$", text, "mse log line")
     log_mse = float(m.group(1)) if m else None
     m = find(r"mse: job ([0-9.]+), scikit-learn ([0-9.]+), relative difference", text, "mse comparison")
