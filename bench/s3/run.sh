@@ -12,10 +12,10 @@
 # server and the clients, so these are ratios on this machine, not S3's speed.
 #
 # What each client does per byte: curl sends UNSIGNED-PAYLOAD and no Content-MD5 (nothing hashed);
-# awscli and knn-runner hash the payload (SHA-256, as both do over http://) and send Content-MD5 per
-# part, in parallel multipart uploads (awscli: 8 MiB parts, 10 threads; knn-runner: 8 MiB parts, 8
-# in flight). For GET, curl and awscli write the file sequentially (awscli with parallel ranged
-# reads), knn-runner with 8 parallel ranged reads of 8 MiB.
+# awscli hashes each part twice (SHA-256 over http:// and Content-MD5; 8 MiB parts, 10 threads),
+# knn-runner once (a signed Content-MD5 per part; 8 MiB parts, 8 in flight). For GET, curl writes
+# the file sequentially, awscli and knn-runner with parallel ranged reads (8 MiB; 10 threads and 8
+# in flight).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 reps=5

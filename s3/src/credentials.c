@@ -8,6 +8,7 @@
 
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -166,6 +167,7 @@ struct s_chain {
 static int s_chain_get(struct knn_s3_credentials_provider *p, struct knn_s3_credentials *out)
 {
     struct s_chain *chain = p->impl;
+    char last[256] = "";
     for (int i = 0; i < chain->count; i++) {
         struct knn_s3_credentials_provider *member = chain->providers[i];
         int rc = knn_s3_credentials_provider_get(out, member);
@@ -175,12 +177,13 @@ static int s_chain_get(struct knn_s3_credentials_provider *p, struct knn_s3_cred
         }
         if (rc != KNN_ENOTFOUND)
             return knn_error_wrap(rc, "credentials (%s)", member->name);
-        KNN_LOG(KNN_LOG_TRACE, KNN_LS_S3, "credentials: %s: %s", member->name, knn_error_message());
+        snprintf(last, sizeof(last), "%s", knn_error_message());
+        KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "credentials: %s: %s", member->name, last);
     }
     return knn_error_set(
         KNN_ES3_CREDENTIALS,
         "no AWS credentials found (tried environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile in the "
-        "shared credentials and config files, container credentials, EC2 instance metadata)");
+        "shared credentials and config files, container credentials, EC2 instance metadata; last: %s)", last);
 }
 
 static void s_chain_destroy(struct knn_s3_credentials_provider *p)

@@ -602,7 +602,7 @@ static int s_imds_get(struct knn_s3_credentials_provider *p, struct knn_s3_crede
     } else if (r.status == 403 || r.status == 404 || r.status == 405) {
         KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "IMDSv2 token refused (HTTP %ld): falling back to IMDSv1", r.status);
     } else {
-        rc = knn_error_set(KNN_ES3_CREDENTIALS, "EC2 instance metadata: token request answered HTTP %ld", r.status);
+        rc = knn_error_set(KNN_ENOTFOUND, "EC2 instance metadata: token request answered HTTP %ld", r.status);
         goto done;
     }
 
@@ -618,8 +618,8 @@ static int s_imds_get(struct knn_s3_credentials_provider *p, struct knn_s3_crede
         rc = knn_error_set(KNN_ENOTFOUND, "EC2 instance metadata: the instance has no IAM role");
         goto done;
     }
-    if (r.status != 200 || r.body.len == 0) {
-        rc = knn_error_set(KNN_ES3_CREDENTIALS, "EC2 instance metadata: role query answered HTTP %ld", r.status);
+    if (r.status != 200 || r.body.len == 0) { /* as the SDKs do: no usable instance role, try elsewhere */
+        rc = knn_error_set(KNN_ENOTFOUND, "EC2 instance metadata: role query answered HTTP %ld", r.status);
         goto done;
     }
     size_t role_len = strcspn((const char *)r.body.data, "\r\n");

@@ -95,7 +95,8 @@ struct knn_s3_client {
     int is_aws;          /* an amazonaws.com endpoint */
     char *region;
     enum knn_s3_addressing addressing;
-    int sign_payload;
+    int sign_payload; /* SHA-256 of single-request bodies (PutObject, Complete) */
+    int sign_parts;   /* SHA-256 of UploadPart bodies too (payload_signing ON) */
     struct knn_s3_credentials_provider *credentials;
     int max_attempts;
     int retry_base_ms;

@@ -169,6 +169,7 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
         c->addressing = c->is_aws ? KNN_S3_ADDRESSING_VIRTUAL : KNN_S3_ADDRESSING_PATH;
     int https = strcmp(c->scheme, "https") == 0;
     c->sign_payload = opts->payload_signing == KNN_S3_ON || (opts->payload_signing == KNN_S3_AUTO && !https);
+    c->sign_parts = opts->payload_signing == KNN_S3_ON;
 
     c->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 5;
     c->retry_base_ms = opts->retry_base_ms > 0 ? opts->retry_base_ms : 100;
@@ -202,9 +203,9 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
         goto on_error;
     }
     knn_free(profile_region);
-    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: client for %s, region %s, %s-style, payload %s", (void *)c, c->endpoint,
-            c->region, c->addressing == KNN_S3_ADDRESSING_PATH ? "path" : "virtual-host",
-            c->sign_payload ? "signed" : "unsigned");
+    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: client for %s, region %s, %s-style, payload %s, parts %s", (void *)c,
+            c->endpoint, c->region, c->addressing == KNN_S3_ADDRESSING_PATH ? "path" : "virtual-host",
+            c->sign_payload ? "signed" : "unsigned", c->sign_parts ? "signed" : "Content-MD5 only");
     *out = c;
     return 0;
 

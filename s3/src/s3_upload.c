@@ -194,7 +194,7 @@ static int s_submit_part(struct knn_s3_upload *u)
     }
     s->part_number = ++u->part_count;
     if ((rc = knn__s3_hash(s->buf, s->len, s->md5, u->parts[s->part_number - 1].md5,
-                           u->client->sign_payload ? s->sha : NULL)))
+                           u->client->sign_parts ? s->sha : NULL)))
         return rc;
     snprintf(s->part_str, sizeof(s->part_str), "%d", s->part_number);
     struct knn_s3__request req = {.op = "UploadPart", .method = "PUT", .bucket = u->bucket, .key = u->key};
@@ -203,7 +203,7 @@ static int s_submit_part(struct knn_s3_upload *u)
     req.headers[req.header_count++] = (struct knn_s3_kv){"content-md5", s->md5};
     req.body = s->buf;
     req.body_len = s->len;
-    req.payload_hash = u->client->sign_payload ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
+    req.payload_hash = u->client->sign_parts ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
     s->job.req = req;
     s->job.dst = NULL;
     s->job.if_match = NULL;

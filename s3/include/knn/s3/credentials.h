@@ -115,8 +115,9 @@ int knn_s3_credentials_provider_new_container(
     struct knn_s3_credentials_provider **out, const struct knn_s3_http_credentials_options *opts);
 
 /**
- * EC2 instance metadata (instance profile role). KNN_ENOTFOUND if AWS_EC2_METADATA_DISABLED=true or
- * the endpoint does not answer; KNN_ES3_CREDENTIALS if it answers without usable credentials.
+ * EC2 instance metadata (instance profile role). KNN_ENOTFOUND (the chain goes on, as the SDKs do)
+ * if AWS_EC2_METADATA_DISABLED=true, the endpoint does not answer, or it has no instance role;
+ * KNN_EFORMAT / KNN_ES3_CREDENTIALS if it hands out credentials we cannot use.
  */
 int knn_s3_credentials_provider_new_imds(
     struct knn_s3_credentials_provider **out, const struct knn_s3_http_credentials_options *opts);
