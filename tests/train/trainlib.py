@@ -297,6 +297,14 @@ class S3:
     def put(self, key, data):
         self.aws("s3api", "put-object", "--bucket", self.bucket, "--key", key, "--body", self._file(data))
 
+    def put_tree(self, local_dir, prefix):
+        """Upload every file below local_dir to prefix + its relative path (one aws call)."""
+        self.aws("s3", "cp", "--recursive", "--only-show-errors", local_dir, "s3://%s/%s" % (self.bucket, prefix))
+
+    def get_tree(self, prefix, local_dir):
+        """Download every object below prefix into local_dir (one aws call)."""
+        self.aws("s3", "cp", "--recursive", "--only-show-errors", "s3://%s/%s" % (self.bucket, prefix), local_dir)
+
     def _file(self, data):
         fd, path = tempfile.mkstemp(dir=self.tmp)
         with os.fdopen(fd, "wb") as f:
