@@ -6,8 +6,134 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Exact powers of ten in double (10^0 .. 10^22 are exactly representable). */
+static const double s_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* x * 10^k with one rounding when |k| <= 22 (else close enough: the result is verified anyway). */
+static double s_scale10(double x, int k)
+{
+    if (k >= 0)
+        return k <= 22 ? x * s_pow10[k] : x * pow(10.0, k);
+    return -k <= 22 ? x / s_pow10[-k] : x / pow(10.0, -k);
+}
+
+/*
+ * Fast path: the shortest digits of a positive normal float32 with 6..9 significant digits, by
+ * rounding v * 10^(p-1-e) to an integer in double precision. Returns 0 and sets digits (no
+ * trailing zeros) and decpt (value = 0.digits * 10^decpt) when a candidate reads back as v in
+ * double arithmetic; the caller still checks the result with strtof.
+ * Starting at 6 digits loses nothing for normal floats: a float within half an ulp (6e-8
+ * relative) of a decimal of 6 or fewer digits rounds to that decimal at 6 digits, whose trailing
+ * zeros are then dropped.
+ */
+static int s_digits_fast(char *digits, int *nd, int *decpt, float v)
+{
+    double x = v;
+    int e = (int)floor(log10(x));
+    for (int p = 6; p <= 9; p++) {
+        double m = nearbyint(s_scale10(x, p - 1 - e));
+        if (m >= s_pow10[p]) { /* log10 rounded up across a power of ten */
+            e++;
+            m = nearbyint(s_scale10(x, p - 1 - e));
+        } else if (m < s_pow10[p - 1]) {
+            e--;
+            m = nearbyint(s_scale10(x, p - 1 - e));
+        }
+        if ((float)s_scale10(m, e - (p - 1)) != v)
+            continue;
+        uint64_t u = (uint64_t)m;
+        char tmp[16];
+        int n = 0;
+        while (u) {
+            tmp[n++] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        while (n > 1 && tmp[0] == '0') { /* drop trailing zeros (stored first) */
+            memmove(tmp, tmp + 1, (size_t)--n);
+        }
+        for (int i = 0; i < n; i++)
+            digits[i] = tmp[n - 1 - i];
+        digits[n] = '\0';
+        *nd = n;
+        *decpt = e + 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Slow path: the fewest %.Ne digits that strtof reads back as v (1..9 digits). */
+static void s_digits_slow(char *digits, int *nd, int *decpt, float v)
+{
+    char sci[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(sci, sizeof(sci), "%.*e", prec - 1, (double)v);
+        if (strtof(sci, NULL) == v)
+            break;
+    }
+    /* sci is "d[.ddd]e[+-]XX" (v > 0 here) */
+    int n = 0;
+    const char *p = sci;
+    for (; *p && *p != 'e'; p++) {
+        if (*p >= '0' && *p <= '9' && n < 15)
+            digits[n++] = *p;
+    }
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    digits[n] = '\0';
+    *nd = n;
+    *decpt = (int)strtol(p + 1, NULL, 10) + 1;
+}
+
+/* Lay out 0.<digits> * 10^decpt as Python's repr does: fixed when -4 < decpt <= 16, else d.ddde+XX. */
+static size_t s_layout(char *out, size_t size, int neg, const char *digits, int nd, int decpt)
+{
+    char b[48];
+    size_t n = 0;
+    if (neg)
+        b[n++] = '-';
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            b[n++] = '0';
+            b[n++] = '.';
+            for (int i = 0; i < -decpt; i++)
+                b[n++] = '0';
+            memcpy(b + n, digits, (size_t)nd);
+            n += (size_t)nd;
+        } else if (decpt >= nd) {
+            memcpy(b + n, digits, (size_t)nd);
+            n += (size_t)nd;
+            for (int i = nd; i < decpt; i++)
+                b[n++] = '0';
+            b[n++] = '.';
+            b[n++] = '0';
+        } else {
+            memcpy(b + n, digits, (size_t)decpt);
+            n += (size_t)decpt;
+            b[n++] = '.';
+            memcpy(b + n, digits + decpt, (size_t)(nd - decpt));
+            n += (size_t)(nd - decpt);
+        }
+    } else {
+        int e = decpt - 1;
+        b[n++] = digits[0];
+        if (nd > 1) {
+            b[n++] = '.';
+            memcpy(b + n, digits + 1, (size_t)(nd - 1));
+            n += (size_t)(nd - 1);
+        }
+        n += (size_t)snprintf(b + n, sizeof(b) - n, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+    }
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, b, n);
+    out[n] = '\0';
+    return n;
+}
 
 size_t knn_infer_format_float(char *buf, size_t size, float v)
 {
@@ -24,74 +150,17 @@ size_t knn_infer_format_float(char *buf, size_t size, float v)
         long long i = (long long)v;
         return (size_t)snprintf(buf, size, "%lld.0", i);
     }
-    /* The fewest significant digits that read back as the same float32 (at most 9 are needed).
-     * Starting at 6 loses nothing for normal floats: one within half an ulp (6e-8 relative) of a
-     * decimal of 6 or fewer digits rounds to that decimal at 6 digits, and the trailing zeros are
-     * dropped below. */
-    char sci[32];
-    for (int prec = fabsf(v) < FLT_MIN ? 1 : 6; prec <= 9; prec++) { /* subnormals: fewer bits, so from 1 */
-        snprintf(sci, sizeof(sci), "%.*e", prec - 1, (double)v);
-        if (strtof(sci, NULL) == v)
-            break;
-    }
-    /* sci is "[-]d[.ddd]e[+-]XX": collect the digits and the decimal exponent. */
     char digits[16];
-    size_t nd = 0;
-    const char *p = sci;
-    int neg = 0;
-    if (*p == '-') {
-        neg = 1;
-        p++;
+    int nd, decpt, neg = v < 0;
+    float a = fabsf(v);
+    size_t n;
+    if (a >= FLT_MIN && s_digits_fast(digits, &nd, &decpt, a) == 0) {
+        n = s_layout(buf, size, neg, digits, nd, decpt);
+        if (strtof(buf, NULL) == v)
+            return n;
     }
-    for (; *p && *p != 'e'; p++) {
-        if (*p >= '0' && *p <= '9' && nd < sizeof(digits) - 1)
-            digits[nd++] = *p;
-    }
-    int exp10 = (int)strtol(p + 1, NULL, 10);
-    while (nd > 1 && digits[nd - 1] == '0')
-        nd--;
-    digits[nd] = '\0';
-    int decpt = exp10 + 1; /* value = 0.<digits> * 10^decpt */
-
-    /* Python's repr layout: fixed notation when -4 < decpt <= 16, else d.ddde[+-]XX. */
-    size_t n = 0;
-    char out[48];
-    if (neg)
-        out[n++] = '-';
-    if (decpt > -4 && decpt <= 16) {
-        if (decpt <= 0) {
-            out[n++] = '0';
-            out[n++] = '.';
-            for (int i = 0; i < -decpt; i++)
-                out[n++] = '0';
-            memcpy(out + n, digits, nd);
-            n += nd;
-        } else if ((size_t)decpt >= nd) {
-            memcpy(out + n, digits, nd);
-            n += nd;
-            for (size_t i = nd; i < (size_t)decpt; i++)
-                out[n++] = '0';
-            out[n++] = '.';
-            out[n++] = '0';
-        } else {
-            memcpy(out + n, digits, (size_t)decpt);
-            n += (size_t)decpt;
-            out[n++] = '.';
-            memcpy(out + n, digits + decpt, nd - (size_t)decpt);
-            n += nd - (size_t)decpt;
-        }
-        out[n] = '\0';
-    } else {
-        int e = decpt - 1;
-        out[n++] = digits[0];
-        if (nd > 1) {
-            out[n++] = '.';
-            memcpy(out + n, digits + 1, nd - 1);
-            n += nd - 1;
-        }
-        snprintf(out + n, sizeof(out) - n, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
-    }
-    return (size_t)snprintf(buf, size, "%s", out);
+    s_digits_slow(digits, &nd, &decpt, a); /* subnormals, and the rare case the fast path missed */
+    return s_layout(buf, size, neg, digits, nd, decpt);
 }
 
 static int s_append_float(struct knn_buf *out, float v)
