@@ -217,13 +217,210 @@ static void s_scan_tile_row(
     s_scan_tile_row_portable(tile, base_norms, nb, qnorm, h, id0);
 }
 
+/* ---- batches of narrow vectors: a register-blocked kernel instead of sgemm ---- */
+
+/*
+ * For small d (sgemm with K = 20 runs at a third of the FMA peak, and the scan then touches every
+ * distance), distances are computed in registers and tested there: 6 queries x 16 base vectors per
+ * step, the base packed in panels of 8 vectors (d x 8, dimension-major) so one load feeds 6 FMAs.
+ * Only distances that pass a query's threshold leave the registers.
+ */
+#ifndef S_SMALL_D_MAX
+#define S_SMALL_D_MAX 48
+#endif
+/* Base vectors packed at a time: a block of about S_PANEL_FLOATS floats stays in the L2 cache. */
+#ifndef S_PANEL_FLOATS
+#define S_PANEL_FLOATS (48 * 1024)
+#endif
+
+static size_t s_panel_block(size_t d)
+{
+    size_t b = S_PANEL_FLOATS / d / 16 * 16;
+    return b < 64 ? 64 : b;
+}
+
+/* Pack nb (a multiple of 8) base vectors into panels of 8: panel p holds d x 8 floats. */
+static void s_pack_panels(const float *base, size_t nb, size_t d, float *packed)
+{
+    for (size_t p = 0; p < nb; p += 8) {
+        float *dst = packed + p * d;
+        for (size_t j = 0; j < d; j++)
+            for (size_t l = 0; l < 8; l++)
+                dst[j * 8 + l] = base[(p + l) * d + j];
+    }
+}
+
+/* Scalar distances of queries [0, nq) to base vectors [b0, b1), in the kernel's formula. */
+static void s_small_tail(
+    const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t b0, size_t b1,
+    size_t d, int ip, struct knn__topk *heaps, int64_t id0)
+{
+    for (size_t i = 0; i < nq; i++) {
+        for (size_t j = b0; j < b1; j++) {
+            float dot = 0;
+            for (size_t t = 0; t < d; t++)
+                dot = fmaf(q[i * d + t], base[j * d + t], dot);
+            float v = ip ? dot : fmaf(dot, -2.0f, bnorms[j]) + qnorms[i];
+            v = ip || v > 0 ? v : 0;
+            if (ip ? v >= knn__topk_threshold(&heaps[i]) : v <= knn__topk_threshold(&heaps[i]))
+                knn__topk_push(&heaps[i], v, id0 + (int64_t)j);
+        }
+    }
+}
+
+#if S_HAVE_X86
+#define S_ACC_INIT(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps()
+#define S_ACC_STEP(r)                                                                                             \
+    do {                                                                                                          \
+        __m256 s_qb = _mm256_broadcast_ss(q##r + j);                                                              \
+        a##r##0 = _mm256_fmadd_ps(s_qb, b0, a##r##0);                                                             \
+        a##r##1 = _mm256_fmadd_ps(s_qb, b1, a##r##1);                                                             \
+    } while (0)
+
+/* The slow path: push the distances of v (6 rows x 16, row-major) whose bit is set in masks[r]. */
+static void s_small_push(
+    const float *v, const unsigned *masks, size_t rows, int ip, struct knn__topk *heaps, float *thr, int64_t id0)
+{
+    for (size_t r = 0; r < rows; r++) {
+        unsigned m = masks[r];
+        while (m) {
+            unsigned b = (unsigned)__builtin_ctz(m);
+            m &= m - 1;
+            float x = v[r * 16 + b];
+            x = ip || x > 0 ? x : 0;
+            if (ip ? x >= thr[r] : x <= thr[r]) {
+                knn__topk_push(&heaps[r], x, id0 + (int64_t)b);
+                thr[r] = knn__topk_threshold(&heaps[r]);
+            }
+        }
+    }
+}
+
+/* Row r's 16 distances (L2: ||q||^2 + ||y||^2 - 2 q.y; IP: q.y) and their pass mask. */
+#define S_ROW_EPILOGUE(r)                                                                                         \
+    do {                                                                                                          \
+        __m256 s_t = _mm256_broadcast_ss(&tl[r]);                                                                 \
+        if (ip) {                                                                                                 \
+            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##0, _CMP_LE_OQ))                         \
+                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##1, _CMP_LE_OQ)) << 8);                  \
+        } else {                                                                                                  \
+            __m256 s_q = _mm256_broadcast_ss(&ql[r]);                                                             \
+            a##r##0 = _mm256_add_ps(_mm256_fmadd_ps(a##r##0, neg2, bn0), s_q);                                      \
+            a##r##1 = _mm256_add_ps(_mm256_fmadd_ps(a##r##1, neg2, bn1), s_q);                                      \
+            /* thr >= 0, so max(v, 0) <= thr exactly when v <= thr */                                             \
+            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##0, s_t, _CMP_LE_OQ))                         \
+                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##1, s_t, _CMP_LE_OQ)) << 8);                  \
+        }                                                                                                         \
+    } while (0)
+
+#define S_ROW_STORE(r)                                                                                            \
+    do {                                                                                                          \
+        _mm256_storeu_ps(vbuf + r * 16, a##r##0);                                                                 \
+        _mm256_storeu_ps(vbuf + r * 16 + 8, a##r##1);                                                             \
+    } while (0)
+
+/* Queries [0, nq) against nb (a multiple of 16) packed base vectors with ids from id0. */
+__attribute__((target("avx2,fma"))) static void s_small_block_avx2(
+    const float *q, const float *qnorms, size_t nq, const float *packed, const float *bnorms, size_t nb, size_t d,
+    int ip, struct knn__topk *heaps, float *thr, int64_t id0)
+{
+    const __m256 neg2 = _mm256_set1_ps(-2.0f);
+    float vbuf[96];
+    for (size_t i = 0; i < nq; i += 6) {
+        size_t rows = nq - i < 6 ? nq - i : 6;
+        /* Rows beyond the last repeat it, with a threshold nothing passes. */
+        const float *q0 = q + i * d;
+        const float *q1 = q + (i + (rows > 1 ? 1 : 0)) * d;
+        const float *q2 = q + (i + (rows > 2 ? 2 : 0)) * d;
+        const float *q3 = q + (i + (rows > 3 ? 3 : 0)) * d;
+        const float *q4 = q + (i + (rows > 4 ? 4 : 0)) * d;
+        const float *q5 = q + (i + (rows > 5 ? 5 : 0)) * d;
+        float tl[6], ql[6];
+        for (size_t r = 0; r < 6; r++) {
+            tl[r] = r < rows ? thr[i + r] : (ip ? INFINITY : -INFINITY);
+            ql[r] = r < rows && !ip ? qnorms[i + r] : 0;
+        }
+        for (size_t p = 0; p < nb; p += 16) {
+            const float *pa = packed + p * d, *pb = packed + (p + 8) * d;
+            S_ACC_INIT(0);
+            S_ACC_INIT(1);
+            S_ACC_INIT(2);
+            S_ACC_INIT(3);
+            S_ACC_INIT(4);
+            S_ACC_INIT(5);
+            for (size_t j = 0; j < d; j++) {
+                __m256 b0 = _mm256_load_ps(pa + j * 8);
+                __m256 b1 = _mm256_load_ps(pb + j * 8);
+                S_ACC_STEP(0);
+                S_ACC_STEP(1);
+                S_ACC_STEP(2);
+                S_ACC_STEP(3);
+                S_ACC_STEP(4);
+                S_ACC_STEP(5);
+            }
+            __m256 bn0 = _mm256_setzero_ps(), bn1 = _mm256_setzero_ps();
+            if (!ip) {
+                bn0 = _mm256_loadu_ps(bnorms + p);
+                bn1 = _mm256_loadu_ps(bnorms + p + 8);
+            }
+            unsigned m0, m1, m2, m3, m4, m5;
+            S_ROW_EPILOGUE(0);
+            S_ROW_EPILOGUE(1);
+            S_ROW_EPILOGUE(2);
+            S_ROW_EPILOGUE(3);
+            S_ROW_EPILOGUE(4);
+            S_ROW_EPILOGUE(5);
+            if ((m0 | m1 | m2 | m3 | m4 | m5) == 0)
+                continue;
+            S_ROW_STORE(0);
+            S_ROW_STORE(1);
+            S_ROW_STORE(2);
+            S_ROW_STORE(3);
+            S_ROW_STORE(4);
+            S_ROW_STORE(5);
+            unsigned masks[6] = {m0, m1, m2, m3, m4, m5};
+            s_small_push(vbuf, masks, rows, ip, heaps + i, tl, id0 + (int64_t)p);
+            for (size_t r = 0; r < rows; r++)
+                thr[i + r] = tl[r];
+        }
+    }
+}
+#endif
+
+/* All of a query tile against the base with the register-blocked kernel. packed: s_panel_block(d) x d. */
+static void s_small_search(
+    const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t nb, size_t d,
+    int ip, struct knn__topk *heaps, float *thr, float *packed, int64_t id_offset)
+{
+#if S_HAVE_X86
+    for (size_t i = 0; i < nq; i++)
+        thr[i] = knn__topk_threshold(&heaps[i]);
+    size_t block = s_panel_block(d);
+    for (size_t b0 = 0; b0 < nb; b0 += block) {
+        size_t bn = nb - b0 < block ? nb - b0 : block;
+        size_t full = bn / 16 * 16;
+        if (full > 0) {
+            s_pack_panels(base + b0 * d, full, d, packed);
+            s_small_block_avx2(
+                q, qnorms, nq, packed, ip ? NULL : bnorms + b0, full, d, ip, heaps, thr, id_offset + (int64_t)b0);
+        }
+        if (full < bn)
+            s_small_tail(q, qnorms, nq, base, bnorms, b0 + full, b0 + bn, d, ip, heaps, id_offset);
+    }
+#else
+    (void)thr;
+    (void)packed;
+    s_small_tail(q, qnorms, nq, base, bnorms, 0, nb, d, ip, heaps, id_offset);
+#endif
+}
+
 /* ---- batches: tiled sgemm ---- */
 
 int knn__exact_search_block(
     const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
     size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
 {
-    float *tile = NULL, *qnorms = NULL, *own_norms = NULL;
+    float *tile = NULL, *qnorms = NULL, *own_norms = NULL, *packed = NULL, *thr = NULL;
     int rc = 0;
 
     if (nq == 0 || k == 0)
@@ -240,7 +437,18 @@ int knn__exact_search_block(
 
     size_t qt = nq < S_QUERY_TILE ? nq : S_QUERY_TILE;
     size_t bt = nb < S_BASE_TILE ? nb : S_BASE_TILE;
-    if (!(tile = knn_malloc_array(qt * bt, sizeof(float))) || !(qnorms = knn_malloc_array(qt, sizeof(float)))) {
+    int small = d <= S_SMALL_D_MAX && knn__simd_enabled();
+    if (!(qnorms = knn_malloc_array(qt, sizeof(float)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
+    if (small) {
+        if (!(packed = knn_aligned_alloc(32, s_panel_block(d) * d * sizeof(float)))
+            || !(thr = knn_malloc_array(qt, sizeof(float)))) {
+            rc = KNN_ENOMEM;
+            goto on_error;
+        }
+    } else if (!(tile = knn_malloc_array(qt * bt, sizeof(float)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
@@ -262,7 +470,9 @@ int knn__exact_search_block(
         }
         if (!ip)
             knn__norms_sqr(q, qn, d, qnorms);
-        for (size_t b0 = 0; b0 < nb; b0 += bt) {
+        if (small)
+            s_small_search(q, qnorms, qn, base, base_norms, nb, d, ip, heaps, thr, packed, id_offset);
+        for (size_t b0 = 0; !small && b0 < nb; b0 += bt) {
             size_t bn = nb - b0 < bt ? nb - b0 : bt;
             cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasTrans, (int)qn, (int)bn, (int)d, ip ? 1.0f : -2.0f, q, (int)d,
@@ -281,6 +491,8 @@ on_error:
     knn_free(tile);
     knn_free(qnorms);
     knn_free(own_norms);
+    knn_free(packed);
+    knn_free(thr);
     return rc;
 }
 
