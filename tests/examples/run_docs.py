@@ -10,8 +10,9 @@ Conventions of the pages (invisible once rendered):
   <!-- fails -->         on the line before a ```sh block: it must exit with a non-zero status
   ```json after a run block: the block's output must be this JSON (one document, or JSON Lines),
                          numbers equal to 1e-4 relative
-  ```text after a run block: every line of it (but "...") must appear in the block's output
-                         (stdout and stderr together)
+  ```text after a run block: every line of it must appear in the block's output (stdout and
+                         stderr together); "..." inside a line stands for any text, a line
+                         "..." alone for any lines
 
 A command failing in a run block (outside `if`, `||`, ...) fails the page. The environment is the
 s3_server fixture's (AWS_ENDPOINT_URL, keys, KNN_S3_BUCKET); `s3://knn-test/` (the bucket of
@@ -162,7 +163,8 @@ def main():
                 except ValueError as e:
                     problems.append(f"the output is not JSON ({e})")
             else:
-                missing = [l for l in text.splitlines() if l.strip() and l.strip() != "..." and l not in output]
+                missing = [l for l in text.splitlines() if l.strip() and l.strip() != "..." and not re.search(
+                    ".*?".join(re.escape(part) for part in l.split("...")), output)]
                 if missing:
                     problems.append(f"lines of the page missing from the output: {missing}")
         status = "FAIL" if problems else "ok  "
