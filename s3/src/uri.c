@@ -282,8 +282,10 @@ int knn_s3_uri_parse(struct knn_s3_uri *out, const char *text)
     }
     if (!s_bucket_loosely_valid(b, bl))
         return knn_error_set(KNN_EINVAL, "'%s': '%.*s' is not a valid bucket name", text, (int)bl, b);
-    if ((rc = knn_s3_uri_decode(&key, k, strlen(k), 0)))
-        return knn_error_wrap(rc, "'%s'", text);
+    if ((rc = knn_s3_uri_decode(&key, k, strlen(k), 0))) {
+        knn_error_wrap(rc, "'%s'", text);
+        goto on_error;
+    }
     if ((rc = s_set(&out->bucket, b, bl)) || (rc = s_set(&out->key, key.data ? (const char *)key.data : "", key.len)))
         goto on_error;
     if (region_len && (rc = s_set(&out->region, region, region_len)))
