@@ -34,7 +34,8 @@ static void s_usage(FILE *out)
             "                      (default: /opt/ml/model, as in a SageMaker container)\n"
             "  --port N            port (default: $SAGEMAKER_BIND_TO_PORT, else 8080; 0 = any free port)\n"
             "  --host ADDR         address to listen on (default 0.0.0.0)\n"
-            "  --workers N         HTTP worker threads (default: the number of cores)\n"
+            "  --workers N         HTTP worker threads (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else the\n"
+            "                      number of cores)\n"
             "  --max-payload-mb N  largest request body (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
             "  --search-threads N  search threads per request (default 1: requests run side by side on the\n"
             "                      HTTP workers; 0: the cores divided among the requests searching now)\n"
@@ -76,7 +77,7 @@ int knn_cmd_serve(int argc, char **argv)
     const char *port_s = getenv("SAGEMAKER_BIND_TO_PORT");
     const char *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
     const char *timeout_s = getenv("SAGEMAKER_MODEL_SERVER_TIMEOUT");
-    const char *workers_s = NULL, *search_s = NULL;
+    const char *workers_s = getenv("SAGEMAKER_MODEL_SERVER_WORKERS"), *search_s = NULL;
     unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1;
     int c;
 
@@ -101,7 +102,7 @@ int knn_cmd_serve(int argc, char **argv)
     if ((port_s && *port_s && s_parse_uint(&port, port_s, 65535, "port")) ||
         (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
         (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||
-        (workers_s && s_parse_uint(&workers, workers_s, 1024, "workers")) ||
+        (workers_s && *workers_s && s_parse_uint(&workers, workers_s, 1024, "workers")) ||
         (search_s && s_parse_uint(&search_threads, search_s, 1024, "search threads"))) {
         fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
         return 2;
