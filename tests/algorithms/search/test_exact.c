@@ -141,15 +141,15 @@ int test_topk_orders_by_distance_then_id(void)
 
 int test_exact_ties_and_duplicates_every_path(void)
 {
-    /* d = 7: the register-blocked kernel for narrow vectors; d = 70: the sgemm tiles. */
+    /* d = 7 and 70: the register-blocked kernel; d = 150: the sgemm tiles. */
     struct tu_rng r = {11};
-    size_t dims[] = {7, 70};
+    size_t dims[] = {7, 70, 150};
     size_t nb = 700, nq = 40;
     enum knn_metric metrics[] = {KNN_METRIC_L2, KNN_METRIC_INNER_PRODUCT};
     size_t nqs[] = {1, 3, 4, 40};
     size_t ks[] = {1, 10, 64};
     int rc = 0;
-    for (size_t di = 0; di < 2 && rc == 0; di++) {
+    for (size_t di = 0; di < 3 && rc == 0; di++) {
         size_t d = dims[di];
         float *base = s_int_data(&r, nb, d, 300);
         float *q = s_int_data(&r, nq, d, nq);
