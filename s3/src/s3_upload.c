@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #define S_MAX_PARTS 10000
 #define S_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
+#define S_MAX_HASHERS 4
 
 enum s_state {
     S_OPEN,
@@ -26,13 +28,23 @@ enum s_state {
     S_ABORTED,
 };
 
+enum s_slot_state {
+    S_SLOT_FREE = 0, /* or being filled by the caller */
+    S_SLOT_HASHING,  /* queued for (or in) a hashing thread */
+    S_SLOT_SUBMITTED, /* hashed and handed to the engine (or hashing failed: hash_rc) */
+};
+
 struct s_slot {
     struct knn_s3__job job;
     uint8_t *buf;
     size_t cap;
     size_t len;
     int part_number;
-    int busy;
+    int busy;                    /* between submission and retirement (caller's view) */
+    enum s_slot_state state;     /* guarded by the upload's lock */
+    int hash_rc;
+    char hash_message[512];
+    unsigned char md5_raw[16];
     char md5[25];
     char sha[65];
     char part_str[16];
@@ -58,6 +70,17 @@ struct knn_s3_upload {
     int fifo_count;
     char *upload_id;
     struct knn_s3__engine *engine;
+    /* Hashing threads: a full part is hashed (Content-MD5) off the caller's thread, in parallel
+     * with the next parts being read and the earlier ones uploading, then handed to the engine. */
+    pthread_t hashers[S_MAX_HASHERS];
+    int n_hashers;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int *hash_queue; /* slots to hash, FIFO */
+    int hq_head;
+    int hq_count;
+    int stop_hashers;
+    int sync_ready; /* lock and cond initialized */
     struct s_part *parts; /* by part number - 1 */
     int part_count;
     uint64_t written;
@@ -89,10 +112,14 @@ int knn_s3_upload_new(
         goto on_error;
     }
     u->nslots = u->max_in_flight + 1;
+    pthread_mutex_init(&u->lock, NULL);
+    pthread_cond_init(&u->cond, NULL);
+    u->sync_ready = 1;
     if (!(u->bucket = knn_strdup(bucket)) || !(u->key = knn_strdup(key)) ||
         !(u->content_type = knn_strdup(opts && opts->content_type ? opts->content_type : "application/octet-stream")) ||
         !(u->slots = knn_calloc((size_t)u->nslots, sizeof(*u->slots))) ||
-        !(u->fifo = knn_calloc((size_t)u->nslots, sizeof(*u->fifo)))) {
+        !(u->fifo = knn_calloc((size_t)u->nslots, sizeof(*u->fifo))) ||
+        !(u->hash_queue = knn_calloc((size_t)u->nslots, sizeof(*u->hash_queue)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
@@ -157,8 +184,14 @@ static int s_retire_oldest(struct knn_s3_upload *u)
 {
     int idx = u->fifo[u->fifo_head];
     struct s_slot *s = &u->slots[idx];
-    int rc = knn__s3_engine_wait(u->engine, &s->job);
+    pthread_mutex_lock(&u->lock);
+    while (s->state == S_SLOT_HASHING)
+        pthread_cond_wait(&u->cond, &u->lock);
+    int rc = s->hash_rc;
+    pthread_mutex_unlock(&u->lock);
     if (rc)
+        return knn_error_set(rc, "%s", s->hash_message);
+    if ((rc = knn__s3_engine_wait(u->engine, &s->job)))
         return rc;
     if (!s->job.resp.etag[0])
         return knn_error_set(KNN_EFORMAT, "UploadPart s3://%s/%s part %d: no ETag in the response", u->bucket, u->key,
@@ -166,15 +199,100 @@ static int s_retire_oldest(struct knn_s3_upload *u)
     struct s_part *p = &u->parts[s->part_number - 1];
     if (!(p->etag = knn_strdup(s->job.resp.etag)))
         return KNN_ENOMEM;
+    memcpy(p->md5, s->md5_raw, sizeof(p->md5));
     u->uploaded += s->len;
     s->busy = 0;
+    s->state = S_SLOT_FREE;
     s->len = 0;
     u->fifo_head = (u->fifo_head + 1) % u->nslots;
     u->fifo_count--;
     return 0;
 }
 
-/* Hash and submit the current slot as the next part, then find a free slot to fill. */
+/* Hash a part and hand it to the engine (a hashing thread). */
+static void s_hash_and_submit(struct knn_s3_upload *u, struct s_slot *s)
+{
+    int rc = knn__s3_hash(s->buf, s->len, s->md5, s->md5_raw, u->client->sign_parts ? s->sha : NULL);
+    if (!rc) {
+        struct knn_s3__request req = {.op = "UploadPart", .method = "PUT", .bucket = u->bucket, .key = u->key};
+        req.query[req.query_count++] = (struct knn_s3_kv){"partNumber", s->part_str};
+        req.query[req.query_count++] = (struct knn_s3_kv){"uploadId", u->upload_id};
+        req.headers[req.header_count++] = (struct knn_s3_kv){"content-md5", s->md5};
+        req.body = s->buf;
+        req.body_len = s->len;
+        req.payload_hash =
+            u->client->sign_parts ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
+        s->job.req = req;
+        s->job.dst = NULL;
+        s->job.if_match = NULL;
+        rc = knn__s3_engine_submit(u->engine, &s->job);
+    }
+    pthread_mutex_lock(&u->lock);
+    s->hash_rc = rc;
+    if (rc)
+        snprintf(s->hash_message, sizeof(s->hash_message), "%s", knn_error_message());
+    s->state = S_SLOT_SUBMITTED;
+    pthread_cond_broadcast(&u->cond);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void *s_hasher(void *arg)
+{
+    struct knn_s3_upload *u = arg;
+    pthread_mutex_lock(&u->lock);
+    for (;;) {
+        while (!u->stop_hashers && u->hq_count == 0)
+            pthread_cond_wait(&u->cond, &u->lock);
+        if (u->stop_hashers)
+            break;
+        int idx = u->hash_queue[u->hq_head];
+        u->hq_head = (u->hq_head + 1) % u->nslots;
+        u->hq_count--;
+        pthread_mutex_unlock(&u->lock);
+        s_hash_and_submit(u, &u->slots[idx]);
+        pthread_mutex_lock(&u->lock);
+    }
+    pthread_mutex_unlock(&u->lock);
+    return NULL;
+}
+
+/* Stop the hashing threads; parts still queued are dropped (marked failed). */
+static void s_stop_hashers(struct knn_s3_upload *u)
+{
+    pthread_mutex_lock(&u->lock);
+    u->stop_hashers = 1;
+    pthread_cond_broadcast(&u->cond);
+    pthread_mutex_unlock(&u->lock);
+    for (int i = 0; i < u->n_hashers; i++)
+        pthread_join(u->hashers[i], NULL);
+    u->n_hashers = 0;
+    for (; u->hq_count > 0; u->hq_count--) {
+        struct s_slot *s = &u->slots[u->hash_queue[u->hq_head]];
+        s->state = S_SLOT_SUBMITTED;
+        s->hash_rc = KNN_ECANCELED;
+        snprintf(s->hash_message, sizeof(s->hash_message), "upload stopped");
+        u->hq_head = (u->hq_head + 1) % u->nslots;
+    }
+}
+
+static int s_start_hashers(struct knn_s3_upload *u)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < 1 ? 1 : cpus > S_MAX_HASHERS ? S_MAX_HASHERS : (int)cpus;
+    if (n > u->max_in_flight)
+        n = u->max_in_flight;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&u->hashers[i], NULL, s_hasher, u) != 0)
+            break;
+        u->n_hashers++;
+    }
+    if (u->n_hashers == 0)
+        return knn_error_set(KNN_EINTERNAL, "upload s3://%s/%s: cannot start a hashing thread", u->bucket, u->key);
+    return 0;
+}
+
+/* Queue the current slot as the next part (hashed and submitted by a hashing thread), then find a
+ * free slot to fill. */
 static int s_submit_part(struct knn_s3_upload *u)
 {
     int rc;
@@ -185,6 +303,8 @@ static int s_submit_part(struct knn_s3_upload *u)
         return rc;
     if (!u->engine && (rc = knn__s3_engine_new(&u->engine, u->client, u->max_in_flight)))
         return rc;
+    if (!u->n_hashers && (rc = s_start_hashers(u)))
+        return rc;
     if ((u->part_count % 256) == 0) {
         struct s_part *parts = knn_realloc_array(u->parts, (size_t)u->part_count + 256, sizeof(*parts));
         if (!parts)
@@ -193,23 +313,15 @@ static int s_submit_part(struct knn_s3_upload *u)
         u->parts = parts;
     }
     s->part_number = ++u->part_count;
-    if ((rc = knn__s3_hash(s->buf, s->len, s->md5, u->parts[s->part_number - 1].md5,
-                           u->client->sign_parts ? s->sha : NULL)))
-        return rc;
     snprintf(s->part_str, sizeof(s->part_str), "%d", s->part_number);
-    struct knn_s3__request req = {.op = "UploadPart", .method = "PUT", .bucket = u->bucket, .key = u->key};
-    req.query[req.query_count++] = (struct knn_s3_kv){"partNumber", s->part_str};
-    req.query[req.query_count++] = (struct knn_s3_kv){"uploadId", u->upload_id};
-    req.headers[req.header_count++] = (struct knn_s3_kv){"content-md5", s->md5};
-    req.body = s->buf;
-    req.body_len = s->len;
-    req.payload_hash = u->client->sign_parts ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
-    s->job.req = req;
-    s->job.dst = NULL;
-    s->job.if_match = NULL;
-    if ((rc = knn__s3_engine_submit(u->engine, &s->job)))
-        return rc;
     s->busy = 1;
+    s->hash_rc = 0;
+    pthread_mutex_lock(&u->lock);
+    s->state = S_SLOT_HASHING;
+    u->hash_queue[(u->hq_head + u->hq_count) % u->nslots] = u->cur;
+    u->hq_count++;
+    pthread_cond_broadcast(&u->cond);
+    pthread_mutex_unlock(&u->lock);
     u->fifo[(u->fifo_head + u->fifo_count) % u->nslots] = u->cur;
     u->fifo_count++;
     /* Grow the part size every 1,000 parts, so that 10,000 parts always suffice. */
@@ -454,11 +566,14 @@ int knn_s3_upload_abort(struct knn_s3_upload *u)
     int rc = 0;
     if (u->state == S_FINISHED || u->state == S_ABORTED)
         return 0;
-    /* Stop the part uploads first, so that none lands after the abort. */
+    /* Stop the hashing and the part uploads first, so that no part lands after the abort. */
+    s_stop_hashers(u);
     knn__s3_engine_destroy(u->engine);
     u->engine = NULL;
-    for (int i = 0; i < u->nslots; i++)
+    for (int i = 0; i < u->nslots; i++) {
         u->slots[i].busy = 0;
+        u->slots[i].state = S_SLOT_FREE;
+    }
     u->fifo_count = 0;
     if (u->upload_id) {
         rc = knn_s3_abort_upload(u->client, u->bucket, u->key, u->upload_id);
@@ -481,6 +596,8 @@ void knn_s3_upload_destroy(struct knn_s3_upload *u)
         return;
     if (u->state == S_OPEN && u->upload_id && knn_s3_upload_abort(u) != 0)
         KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "abandoned upload: %s", knn_error_message());
+    if (u->sync_ready)
+        s_stop_hashers(u);
     knn__s3_engine_destroy(u->engine);
     for (int i = 0; u->slots && i < u->nslots; i++) {
         knn__s3_job_clean_up(&u->slots[i].job);
@@ -491,6 +608,11 @@ void knn_s3_upload_destroy(struct knn_s3_upload *u)
     knn_free(u->parts);
     knn_free(u->slots);
     knn_free(u->fifo);
+    knn_free(u->hash_queue);
+    if (u->sync_ready) {
+        pthread_cond_destroy(&u->cond);
+        pthread_mutex_destroy(&u->lock);
+    }
     knn_free(u->upload_id);
     knn_free(u->bucket);
     knn_free(u->key);

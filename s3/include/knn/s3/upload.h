@@ -7,9 +7,10 @@
  *
  * Bytes are gathered into part buffers of `part_size`. If finish comes before the first buffer
  * fills (and below the client's multipart_threshold), the object goes up as one PutObject.
- * Otherwise a multipart upload starts: each full part is hashed (Content-MD5, and SHA-256 when the
- * payload is signed) and uploaded by a background I/O thread, up to max_in_flight parts at once;
- * write blocks while every buffer is busy, so memory stays at (max_in_flight + 1) x part_size.
+ * Otherwise a multipart upload starts: each full part is hashed (Content-MD5, and SHA-256 when
+ * payload_signing is ON) by a small pool of hashing threads (one per CPU, at most 4) while the
+ * caller goes on writing, and uploaded by a background I/O thread, up to max_in_flight parts at
+ * once; write blocks while every buffer is busy, so memory stays at (max_in_flight + 1) x part_size.
  * Parts are retried on their own. Any failure (a part past its retries, a write error, finish
  * failing, destroy before finish) aborts the multipart upload, so no orphaned parts stay behind,
  * and no partial object is ever visible. CompleteMultipartUpload's "200 OK with an <Error> body"
@@ -18,7 +19,7 @@
  * The part size grows (doubles every 1,000 parts) so that an upload of unknown size never runs
  * into S3's limit of 10,000 parts.
  *
- * Thread-safety: one thread uses an upload; its I/O thread is internal.
+ * Thread-safety: one thread uses an upload; its hashing and I/O threads are internal.
  */
 
 #include "knn/s3/client.h"
