@@ -36,11 +36,15 @@
 
 /*
  * Tile sizes of the batch search. S_QUERY_TILE queries x S_BASE_TILE base vectors of distances is
- * 256 KiB: it stays in the 1 MiB L2 between the sgemm that writes it and the scan that reads it,
- * next to the packed operands.
+ * 256 KiB: it stays in the L2 between the sgemm that writes it and the scan that reads it, next to
+ * the packed operands. The register-blocked kernel (d <= 128) takes S_REG_QUERY_TILE queries per
+ * packing of the base: larger tiles pack less often (the packing re-reads the whole base).
  */
 #ifndef S_QUERY_TILE
 #define S_QUERY_TILE 256
+#endif
+#ifndef S_REG_QUERY_TILE
+#define S_REG_QUERY_TILE 512
 #endif
 #ifndef S_BASE_TILE
 #define S_BASE_TILE 256
@@ -507,10 +511,12 @@ int knn__exact_search_block(
         return 0;
     knn__blas_single_threaded();
 
-    size_t qt = nq < S_QUERY_TILE ? nq : S_QUERY_TILE;
-    size_t bt = nb < S_BASE_TILE ? nb : S_BASE_TILE;
     int small = d <= S_SMALL_D_MAX && knn__simd_enabled();
-    if (!(qnorms = knn_malloc_array(qt, sizeof(float)))) {
+    size_t qtile = small ? S_REG_QUERY_TILE : S_QUERY_TILE;
+    size_t qt = nq < qtile ? nq : qtile;
+    size_t bt = nb < S_BASE_TILE ? nb : S_BASE_TILE;
+    struct knn__topk *heaps = NULL;
+    if (!(qnorms = knn_malloc_array(qt, sizeof(float))) || !(heaps = knn_malloc_array(qt, sizeof(*heaps)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
@@ -536,7 +542,6 @@ int knn__exact_search_block(
     for (size_t q0 = 0; q0 < nq; q0 += qt) {
         size_t qn = nq - q0 < qt ? nq - q0 : qt;
         const float *q = queries + q0 * d;
-        struct knn__topk heaps[S_QUERY_TILE];
         for (size_t i = 0; i < qn; i++) {
             knn__topk_resume(&heaps[i], k, ip, distances + (q0 + i) * k, labels + (q0 + i) * k);
         }
@@ -565,6 +570,7 @@ on_error:
     knn_free(own_norms);
     knn_free(packed);
     knn_free(thr);
+    knn_free(heaps);
     return rc;
 }
 

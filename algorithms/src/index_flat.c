@@ -29,6 +29,12 @@
 #define S_GEMM_MIN_QUERIES 4
 /* Split the base instead of the queries when there are fewer queries than this per worker. */
 #define S_SPLIT_QUERIES 128
+/*
+ * Queries are handed to workers in units of this many: each unit packs (or tiles) the whole base
+ * once, so small units would re-read it for little work; a few units per worker keep the load
+ * balanced when a core is busy with something else.
+ */
+#define S_QUERY_UNIT 256
 /* ... and only when each worker gets at least this many floats of the base to scan. */
 #define S_SPLIT_MIN_FLOATS (1u << 16)
 
@@ -118,9 +124,11 @@ struct s_search {
     int64_t *wlabels;
 };
 
-static int s_chunk_queries(void *ctx, size_t begin, size_t end, size_t worker)
+/* Units [ubegin, uend) of S_QUERY_UNIT queries each, against the whole base. */
+static int s_chunk_queries(void *ctx, size_t ubegin, size_t uend, size_t worker)
 {
     struct s_search *s = ctx;
+    size_t begin = ubegin * S_QUERY_UNIT, end = uend * S_QUERY_UNIT < s->n ? uend * S_QUERY_UNIT : s->n;
     int rc = s_search_range(
         s->x + begin * s->d, end - begin, s->f->xb, s->f->norms, s->index->ntotal, s->d, s->ip, s->k,
         s->distances + begin * s->k, s->labels + begin * s->k, 0, 1);
@@ -158,7 +166,7 @@ static int s_search(
     size_t split = threads < max_split ? threads : max_split;
 
     if (threads == 1 || n >= threads * S_SPLIT_QUERIES || split < 2)
-        return knn__parallel_for(n, threads, s_chunk_queries, &s);
+        return knn__parallel_for((n + S_QUERY_UNIT - 1) / S_QUERY_UNIT, threads, s_chunk_queries, &s);
 
     /* Few queries: split the base over the workers, then merge their lists. */
     int rc = 0;

@@ -190,6 +190,24 @@ int test_exact_split_over_base_matches(void)
     return rc;
 }
 
+int test_exact_many_queries_in_units(void)
+{
+    /* More queries than one unit of work per worker: the query split hands out several units. */
+    struct tu_rng r = {16};
+    size_t d = 9, nb = 500, nq = 1100;
+    float *base = s_int_data(&r, nb, d, 200);
+    float *q = s_int_data(&r, nq, d, nq);
+    int rc = 0;
+    for (size_t t = 1; t <= 3 && rc == 0; t++) {
+        rc = s_check_exact(base, nb, q, nq, d, KNN_METRIC_L2, 5, t);
+        if (rc == 0)
+            rc = s_check_exact(base, nb, q, nq, d, KNN_METRIC_INNER_PRODUCT, 5, t);
+    }
+    knn_free(base);
+    knn_free(q);
+    return rc;
+}
+
 int test_exact_gaussian_within_float_precision(void)
 {
     struct tu_rng r = {13};
