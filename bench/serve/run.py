@@ -6,7 +6,7 @@ run in-process (serve_bench inproc), on the anchor data sets of ../shared/anchor
 For each model: single-row and 100-row JSON requests (verbose JSON Lines answers, as in the seed
 use case), with 2 and 64 connections; requests/s, rows/s and p50/p99 latency from wrk, each cell
 repeated (--repeats) and the median reported. The in-process anchor runs knn_model_predict on the
-same 100-row batches as the server runs it: one search thread per call, one caller per core
+same batches (1 or 100 rows) as the server runs them: one search thread per call, one caller per core
 (serve_bench inproc ... 1 <cores>), interleaved with the served runs; each
 ratio is served rows/s over the anchor measured just before it, and the median ratio is reported.
 Ratios are what to read: the machine is shared and noisy.
@@ -102,19 +102,21 @@ def main():
             # Interleaved: each repeat measures the in-process anchor, then every cell, so each
             # ratio compares runs a few seconds apart under the same load from the rest of the machine.
             cells = {(rows, conns): [] for rows in (1, 100) for conns in (2, 64)}
-            inproc = []
+            inproc = {1: [], 100: []}
             for rep in range(args.repeats):
-                out = subprocess.run([bench, "inproc", model, fq, "100", str(args.seconds), "1", str(os.cpu_count())],
-                                     capture_output=True, text=True, check=True).stdout
-                inproc.append(float(re.search(r"rows_per_s=([\d.]+)", out).group(1)))
+                for rows in (1, 100):
+                    out = subprocess.run([bench, "inproc", model, fq, str(rows), str(args.seconds), "1",
+                                          str(os.cpu_count())], capture_output=True, text=True, check=True).stdout
+                    inproc[rows].append(float(re.search(r"rows_per_s=([\d.]+)", out).group(1)))
                 for (rows, conns), runs in cells.items():
                     c = wrk(url, conns, args.seconds, bodies[rows], "application/json",
                             "application/jsonlines; verbose=true")
-                    runs.append(c + (c[0] * rows / inproc[-1],))
-                log("[%s] repeat %d: in-process %.0f rows/s; %s" % (name, rep + 1, inproc[-1], ", ".join(
-                    "%dx%d %.0f rows/s" % (r, cn, runs[-1][0] * r) for (r, cn), runs in cells.items())))
-            inproc_rows = statistics.median(inproc)
+                    runs.append(c + (c[0] * rows / inproc[rows][-1],))
+                log("[%s] repeat %d: in-process %.0f / %.0f rows/s (1 / 100 rows per call); %s" % (
+                    name, rep + 1, inproc[1][-1], inproc[100][-1], ", ".join(
+                        "%dx%d %.0f rows/s" % (r, cn, runs[-1][0] * r) for (r, cn), runs in cells.items())))
             for (rows, conns), runs in cells.items():
+                inproc_rows = statistics.median(inproc[rows])
                 rps = statistics.median(c[0] for c in runs)
                 res = dict(dataset=name, rows=rows, conns=conns, rps=rps, rows_per_s=rps * rows,
                            p50_ms=statistics.median(c[1] for c in runs), p99_ms=statistics.median(c[2] for c in runs),

@@ -31,8 +31,9 @@ struct s_request {
     uint64_t start_ns;
     const struct knn_http_route *route;
     struct knn_buf body;
-    int rejected;  /* a response was queued before the body was read */
-    int too_big;   /* the body passed the cap while arriving: discard the rest, then answer 413 */
+    int rejected;             /* a response was queued before the body was read */
+    unsigned deferred_status; /* an error to answer once the body is in (the body is dropped) */
+    char deferred_message[160];
     unsigned status;
     size_t rows;
     char method[8];
@@ -118,6 +119,26 @@ static enum MHD_Result s_queue_error(
     return ok;
 }
 
+/*
+ * Refuse a request whose headers are in. A client that waits for "100 Continue" has not sent its
+ * body: answer now. Others may be sending it already, and answering now would close the
+ * connection under them (a reset can eat the answer), so their body is read, dropped, and the
+ * error is the answer at its end.
+ */
+static enum MHD_Result s_reject(
+    struct knn_http_server *server, struct MHD_Connection *conn, struct s_request *r, unsigned status,
+    const char *message)
+{
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
+        r->rejected = 1;
+        return s_queue_error(server, conn, r, status, message);
+    }
+    r->deferred_status = status;
+    snprintf(r->deferred_message, sizeof(r->deferred_message), "%s", message);
+    return MHD_YES;
+}
+
 static void s_copy_path(char *dst, size_t size, const char *url)
 {
     size_t n = strcspn(url, "?");
@@ -156,29 +177,20 @@ static enum MHD_Result s_access(
                 r->route = rt;
         }
         if (!r->route) {
-            r->rejected = 1;
             char msg[160];
             snprintf(msg, sizeof(msg), path_known ? "method %s is not allowed on %s" : "no route for %s %s",
                      r->method, r->path);
-            return s_queue_error(server, conn, r, path_known ? 405 : 404, msg);
+            return s_reject(server, conn, r, path_known ? 405 : 404, msg);
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
             unsigned long long v = strtoull(cl, &end, 10);
             if (end != cl && v > server->opts.max_body_bytes) {
-                /* A client that waits for "100 Continue" has not sent its body: answer now. Others
-                 * are sending it already; answering now would close the connection under them
-                 * (and a reset can eat the answer), so the body is read and dropped first. */
-                const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-                if (expect && strcasecmp(expect, "100-continue") == 0) {
-                    r->rejected = 1;
-                    char msg[160];
-                    snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
-                             server->opts.max_body_bytes);
-                    return s_queue_error(server, conn, r, 413, msg);
-                }
-                r->too_big = 1;
+                char msg[160];
+                snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
+                         server->opts.max_body_bytes);
+                return s_reject(server, conn, r, 413, msg);
             }
         }
         return MHD_YES;
@@ -196,10 +208,12 @@ static enum MHD_Result s_access(
             r->status = 408;
             return MHD_NO;
         }
-        if (!r->too_big && knn_buf_append(&r->body, upload_data, n) != 0) {
+        if (!r->deferred_status && knn_buf_append(&r->body, upload_data, n) != 0) {
             /* libmicrohttpd cannot answer in the middle of a body: drop it and answer at its end
              * (the request timeout bounds how long a client can keep sending). */
-            r->too_big = 1;
+            r->deferred_status = 413;
+            snprintf(r->deferred_message, sizeof(r->deferred_message),
+                     "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
             knn_buf_clean_up(&r->body);
         }
         return MHD_YES;
@@ -207,11 +221,8 @@ static enum MHD_Result s_access(
 
     if (r->rejected)
         return MHD_YES; /* the response is queued already */
-    if (r->too_big) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
-        return s_queue_error(server, conn, r, 413, msg);
-    }
+    if (r->deferred_status)
+        return s_queue_error(server, conn, r, r->deferred_status, r->deferred_message);
 
     /* The whole request is in: run the handler. */
     struct knn_http_request req = {

@@ -130,6 +130,10 @@ def main():
             # Routes and methods.
             check_error(*srv.request("GET", "/nothing"), 404, "/nothing", "unknown path")
             check_error(*srv.request("GET", "/invocations"), 405, "GET", "GET /invocations")
+            check_error(*srv.request("POST", "/predict", big[:200000], {"Content-Type": "text/csv"}), 404,
+                        "/predict", "POST with a body to an unknown path")
+            check_error(*srv.request("PUT", "/invocations", GOOD.encode(), {"Content-Type": "text/csv"}), 405,
+                        "PUT", "PUT /invocations")
             still_healthy(srv, "routes")
 
             # A stalled client (headers never finished) is dropped after the timeout; others go on.
