@@ -75,7 +75,10 @@ struct knn_predict_options {
  * Predictions for n queries. `k` is the model's k clamped to the number of indexed vectors (a
  * warning is logged once when clamping). labels/distances are n*k arrays, set only when verbose,
  * in the conventions of spec §3.3 (L2: squared distances ascending; INNER_PRODUCT/COSINE:
- * similarities, best first). Free with knn_predictions_clean_up().
+ * similarities, best first); equal distances are ordered by index id. A neighbour an IVF search could
+ * not fill (its probed lists held fewer than k vectors) has label NaN and distance +INFINITY (L2) /
+ * -INFINITY, and is left out of the vote or mean (NaN prediction if none was found).
+ * Free with knn_predictions_clean_up().
  */
 struct knn_predictions {
     size_t n;
