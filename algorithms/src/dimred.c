@@ -74,6 +74,9 @@ int knn_dimred_new(
         return knn_error_set(
             KNN_EINVAL, "dimension reduction: input_dim %zu and target_dim %zu must be positive", input_dim,
             target_dim);
+    if (input_dim > INT32_MAX || target_dim > INT32_MAX)
+        return knn_error_set(
+            KNN_ETOOBIG, "dimension reduction: input_dim %zu or target_dim %zu is too large", input_dim, target_dim);
     if (!(t = knn_calloc(1, sizeof(*t))))
         return KNN_ENOMEM;
     t->type = type;

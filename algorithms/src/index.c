@@ -42,8 +42,8 @@ int knn_index_new(struct knn_index **out, const struct knn_index_options *opts)
     if (!out || !opts)
         return knn_error_set(KNN_EINVAL, "index: NULL argument");
     *out = NULL;
-    if (opts->dim == 0)
-        return knn_error_set(KNN_EINVAL, "index: dimension 0");
+    if (opts->dim == 0 || opts->dim > INT32_MAX)
+        return knn_error_set(KNN_EINVAL, "index: dimension %zu is not in 1..2^31-1", opts->dim);
     if (opts->metric != KNN_METRIC_L2 && opts->metric != KNN_METRIC_INNER_PRODUCT)
         return knn_error_set(KNN_EINVAL, "index: unknown metric %d", (int)opts->metric);
     switch (opts->type) {

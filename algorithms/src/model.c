@@ -28,37 +28,37 @@ int knn__model_setup_transform(struct knn_model *model)
 {
     const struct knn_model_config *cfg = &model->cfg;
     if (cfg->feature_dim == 0)
-        return knn_error_set(KNN_ECONFIG, "model: feature_dim must be positive");
+        return knn_error_set(KNN_ECONFIG, "feature_dim must be positive");
     if (cfg->k == 0)
-        return knn_error_set(KNN_ECONFIG, "model: k must be positive");
+        return knn_error_set(KNN_ECONFIG, "k must be positive");
     if (cfg->predictor != KNN_PREDICTOR_CLASSIFIER && cfg->predictor != KNN_PREDICTOR_REGRESSOR)
-        return knn_error_set(KNN_ECONFIG, "model: unknown predictor type %d", (int)cfg->predictor);
+        return knn_error_set(KNN_ECONFIG, "unknown predictor type %d", (int)cfg->predictor);
     if (cfg->metric != KNN_MODEL_METRIC_L2 && cfg->metric != KNN_MODEL_METRIC_INNER_PRODUCT
         && cfg->metric != KNN_MODEL_METRIC_COSINE)
-        return knn_error_set(KNN_ECONFIG, "model: unknown metric %d", (int)cfg->metric);
+        return knn_error_set(KNN_ECONFIG, "unknown metric %d", (int)cfg->metric);
     if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT
         && cfg->index_type != KNN_INDEX_IVFPQ)
-        return knn_error_set(KNN_ECONFIG, "model: unknown index type %d", (int)cfg->index_type);
+        return knn_error_set(KNN_ECONFIG, "unknown index type %d", (int)cfg->index_type);
     if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->metric != KNN_MODEL_METRIC_L2)
         return knn_error_set(
-            KNN_ECONFIG, "model: index_metric %s is not supported with faiss.IVFPQ (L2 only)",
+            KNN_ECONFIG, "index_metric %s is not supported with faiss.IVFPQ (L2 only)",
             knn_model_metric_name(cfg->metric));
     if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->pq_m == 0)
-        return knn_error_set(KNN_ECONFIG, "model: faiss.IVFPQ needs faiss_index_pq_m");
+        return knn_error_set(KNN_ECONFIG, "faiss.IVFPQ needs faiss_index_pq_m");
 
     size_t d0 = cfg->feature_dim;
     if (cfg->dimred != KNN_DIMRED_NONE) {
         if (cfg->dimred_target == 0)
-            return knn_error_set(KNN_ECONFIG, "model: dimension_reduction_target must be positive");
+            return knn_error_set(KNN_ECONFIG, "dimension_reduction_target must be positive");
         if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->dimred_target % cfg->pq_m != 0)
             return knn_error_set(
-                KNN_ECONFIG, "model: dimension_reduction_target %zu is not a multiple of faiss_index_pq_m %zu",
+                KNN_ECONFIG, "dimension_reduction_target %zu is not a multiple of faiss_index_pq_m %zu",
                 cfg->dimred_target, cfg->pq_m);
         knn_dimred_destroy(model->dimred);
         model->dimred = NULL;
         int rc = knn_dimred_new(&model->dimred, cfg->dimred, cfg->feature_dim, cfg->dimred_target, cfg->dimred_seed);
         if (rc != 0)
-            return knn_error_wrap(rc, "model");
+            return rc;
         d0 = cfg->dimred_target;
     }
     model->effective_dim = cfg->index_type == KNN_INDEX_IVFPQ ? s_round_up(d0, cfg->pq_m) : d0;
@@ -160,11 +160,11 @@ int knn_model_build(
             c->feature_dim, model->effective_dim);
     size_t row, col;
     if (s_find_nonfinite(x, n, c->feature_dim, &row, &col)) {
-        rc = knn_error_set(KNN_ERANGE, "model build: row %zu, feature %zu is not a finite number", row, col);
+        rc = knn_error_set(KNN_ERANGE, "row %zu, feature %zu is not a finite number", row, col);
         goto on_error;
     }
     if (s_find_nonfinite(labels, n, 1, &row, &col)) {
-        rc = knn_error_set(KNN_ERANGE, "model build: the label of row %zu is not a finite number", row);
+        rc = knn_error_set(KNN_ERANGE, "the label of row %zu is not a finite number", row);
         goto on_error;
     }
     if (c->index_type != KNN_INDEX_FLAT) {
@@ -216,7 +216,7 @@ int knn_model_build(
         }
     } else {
         if (!(xt = knn_malloc_array(n, model->effective_dim * sizeof(float)))) {
-            rc = knn_error_wrap(KNN_ENOMEM, "model build: %zu transformed rows", n);
+            rc = knn_error_wrap(KNN_ENOMEM, "%zu transformed rows", n);
             goto on_error;
         }
         if ((rc = knn__model_transform(model, n, x, xt)) != 0 || (rc = knn_index_train(model->index, n, xt)) != 0
@@ -357,7 +357,10 @@ int knn_model_predict(
     if (s_find_nonfinite(x, n, model->cfg.feature_dim, &row, &col))
         return knn_error_set(KNN_ERANGE, "predict: query %zu, feature %zu is not a finite number", row, col);
 
-    size_t chunk = n < S_CHUNK_ROWS ? n : S_CHUNK_ROWS;
+    /* Scratch of chunk * k results: about 12 MiB at most, whatever k. */
+    size_t chunk = ((size_t)1 << 20) / k;
+    chunk = chunk < 512 ? 512 : chunk > S_CHUNK_ROWS ? S_CHUNK_ROWS : chunk;
+    chunk = n < chunk ? n : chunk;
     size_t d = model->effective_dim;
     if (!(out->predicted = knn_malloc_array(n, sizeof(float))) || !(xt = knn_malloc_array(chunk, d * sizeof(float)))
         || !(dist = knn_malloc_array(chunk, k * sizeof(float))) || !(ids = knn_malloc_array(chunk, k * sizeof(int64_t)))
