@@ -18,7 +18,13 @@
 
 int knn_archive_pack(const char *tar_path, const char *dir, const char *const *names, size_t nnames)
 {
-    char tmp[4096], src[4096];
+    return knn_archive_pack_level(tar_path, dir, names, nnames, -1);
+}
+
+int knn_archive_pack_level(const char *tar_path, const char *dir, const char *const *names, size_t nnames,
+                           int gzip_level)
+{
+    char tmp[4096], src[4096], level[2] = {(char)('0' + gzip_level), '\0'};
     struct archive *a = NULL;
     struct archive_entry *e = NULL;
     uint8_t *chunk = NULL;
@@ -34,8 +40,11 @@ int knn_archive_pack(const char *tar_path, const char *dir, const char *const *n
         rc = knn_error_set(KNN_ENOMEM, "%s: cannot create an archive writer", tar_path);
         goto on_error;
     }
-    if (archive_write_add_filter_gzip(a) != ARCHIVE_OK || archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
-        archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+    if (gzip_level > 9)
+        gzip_level = -1;
+    if (archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+        (gzip_level >= 0 && archive_write_set_filter_option(a, "gzip", "compression-level", level) != ARCHIVE_OK) ||
+        archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
         rc = knn_error_set(KNN_EIO, "%s: %s", tmp, archive_error_string(a));
         goto on_error;
     }

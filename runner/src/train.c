@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_DEFAULT_STREAMS 2
+#define S_CSV_STREAMS 2
 #define S_MAX_THREADS 64
 #define S_SAMPLE_SEED 0x6b6e6e2d73616d70ULL /* "knn-samp" */
 #define S_SAMPLE_BATCH_BYTES ((size_t)4 << 20)
@@ -511,7 +511,10 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
     const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TRAIN];
     const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TRAIN];
     size_t hosts = (size_t)job->cfg.instance_count;
-    size_t per_host = job->opts->streams ? job->opts->streams : S_DEFAULT_STREAMS;
+    /* RecordIO decodes at over 1 GB/s, so one stream keeps up with the network and one reservoir is
+     * all the memory; parsing CSV numbers is CPU-bound and gains from a second stream. */
+    size_t per_host = job->opts->streams ? job->opts->streams
+                                         : ch->content.kind == KNN_CONTENT_CSV ? S_CSV_STREAMS : 1;
     struct s_pool pool = {job, NULL, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0};
     const struct knn_object **refs = NULL;
     size_t *host_first = NULL, *host_streams = NULL;
@@ -882,14 +885,14 @@ static int s_save(struct s_job *job)
     if (!knn_train_uri_is_s3(job->artifact)) {
         const char *path = knn_file_uri_path(job->artifact);
         if ((rc = knn_train_make_parent_dirs(path)) < 0 ||
-            (rc = knn_archive_pack(path, job->tmp_dir, s_model_files, S_MODEL_FILES)) < 0)
+            (rc = knn_archive_pack_level(path, job->tmp_dir, s_model_files, S_MODEL_FILES, job->opts->gzip_level)) < 0)
             return rc;
         job->artifact_written = 1;
         return 0;
     }
     char tar[4096];
     snprintf(tar, sizeof(tar), "%s/model.tar.gz", job->tmp_dir);
-    return knn_archive_pack(tar, job->tmp_dir, s_model_files, S_MODEL_FILES);
+    return knn_archive_pack_level(tar, job->tmp_dir, s_model_files, S_MODEL_FILES, job->opts->gzip_level);
 }
 
 static int s_upload(struct s_job *job)

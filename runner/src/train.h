@@ -11,9 +11,10 @@
  *     gives object i to host i mod W, FullyReplicated gives every host everything, and each host
  *     samples sample_size / W rows;
  *  4. each host's objects stream through the row decoder into reservoir samples: `streams`
- *     reservoirs per host (objects dealt round-robin), run on worker threads and merged
- *     (knn_reservoir_merge) in a fixed order, so a job's sample depends on its inputs and
- *     settings, not on timing; the data set is never stored;
+ *     reservoirs per host (objects dealt round-robin; 1 for RecordIO, whose decoding outruns the
+ *     network, 2 for CSV, whose parsing is CPU-bound), run on worker threads beside the S3
+ *     reader's I/O thread and merged (knn_reservoir_merge) in a fixed order, so a job's sample
+ *     depends on its inputs and settings, not on timing; the data set is never stored;
  *  5. the index is built from the hosts' samples together (auto nlists = floor(sqrt(sample_size)),
  *     at most the rows sampled);
  *  6. a test channel is scored (accuracy or mse) and logged as SageMaker does:
@@ -36,11 +37,12 @@ struct knn_train_options {
     int overwrite;             /* replace an existing model */
     int json;                  /* print the summary as JSON on stdout (else a few lines) */
     int progress;              /* -1: a live line if stderr is a terminal; 0 log lines; 1 live line */
-    size_t streams;            /* reservoirs (decoders) per simulated host; 0 = 2 */
+    size_t streams;            /* reservoirs (decoders) per simulated host; 0 = 1 (RecordIO) or 2 (CSV) */
     size_t threads;            /* worker threads for decoding; 0 = the number of cores */
+    int gzip_level;            /* model.tar.gz: 0 stored (the default: float data barely compresses), 1..9 */
 };
 
-#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, -1, 0, 0}
+#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, -1, 0, 0, 0}
 
 /** Run one job. Returns the process exit status: 0 completed, 1 failed. */
 int knn_train_run(const struct knn_train_options *opts);
