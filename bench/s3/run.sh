@@ -66,6 +66,10 @@ aws_s3() { /usr/bin/aws --endpoint-url "$AWS_ENDPOINT_URL" s3 "$@" --only-show-e
 put() { # TOOL
     case "$1" in
         curl) curl_s3 -o /dev/null -T "$src" "$AWS_ENDPOINT_URL/$B/$P/put-curl" ;;
+        curl+md5) # the same integrity as ours: Content-MD5 computed first, then one PUT
+            local md5
+            md5=$(openssl dgst -md5 -binary "$src" | base64)
+            curl_s3 -o /dev/null -H "Content-MD5: $md5" -T "$src" "$AWS_ENDPOINT_URL/$B/$P/put-curl-md5" ;;
         aws) aws_s3 cp "$src" "s3://$B/$P/put-aws" ;;
         knn) "$runner" s3 cp --quiet "$src" "s3://$B/$P/put-knn" ;;
     esac
@@ -89,29 +93,32 @@ seconds() { # CMD...: wall time of the command, in seconds
 curl_s3 -o /dev/null -T "$src" "$AWS_ENDPOINT_URL/$B/$P/source"
 tools=(curl aws knn)
 declare -A times
+# curl+md5 runs too (PUT only), right after curl: what curl needs for the Content-MD5 we send.
 echo "object: $size_mib MiB; $reps repetitions, interleaved; server $AWS_ENDPOINT_URL"
 for ((r = 0; r < reps; r++)); do
     for ((i = 0; i < 3; i++)); do
         t=${tools[$(((i + r) % 3))]}
         times[put-$t]+="$(seconds put "$t") "
+        [ "$t" = curl ] && times[put-curl+md5]+="$(seconds put curl+md5) "
         times[get-$t]+="$(seconds get "$t") "
         cmp -s "$src" "$out" || { echo "$t GET: the download differs from the object" >&2; exit 1; }
     done
     sleep 2 # let the server's garbage collector catch up with the overwritten objects
 done
-for t in curl aws knn; do
+for t in curl curl-md5 aws knn; do
     cmp -s <(curl_s3 "$AWS_ENDPOINT_URL/$B/$P/put-$t") "$src" || { echo "$t PUT: the object differs" >&2; exit 1; }
 done
-curl_s3 -X DELETE -o /dev/null "$AWS_ENDPOINT_URL/$B/$P/"{source,put-curl,put-aws,put-knn}
+curl_s3 -X DELETE -o /dev/null "$AWS_ENDPOINT_URL/$B/$P/"{source,put-curl,put-curl-md5,put-aws,put-knn}
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
-printf '\n%-4s %-5s %-44s %8s %9s\n' op tool "seconds per run" median "MiB/s"
+printf '\n%-4s %-8s %-44s %8s %9s\n' op tool "seconds per run" median "MiB/s"
 for op in put get; do
-    for t in curl aws knn; do
+    for t in curl curl+md5 aws knn; do
+        [ -n "${times[$op-$t]:-}" ] || continue
         m=$(echo "${times[$op-$t]}" | median)
-        printf '%-4s %-5s %-44s %8s %9s\n' "$op" "$t" "${times[$op-$t]}" "$m" "$(mbps "$m")"
-        eval "med_${op}_$t=$m"
+        printf '%-4s %-8s %-44s %8s %9s\n' "$op" "$t" "${times[$op-$t]}" "$m" "$(mbps "$m")"
+        eval "med_${op}_${t//[^a-z0-9]/_}=$m"
     done
 done
 echo
@@ -121,3 +128,5 @@ for op in put get; do
         "$(awk -v c="${!c}" -v k="${!k}" 'BEGIN { printf "%.0f", 100 * c / k }')" \
         "$(awk -v a="${!a}" -v k="${!k}" 'BEGIN { printf "%.2f", a / k }')"
 done
+printf 'put: knn-runner at %s%% of curl+md5 (the same integrity: Content-MD5 on the whole object)\n' \
+    "$(awk -v c="$med_put_curl_md5" -v k="$med_put_knn" 'BEGIN { printf "%.0f", 100 * c / k }')"
