@@ -59,7 +59,9 @@ ex_s3() {
         local dir=${KNN_S3_LOCAL_DIR:-/tmp/knn-s3-local-$(id -u)}
         if ! "$EX_ROOT/scripts/s3-local" status --dir "$dir" >/dev/null 2>&1; then
             echo "Starting a local S3 server (Ceph RGW, scripts/s3-local, about 20 s)..."
-            "$EX_ROOT/scripts/s3-local" start --dir "$dir" >/dev/null || ex_die "scripts/s3-local start failed"
+            # One retry: a start on a busy machine sometimes loses a race with the monitor.
+            "$EX_ROOT/scripts/s3-local" start --dir "$dir" >/dev/null ||
+                "$EX_ROOT/scripts/s3-local" start --dir "$dir" >/dev/null || ex_die "scripts/s3-local start failed"
             EX_CLEANUP+=("\"$EX_ROOT/scripts/s3-local\" stop --dir \"$dir\"")
         fi
         eval "$("$EX_ROOT/scripts/s3-local" env --dir "$dir")"
