@@ -68,7 +68,12 @@ put() { # TOOL
         curl) curl_s3 -o /dev/null -T "$src" "$AWS_ENDPOINT_URL/$B/$P/put-curl" ;;
         curl+md5) # the same integrity as ours: Content-MD5 computed first, then one PUT
             local md5
-            md5=$(openssl dgst -md5 -binary "$src" | base64)
+            md5=$(/usr/bin/python3 -c 'import base64, hashlib, sys
+h = hashlib.md5()
+with open(sys.argv[1], "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+print(base64.b64encode(h.digest()).decode())' "$src")
             curl_s3 -o /dev/null -H "Content-MD5: $md5" -T "$src" "$AWS_ENDPOINT_URL/$B/$P/put-curl-md5" ;;
         aws) aws_s3 cp "$src" "s3://$B/$P/put-aws" ;;
         knn) "$runner" s3 cp --quiet "$src" "s3://$B/$P/put-knn" ;;

@@ -123,6 +123,13 @@ enum knn_s3__verdict knn__s3_classify(
         return KNN_S3__RETRY;
     }
     *code = retryable ? KNN_ES3_RETRIES_EXHAUSTED : knn__s3_code_to_error(s3code, resp->status);
+    if (resp->bucket_region[0] && strcmp(resp->bucket_region, client->region) != 0) {
+        /* AWS says where the bucket lives (301 PermanentRedirect, 400 AuthorizationHeaderMalformed). */
+        knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s): the bucket is in region %s, not %s: use "
+                      "--region %s", req->op, uri, s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none",
+                      resp->bucket_region, client->region, resp->bucket_region);
+        return KNN_S3__FAIL;
+    }
     if (retryable)
         knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s; gave up after %d attempts)", req->op, uri,
                       s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt);

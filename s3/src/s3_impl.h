@@ -167,6 +167,7 @@ struct knn_s3__response {
     char etag[128];
     char request_id[128];
     char content_range[96];
+    char bucket_region[64]; /* x-amz-bucket-region (AWS names the bucket's region on redirects) */
     int64_t last_modified_s;
     int64_t date_s;
     struct knn_buf body;    /* error bodies, and success bodies unless streamed to a sink */

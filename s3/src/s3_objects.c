@@ -47,8 +47,9 @@ int knn_s3_head(struct knn_s3_object_info *out, struct knn_s3_client *client, co
     knn__s3_response_init(&resp, 0);
     rc = knn__s3_execute(client, &req, &resp);
     if (rc == KNN_ENOTFOUND && resp.status == 404)
-        rc = knn_error_set(KNN_ES3_NO_SUCH_KEY, "HeadObject s3://%s/%s: no such key (HTTP 404, request id %s)", bucket,
-                           key, resp.request_id[0] ? resp.request_id : "none");
+        rc = knn_error_set(KNN_ES3_NO_SUCH_KEY, "HeadObject s3://%s/%s: no such key (HTTP 404, request id %s; a HEAD "
+                           "cannot tell a missing key from a missing bucket)", bucket, key,
+                           resp.request_id[0] ? resp.request_id : "none");
     if (!rc) {
         if (resp.content_length < 0) {
             rc = knn_error_set(KNN_EFORMAT, "HeadObject s3://%s/%s: no Content-Length in the response", bucket, key);

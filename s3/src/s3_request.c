@@ -533,6 +533,8 @@ static int s_on_header(void *user, const char *line, size_t len)
         s_copy_header(r->etag, sizeof(r->etag), v, vl);
     } else if (s_header_is(line, len, "x-amz-request-id", &v, &vl)) {
         s_copy_header(r->request_id, sizeof(r->request_id), v, vl);
+    } else if (s_header_is(line, len, "x-amz-bucket-region", &v, &vl)) {
+        s_copy_header(r->bucket_region, sizeof(r->bucket_region), v, vl);
     } else if (s_header_is(line, len, "Content-Range", &v, &vl)) {
         s_copy_header(r->content_range, sizeof(r->content_range), v, vl);
     } else if (s_header_is(line, len, "Last-Modified", &v, &vl)) {

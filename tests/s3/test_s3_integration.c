@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024u * 1024u)
@@ -681,6 +682,41 @@ int test_files_roundtrip(void)
     knn_free(etag);
     knn_free(data);
     knn_test_rmtree(dir);
+    s_teardown(&c);
+    return 0;
+}
+
+/* A client clock an hour off: the server answers RequestTimeTooSkewed with its Date; the client
+ * learns the difference and the retry succeeds. */
+static int64_t s_clock_an_hour_late(void *user)
+{
+    (void)user;
+    return (int64_t)time(NULL) - 3600;
+}
+
+int test_clock_skew_corrected(void)
+{
+    struct knn_s3_client_options o = KNN_S3_CLIENT_OPTIONS_INIT;
+    o.clock = s_clock_an_hour_late;
+    o.retry_base_ms = 10;
+    struct s_ctx c = {0};
+    int rc = s_setup(&c, "s3.clock_skew", &o);
+    if (rc)
+        return rc;
+    char key[512];
+    s_key(key, sizeof(key), &c, "skewed.txt");
+    ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, "on time", 7, NULL));
+    struct knn_buf got = KNN_BUF_INIT(64);
+    ASSERT_OK(knn_s3_get(NULL, c.client, c.env.bucket, key, NULL, s_collect, &got));
+    ASSERT_MEM_EQ("on time", 7, got.data, got.len);
+    knn_buf_clean_up(&got);
+    /* With a single attempt there is no second chance: the error names the cause. */
+    struct knn_s3_client *once;
+    o.max_attempts = 1;
+    ASSERT_OK(knn_s3_test_env_client(&once, &c.env, &o));
+    ASSERT_ERR(KNN_ES3_RETRIES_EXHAUSTED, knn_s3_put(NULL, once, c.env.bucket, key, "x", 1, NULL));
+    ASSERT_CONTAINS(knn_error_message(), "RequestTimeTooSkewed");
+    knn_s3_client_destroy(once);
     s_teardown(&c);
     return 0;
 }

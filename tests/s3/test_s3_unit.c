@@ -959,6 +959,21 @@ int test_retry_classification(void)
                 ASSERT_CONTAINS(knn_error_message(), "request id req-");
         }
     }
+    /* AWS names the bucket's region on a wrong-region request: the message says what to do. */
+    {
+        struct knn_s3_http_exchange x;
+        struct knn_s3__response resp;
+        memset(&x, 0, sizeof(x));
+        knn__s3_response_init(&resp, 0);
+        resp.status = 301;
+        snprintf(resp.error.code, sizeof(resp.error.code), "PermanentRedirect");
+        snprintf(resp.bucket_region, sizeof(resp.bucket_region), "eu-west-3");
+        int code = 0;
+        ASSERT_INT_EQ(KNN_S3__FAIL, knn__s3_classify(&code, client, &req, &x, &resp, 1));
+        knn__s3_response_clean_up(&resp);
+        ASSERT_INT_EQ(KNN_ES3, code);
+        ASSERT_CONTAINS(knn_error_message(), "the bucket is in region eu-west-3, not us-east-1: use --region eu-west-3");
+    }
     /* Backoff: full jitter, within [0, min(max, base * 2^(attempt-2))]. */
     int seen_different = 0, first = knn__s3_backoff_ms(client, 2);
     for (int attempt = 2; attempt <= 12; attempt++) {
