@@ -7,10 +7,12 @@
 #
 # Environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_REGION) and
 # KNN_S3_BUCKET (an existing bucket); optional KNN_RUNNER (default build/runner/knn-runner),
-# KNN_CI_PREFIX (key prefix, default ci), KNN_SMOKE_PORT (default 8080; 0 = any free port).
+# KNN_CI_PREFIX (key prefix, default ci), KNN_SMOKE_PORT (default 8080; 0 = any free port),
+# KNN_PYTHON (default python3).
 set -euo pipefail
 : "${KNN_S3_BUCKET:?set KNN_S3_BUCKET to an existing bucket}"
 runner=${KNN_RUNNER:-build/runner/knn-runner}
+python=${KNN_PYTHON:-python3}
 s3=s3://$KNN_S3_BUCKET/${KNN_CI_PREFIX:-ci}
 work=$(mktemp -d)
 serve_pid=
@@ -41,7 +43,7 @@ EOF
     tail -5 "$work/train.log" >&2
     exit 1
 }
-accuracy=$(python3 -c '
+accuracy=$("$python" -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["TrainingJobStatus"] == "Completed", s["TrainingJobStatus"]
@@ -70,7 +72,7 @@ head -2 "$work/test.csv" | cut -d, -f2- |
     sed 's/^/{"features": [/; s/$/]}/' |
     curl -sf -H 'Content-Type: application/jsonlines' -H 'Accept: application/jsonlines; verbose=true' \
         --data-binary @- "$url/invocations" >"$work/verbose.jsonl"
-python3 - "$work/test.csv" "$work/answers.json" "$work/verbose.jsonl" "$accuracy" <<'EOF'
+"$python" - "$work/test.csv" "$work/answers.json" "$work/verbose.jsonl" "$accuracy" <<'EOF'
 import json, sys
 truth = [float(line.split(",")[0]) for line in open(sys.argv[1])]
 predicted = [p["predicted_label"] for p in json.load(open(sys.argv[2]))["predictions"]]
