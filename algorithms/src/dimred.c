@@ -115,8 +115,9 @@ int knn_dimred_new(
         }
         t->dpad = dpad;
         t->scale = (float)(1.0 / sqrt((double)target_dim));
-        if (!(t->signs = knn_malloc_array(dpad, sizeof(float))) || !(t->keep = knn_malloc_array(target_dim, sizeof(size_t)))
-            || !(perm = knn_malloc_array(dpad, sizeof(size_t)))) {
+        if (!(t->signs = knn_malloc_array(dpad, sizeof(float))) ||
+            !(t->keep = knn_malloc_array(target_dim, sizeof(size_t))) ||
+            !(perm = knn_malloc_array(dpad, sizeof(size_t)))) {
             rc = KNN_ENOMEM;
             goto on_error;
         }
@@ -248,12 +249,12 @@ int knn_dimred_type_parse(enum knn_dimred_type *out, const char *name)
 const char *knn_dimred_type_name(enum knn_dimred_type type)
 {
     switch (type) {
-    case KNN_DIMRED_NONE:
-        return "none";
-    case KNN_DIMRED_SIGN:
-        return "sign";
-    case KNN_DIMRED_FJLT:
-        return "fjlt";
+        case KNN_DIMRED_NONE:
+            return "none";
+        case KNN_DIMRED_SIGN:
+            return "sign";
+        case KNN_DIMRED_FJLT:
+            return "fjlt";
     }
     return "unknown";
 }

@@ -224,8 +224,8 @@ __attribute__((target("avx2,fma"))) static void s_scan_tile_row_avx2(
         for (; j + 16 <= nb; j += 16) {
             __m256 v0 = _mm256_loadu_ps(tile + j);
             __m256 v1 = _mm256_loadu_ps(tile + j + 8);
-            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_GE_OQ))
-                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_GE_OQ)) << 8);
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_GE_OQ)) |
+                         ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_GE_OQ)) << 8);
             if (m) {
                 while (m) {
                     unsigned b = (unsigned)__builtin_ctz(m);
@@ -253,12 +253,12 @@ __attribute__((target("avx2,fma"))) static void s_scan_tile_row_avx2(
     float buf[16];
     for (; j + 16 <= nb; j += 16) {
         __m256 v0 = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(tile + j), _mm256_loadu_ps(base_norms + j)), vq);
-        __m256 v1 = _mm256_add_ps(
-            _mm256_add_ps(_mm256_loadu_ps(tile + j + 8), _mm256_loadu_ps(base_norms + j + 8)), vq);
+        __m256 v1 =
+            _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(tile + j + 8), _mm256_loadu_ps(base_norms + j + 8)), vq);
         v0 = _mm256_max_ps(v0, zero);
         v1 = _mm256_max_ps(v1, zero);
-        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_LE_OQ))
-            | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_LE_OQ)) << 8);
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, vthr, _CMP_LE_OQ)) |
+                     ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, vthr, _CMP_LE_OQ)) << 8);
         if (m) {
             _mm256_storeu_ps(buf, v0);
             _mm256_storeu_ps(buf + 8, v1);
@@ -278,8 +278,8 @@ __attribute__((target("avx2,fma"))) static void s_scan_tile_row_avx2(
 }
 #endif
 
-static void s_scan_tile_row(
-    const float *tile, const float *base_norms, size_t nb, float qnorm, struct knn__topk *h, int64_t id0)
+static void
+s_scan_tile_row(const float *tile, const float *base_norms, size_t nb, float qnorm, struct knn__topk *h, int64_t id0)
 {
 #if S_HAVE_X86
     if (knn__simd_enabled()) {
@@ -346,11 +346,11 @@ static void s_small_tail(
 
 #if S_HAVE_X86
 #define S_ACC_INIT(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps()
-#define S_ACC_STEP(r)                                                                                             \
-    do {                                                                                                          \
-        __m256 s_qb = _mm256_broadcast_ss(q##r + j);                                                              \
-        a##r##0 = _mm256_fmadd_ps(s_qb, b0, a##r##0);                                                             \
-        a##r##1 = _mm256_fmadd_ps(s_qb, b1, a##r##1);                                                             \
+#define S_ACC_STEP(r)                                                                                                  \
+    do {                                                                                                               \
+        __m256 s_qb = _mm256_broadcast_ss(q##r + j);                                                                   \
+        a##r##0 = _mm256_fmadd_ps(s_qb, b0, a##r##0);                                                                  \
+        a##r##1 = _mm256_fmadd_ps(s_qb, b1, a##r##1);                                                                  \
     } while (0)
 
 /* The slow path: push the distances of v (6 rows x 16, row-major) whose bit is set in masks[r]. */
@@ -373,26 +373,26 @@ static void s_small_push(
 }
 
 /* Row r's 16 distances (L2: ||q||^2 + ||y||^2 - 2 q.y; IP: q.y) and their pass mask. */
-#define S_ROW_EPILOGUE(r)                                                                                         \
-    do {                                                                                                          \
-        __m256 s_t = _mm256_broadcast_ss(&tl[r]);                                                                 \
-        if (ip) {                                                                                                 \
-            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##0, _CMP_LE_OQ))                         \
-                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##1, _CMP_LE_OQ)) << 8);                  \
-        } else {                                                                                                  \
-            __m256 s_q = _mm256_broadcast_ss(&ql[r]);                                                             \
-            a##r##0 = _mm256_add_ps(_mm256_fmadd_ps(a##r##0, neg2, bn0), s_q);                                      \
-            a##r##1 = _mm256_add_ps(_mm256_fmadd_ps(a##r##1, neg2, bn1), s_q);                                      \
-            /* thr >= 0, so max(v, 0) <= thr exactly when v <= thr */                                             \
-            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##0, s_t, _CMP_LE_OQ))                         \
-                | ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##1, s_t, _CMP_LE_OQ)) << 8);                  \
-        }                                                                                                         \
+#define S_ROW_EPILOGUE(r)                                                                                              \
+    do {                                                                                                               \
+        __m256 s_t = _mm256_broadcast_ss(&tl[r]);                                                                      \
+        if (ip) {                                                                                                      \
+            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##0, _CMP_LE_OQ)) |                             \
+                   ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s_t, a##r##1, _CMP_LE_OQ)) << 8);                       \
+        } else {                                                                                                       \
+            __m256 s_q = _mm256_broadcast_ss(&ql[r]);                                                                  \
+            a##r##0 = _mm256_add_ps(_mm256_fmadd_ps(a##r##0, neg2, bn0), s_q);                                         \
+            a##r##1 = _mm256_add_ps(_mm256_fmadd_ps(a##r##1, neg2, bn1), s_q);                                         \
+            /* thr >= 0, so max(v, 0) <= thr exactly when v <= thr */                                                  \
+            m##r = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##0, s_t, _CMP_LE_OQ)) |                             \
+                   ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a##r##1, s_t, _CMP_LE_OQ)) << 8);                       \
+        }                                                                                                              \
     } while (0)
 
-#define S_ROW_STORE(r)                                                                                            \
-    do {                                                                                                          \
-        _mm256_storeu_ps(vbuf + r * 16, a##r##0);                                                                 \
-        _mm256_storeu_ps(vbuf + r * 16 + 8, a##r##1);                                                             \
+#define S_ROW_STORE(r)                                                                                                 \
+    do {                                                                                                               \
+        _mm256_storeu_ps(vbuf + r * 16, a##r##0);                                                                      \
+        _mm256_storeu_ps(vbuf + r * 16 + 8, a##r##1);                                                                  \
     } while (0)
 
 /* Queries [0, nq) against nb (a multiple of 16) packed base vectors with ids from id0. */
@@ -465,8 +465,8 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
 
 /* All of a query tile against the base with the register-blocked kernel. packed: s_panel_block(d) x d. */
 static void s_small_search(
-    const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t nb, size_t d,
-    int ip, struct knn__topk *heaps, float *thr, float *packed, int64_t id_offset)
+    const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t nb, size_t d, int ip,
+    struct knn__topk *heaps, float *thr, float *packed, int64_t id_offset)
 {
 #if S_HAVE_X86
     for (size_t i = 0; i < nq; i++)
@@ -493,8 +493,8 @@ static void s_small_search(
 /* ---- batches: tiled sgemm ---- */
 
 int knn__exact_search_block(
-    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
-    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
+    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip, size_t k,
+    float *distances, int64_t *labels, int64_t id_offset, int init)
 {
     float *tile = NULL, *qnorms = NULL, *own_norms = NULL, *packed = NULL, *thr = NULL;
     int rc = 0;
@@ -521,8 +521,8 @@ int knn__exact_search_block(
         goto on_error;
     }
     if (small) {
-        if (!(packed = knn_aligned_alloc(32, s_panel_block(d) * d * sizeof(float)))
-            || !(thr = knn_malloc_array(qt, sizeof(float)))) {
+        if (!(packed = knn_aligned_alloc(32, s_panel_block(d) * d * sizeof(float))) ||
+            !(thr = knn_malloc_array(qt, sizeof(float)))) {
             rc = KNN_ENOMEM;
             goto on_error;
         }
@@ -576,8 +576,8 @@ on_error:
 
 /* ---- single queries: the fused streaming kernel ---- */
 
-static void s_scan_one_portable(
-    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+static void
+s_scan_one_portable(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
 {
     float thr = knn__topk_threshold(h);
     for (size_t j = 0; j < nb; j++) {
@@ -592,8 +592,8 @@ static void s_scan_one_portable(
 
 #if S_HAVE_X86
 /* Sum each of 8 vectors horizontally: the result holds sum(a0), ..., sum(a7). */
-__attribute__((target("avx2,fma"))) static inline __m256 s_hsum8(
-    __m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7)
+__attribute__((target("avx2,fma"))) static inline __m256
+s_hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7)
 {
     __m256 t0 = _mm256_hadd_ps(a0, a1);
     __m256 t1 = _mm256_hadd_ps(a2, a3);
@@ -609,34 +609,34 @@ __attribute__((target("avx2,fma"))) static inline __m256 s_hsum8(
 static const int32_t s_tail_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /* Accumulate row `y` against the query into acc (L2: (y-q)^2, IP: y*q). */
-#define S_ROW_ACC(acc, y)                                                                                          \
-    do {                                                                                                          \
-        const float *s_y = (y);                                                                                   \
-        size_t s_j = 0;                                                                                           \
-        for (; s_j + 8 <= d; s_j += 8) {                                                                          \
-            __m256 s_b = _mm256_loadu_ps(s_y + s_j);                                                              \
-            __m256 s_q = _mm256_loadu_ps(query + s_j);                                                            \
-            if (ip) {                                                                                             \
-                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                             \
-            } else {                                                                                              \
-                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                             \
-                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                             \
-            }                                                                                                     \
-        }                                                                                                         \
-        if (s_j < d) {                                                                                            \
-            __m256 s_b = _mm256_maskload_ps(s_y + s_j, tail);                                                     \
-            __m256 s_q = _mm256_maskload_ps(query + s_j, tail);                                                   \
-            if (ip) {                                                                                             \
-                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                             \
-            } else {                                                                                              \
-                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                             \
-                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                             \
-            }                                                                                                     \
-        }                                                                                                         \
+#define S_ROW_ACC(acc, y)                                                                                              \
+    do {                                                                                                               \
+        const float *s_y = (y);                                                                                        \
+        size_t s_j = 0;                                                                                                \
+        for (; s_j + 8 <= d; s_j += 8) {                                                                               \
+            __m256 s_b = _mm256_loadu_ps(s_y + s_j);                                                                   \
+            __m256 s_q = _mm256_loadu_ps(query + s_j);                                                                 \
+            if (ip) {                                                                                                  \
+                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                                  \
+            } else {                                                                                                   \
+                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                                  \
+                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                                  \
+            }                                                                                                          \
+        }                                                                                                              \
+        if (s_j < d) {                                                                                                 \
+            __m256 s_b = _mm256_maskload_ps(s_y + s_j, tail);                                                          \
+            __m256 s_q = _mm256_maskload_ps(query + s_j, tail);                                                        \
+            if (ip) {                                                                                                  \
+                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                                  \
+            } else {                                                                                                   \
+                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                                  \
+                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                                  \
+            }                                                                                                          \
+        }                                                                                                              \
     } while (0)
 
-__attribute__((target("avx2,fma"))) static void s_scan_one_avx2(
-    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+__attribute__((target("avx2,fma"))) static void
+s_scan_one_avx2(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
 {
     const int ip = h->ip;
     const __m256i tail = _mm256_loadu_si256((const __m256i *)(s_tail_masks + 8 - d % 8));
@@ -646,9 +646,8 @@ __attribute__((target("avx2,fma"))) static void s_scan_one_avx2(
     size_t j = 0;
     for (; j + 8 <= nb; j += 8) {
         const float *y = base + j * d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-               a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),
-               a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(),
+               a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
         S_ROW_ACC(a0, y);
         S_ROW_ACC(a1, y + d);
         S_ROW_ACC(a2, y + 2 * d);

@@ -29,8 +29,8 @@ void knn__normalize_rows(float *x, size_t n, size_t d);
  * Call with `init` non-zero for the first range to reset the result arrays.
  */
 int knn__exact_search_block(
-    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip,
-    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init);
+    const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip, size_t k,
+    float *distances, int64_t *labels, int64_t id_offset, int init);
 
 /**
  * Exact k-NN of one query against nb base vectors, streaming the base once (a memory-bound GEMV with

@@ -47,11 +47,11 @@ int knn_index_new(struct knn_index **out, const struct knn_index_options *opts)
     if (opts->metric != KNN_METRIC_L2 && opts->metric != KNN_METRIC_INNER_PRODUCT)
         return knn_error_set(KNN_EINVAL, "index: unknown metric %d", (int)opts->metric);
     switch (opts->type) {
-    case KNN_INDEX_FLAT:
-        return knn__index_flat_new(out, opts);
-    case KNN_INDEX_IVFFLAT:
-    case KNN_INDEX_IVFPQ:
-        return knn__index_ivf_new(out, opts);
+        case KNN_INDEX_FLAT:
+            return knn__index_flat_new(out, opts);
+        case KNN_INDEX_IVFFLAT:
+        case KNN_INDEX_IVFPQ:
+            return knn__index_ivf_new(out, opts);
     }
     return knn_error_set(KNN_EINVAL, "index: unknown index type %d", (int)opts->type);
 }

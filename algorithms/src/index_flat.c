@@ -140,8 +140,8 @@ static int s_chunk_base(void *ctx, size_t begin, size_t end, size_t worker)
     struct s_search *s = ctx;
     size_t nk = s->n * s->k;
     int rc = s_search_range(
-        s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip,
-        s->k, s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin, 0);
+        s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip, s->k,
+        s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin, 0);
     return rc ? knn_error_wrap(rc, "flat search, base %zu..%zu", begin, end) : 0;
 }
 

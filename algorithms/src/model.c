@@ -33,11 +33,10 @@ int knn__model_setup_transform(struct knn_model *model)
         return knn_error_set(KNN_ECONFIG, "k must be positive");
     if (cfg->predictor != KNN_PREDICTOR_CLASSIFIER && cfg->predictor != KNN_PREDICTOR_REGRESSOR)
         return knn_error_set(KNN_ECONFIG, "unknown predictor type %d", (int)cfg->predictor);
-    if (cfg->metric != KNN_MODEL_METRIC_L2 && cfg->metric != KNN_MODEL_METRIC_INNER_PRODUCT
-        && cfg->metric != KNN_MODEL_METRIC_COSINE)
+    if (cfg->metric != KNN_MODEL_METRIC_L2 && cfg->metric != KNN_MODEL_METRIC_INNER_PRODUCT &&
+        cfg->metric != KNN_MODEL_METRIC_COSINE)
         return knn_error_set(KNN_ECONFIG, "unknown metric %d", (int)cfg->metric);
-    if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT
-        && cfg->index_type != KNN_INDEX_IVFPQ)
+    if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT && cfg->index_type != KNN_INDEX_IVFPQ)
         return knn_error_set(KNN_ECONFIG, "unknown index type %d", (int)cfg->index_type);
     if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->metric != KNN_MODEL_METRIC_L2)
         return knn_error_set(
@@ -146,17 +145,20 @@ int knn_model_build(
 
     /* Spec §2.6: IVFPQ needs pq_m | dim. With reduction the target is raised (and stored raised, so
      * a loaded model rebuilds the same transform); without, rows are zero-padded. */
-    if (c->index_type == KNN_INDEX_IVFPQ && c->dimred != KNN_DIMRED_NONE && c->pq_m > 0
-        && c->dimred_target % c->pq_m != 0) {
+    if (c->index_type == KNN_INDEX_IVFPQ && c->dimred != KNN_DIMRED_NONE && c->pq_m > 0 &&
+        c->dimred_target % c->pq_m != 0) {
         size_t raised = s_round_up(c->dimred_target, c->pq_m);
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "dimension_reduction_target raised from %zu to %zu, a multiple of faiss_index_pq_m",
-            c->dimred_target, raised);
+        KNN_LOG(
+            KNN_LOG_INFO, KNN_LS_ALGO,
+            "dimension_reduction_target raised from %zu to %zu, a multiple of faiss_index_pq_m", c->dimred_target,
+            raised);
         c->dimred_target = raised;
     }
     if ((rc = knn__model_setup_transform(model)) != 0)
         goto on_error;
     if (c->index_type == KNN_INDEX_IVFPQ && model->effective_dim != (c->dimred ? c->dimred_target : c->feature_dim))
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "rows zero-padded from %zu to %zu features, a multiple of faiss_index_pq_m",
+        KNN_LOG(
+            KNN_LOG_INFO, KNN_LS_ALGO, "rows zero-padded from %zu to %zu features, a multiple of faiss_index_pq_m",
             c->feature_dim, model->effective_dim);
     size_t row, col;
     if (s_find_nonfinite(x, n, c->feature_dim, &row, &col)) {
@@ -183,8 +185,9 @@ int knn_model_build(
             c->nprobe = c->nlist;
     }
     if (c->k > n)
-        KNN_LOG(KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed rows: predictions will use k=%zu",
-            c->k, n, n);
+        KNN_LOG(
+            KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed rows: predictions will use k=%zu", c->k, n,
+            n);
 
     struct knn_index_options io = KNN_INDEX_OPTIONS_INIT;
     io.type = c->index_type;
@@ -210,8 +213,8 @@ int knn_model_build(
         }
         for (size_t i = 0; i < n; i += S_CHUNK_ROWS) {
             size_t m = n - i < S_CHUNK_ROWS ? n - i : S_CHUNK_ROWS;
-            if ((rc = knn__model_transform(model, m, x + i * c->feature_dim, xt)) != 0
-                || (rc = knn_index_add(model->index, m, xt)) != 0)
+            if ((rc = knn__model_transform(model, m, x + i * c->feature_dim, xt)) != 0 ||
+                (rc = knn_index_add(model->index, m, xt)) != 0)
                 goto on_error;
         }
     } else {
@@ -219,8 +222,8 @@ int knn_model_build(
             rc = knn_error_wrap(KNN_ENOMEM, "%zu transformed rows", n);
             goto on_error;
         }
-        if ((rc = knn__model_transform(model, n, x, xt)) != 0 || (rc = knn_index_train(model->index, n, xt)) != 0
-            || (rc = knn_index_add(model->index, n, xt)) != 0)
+        if ((rc = knn__model_transform(model, n, x, xt)) != 0 || (rc = knn_index_train(model->index, n, xt)) != 0 ||
+            (rc = knn_index_add(model->index, n, xt)) != 0)
             goto on_error;
     }
     if (!(model->labels = knn_malloc_array(n, sizeof(float)))) {
@@ -275,8 +278,8 @@ static void s_sort_votes(struct s_vote *v, size_t n)
  * Majority vote over the neighbours (best first; id -1 = missing). Ties: the label whose nearest
  * occurrence is closest, then the smallest label value (spec §2.7). NaN when no neighbour exists.
  */
-static float s_classify(
-    const float *labels, const float *dist, const int64_t *ids, size_t k, int ip, struct s_vote *votes)
+static float
+s_classify(const float *labels, const float *dist, const int64_t *ids, size_t k, int ip, struct s_vote *votes)
 {
     size_t n = 0;
     for (size_t j = 0; j < k; j++) {
@@ -298,8 +301,7 @@ static float s_classify(
             j++;
         size_t count = j - i;
         float d = votes[i].dist; /* the run is sorted by position: its first is the nearest */
-        int better = count > best_count
-            || (count == best_count && (ip ? d > best_dist : d < best_dist));
+        int better = count > best_count || (count == best_count && (ip ? d > best_dist : d < best_dist));
         if (better) {
             best = votes[i].label;
             best_dist = d;
@@ -347,7 +349,8 @@ int knn_model_predict(
         return knn_error_set(KNN_EINVAL, "predict: the model has no indexed vectors");
     size_t k = model->cfg.k < ntotal ? model->cfg.k : ntotal;
     if (k < model->cfg.k && !__atomic_exchange_n(&s_clamp_warned, 1, __ATOMIC_RELAXED))
-        KNN_LOG(KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed vectors: using k=%zu", model->cfg.k,
+        KNN_LOG(
+            KNN_LOG_WARN, KNN_LS_ALGO, "k=%zu is larger than the %zu indexed vectors: using k=%zu", model->cfg.k,
             ntotal, k);
     out->n = n;
     out->k = k;
@@ -362,15 +365,15 @@ int knn_model_predict(
     chunk = chunk < 512 ? 512 : chunk > S_CHUNK_ROWS ? S_CHUNK_ROWS : chunk;
     chunk = n < chunk ? n : chunk;
     size_t d = model->effective_dim;
-    if (!(out->predicted = knn_malloc_array(n, sizeof(float))) || !(xt = knn_malloc_array(chunk, d * sizeof(float)))
-        || !(dist = knn_malloc_array(chunk, k * sizeof(float))) || !(ids = knn_malloc_array(chunk, k * sizeof(int64_t)))
-        || !(votes = knn_malloc_array(k, sizeof(*votes)))) {
+    if (!(out->predicted = knn_malloc_array(n, sizeof(float))) || !(xt = knn_malloc_array(chunk, d * sizeof(float))) ||
+        !(dist = knn_malloc_array(chunk, k * sizeof(float))) || !(ids = knn_malloc_array(chunk, k * sizeof(int64_t))) ||
+        !(votes = knn_malloc_array(k, sizeof(*votes)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
     if (opts->verbose) {
-        if (!(out->labels = knn_malloc_array(n, k * sizeof(float)))
-            || !(out->distances = knn_malloc_array(n, k * sizeof(float)))) {
+        if (!(out->labels = knn_malloc_array(n, k * sizeof(float))) ||
+            !(out->distances = knn_malloc_array(n, k * sizeof(float)))) {
             rc = KNN_ENOMEM;
             goto on_error;
         }
@@ -382,15 +385,15 @@ int knn_model_predict(
 
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         size_t m = n - i0 < chunk ? n - i0 : chunk;
-        if ((rc = knn__model_transform(model, m, x + i0 * model->cfg.feature_dim, xt)) != 0
-            || (rc = knn_index_search(model->index, m, xt, k, dist, ids, &params)) != 0)
+        if ((rc = knn__model_transform(model, m, x + i0 * model->cfg.feature_dim, xt)) != 0 ||
+            (rc = knn_index_search(model->index, m, xt, k, dist, ids, &params)) != 0)
             goto on_error;
         for (size_t i = 0; i < m; i++) {
             const float *qd = dist + i * k;
             const int64_t *qi = ids + i * k;
             out->predicted[i0 + i] = model->cfg.predictor == KNN_PREDICTOR_CLASSIFIER
-                ? s_classify(model->labels, qd, qi, k, ip, votes)
-                : s_regress(model->labels, qi, k);
+                                         ? s_classify(model->labels, qd, qi, k, ip, votes)
+                                         : s_regress(model->labels, qi, k);
             if (opts->verbose) {
                 float *ol = out->labels + (i0 + i) * k, *od = out->distances + (i0 + i) * k;
                 for (size_t j = 0; j < k; j++) {
@@ -458,10 +461,10 @@ int knn_predictor_parse(enum knn_predictor *out, const char *name)
 const char *knn_predictor_name(enum knn_predictor p)
 {
     switch (p) {
-    case KNN_PREDICTOR_CLASSIFIER:
-        return "classifier";
-    case KNN_PREDICTOR_REGRESSOR:
-        return "regressor";
+        case KNN_PREDICTOR_CLASSIFIER:
+            return "classifier";
+        case KNN_PREDICTOR_REGRESSOR:
+            return "regressor";
     }
     return "unknown";
 }
@@ -484,12 +487,12 @@ int knn_model_metric_parse(enum knn_model_metric *out, const char *name)
 const char *knn_model_metric_name(enum knn_model_metric m)
 {
     switch (m) {
-    case KNN_MODEL_METRIC_L2:
-        return "L2";
-    case KNN_MODEL_METRIC_INNER_PRODUCT:
-        return "INNER_PRODUCT";
-    case KNN_MODEL_METRIC_COSINE:
-        return "COSINE";
+        case KNN_MODEL_METRIC_L2:
+            return "L2";
+        case KNN_MODEL_METRIC_INNER_PRODUCT:
+            return "INNER_PRODUCT";
+        case KNN_MODEL_METRIC_COSINE:
+            return "COSINE";
     }
     return "unknown";
 }
@@ -512,12 +515,12 @@ int knn_index_type_parse(enum knn_index_type *out, const char *name)
 const char *knn_index_type_name(enum knn_index_type t)
 {
     switch (t) {
-    case KNN_INDEX_FLAT:
-        return "faiss.Flat";
-    case KNN_INDEX_IVFFLAT:
-        return "faiss.IVFFlat";
-    case KNN_INDEX_IVFPQ:
-        return "faiss.IVFPQ";
+        case KNN_INDEX_FLAT:
+            return "faiss.Flat";
+        case KNN_INDEX_IVFFLAT:
+            return "faiss.IVFFlat";
+        case KNN_INDEX_IVFPQ:
+            return "faiss.IVFPQ";
     }
     return "unknown";
 }

@@ -226,11 +226,13 @@ int main(int argc, char **argv)
     }
     double single_s = s_now() - t0;
 
-    printf("{\"name\": \"%s\", \"index\": \"Flat\", \"metric\": \"%s\", \"N\": %zu, \"d\": %zu, \"nq\": %zu, \"k\": %zu, "
-           "\"threads\": %zu, \"add_s\": %.4f, \"qps_best\": %.1f, \"qps_median\": %.1f, \"single_qps\": %.1f, "
-           "\"cpu_s_best\": %.4f, \"single_n\": %zu, \"recall_at_10\": %.4f, \"peak_rss_mb\": %.1f, \"rss_after_load_mb\": %.1f}\n",
-        name, metric, nb, d, nq, k, threads, add_s, nq / best, nq / median, ns / single_s, cpu[0], ns, recall, s_peak_rss_mb(),
-        rss_loaded);
+    printf(
+        "{\"name\": \"%s\", \"index\": \"Flat\", \"metric\": \"%s\", \"N\": %zu, \"d\": %zu, \"nq\": %zu, \"k\": %zu, "
+        "\"threads\": %zu, \"add_s\": %.4f, \"qps_best\": %.1f, \"qps_median\": %.1f, \"single_qps\": %.1f, "
+        "\"cpu_s_best\": %.4f, \"single_n\": %zu, \"recall_at_10\": %.4f, \"peak_rss_mb\": %.1f, "
+        "\"rss_after_load_mb\": %.1f}\n",
+        name, metric, nb, d, nq, k, threads, add_s, nq / best, nq / median, ns / single_s, cpu[0], ns, recall,
+        s_peak_rss_mb(), rss_loaded);
 
     knn_index_destroy(index);
     free(xb);

@@ -33,12 +33,14 @@ static int s_torture(s_op_fn *op, void *ctx, const char *name)
         if (rc != 0) {
             failed++;
             if (rc != KNN_ENOMEM)
-                FAIL("%s, allocation %llu failing: returned %d (%s): %s", name, (unsigned long long)i, rc,
+                FAIL(
+                    "%s, allocation %llu failing: returned %d (%s): %s", name, (unsigned long long)i, rc,
                     knn_error_name(rc), knn_error_message());
             ASSERT_TRUE(knn_error_message()[0] != 0);
         }
         if (knn_alloc_outstanding() != base)
-            FAIL("%s, allocation %llu failing: %lld blocks leaked", name, (unsigned long long)i,
+            FAIL(
+                "%s, allocation %llu failing: %lld blocks leaked", name, (unsigned long long)i,
                 (long long)(knn_alloc_outstanding() - base));
     }
     fprintf(stderr, "%s: %llu allocations, %zu failing runs, all clean\n", name, (unsigned long long)calls, failed);

@@ -39,8 +39,7 @@ static float *s_int_data(struct tu_rng *r, size_t n, size_t d, size_t distinct)
 
 /* Search with the public API and compare with the reference exactly. */
 static int s_check_exact(
-    const float *base, size_t nb, const float *q, size_t nq, size_t d, enum knn_metric metric, size_t k,
-    size_t threads)
+    const float *base, size_t nb, const float *q, size_t nq, size_t d, enum knn_metric metric, size_t k, size_t threads)
 {
     int ip = metric == KNN_METRIC_INNER_PRODUCT;
     struct knn_index *index = NULL;
@@ -61,7 +60,8 @@ static int s_check_exact(
     int failed = 0;
     for (size_t i = 0; rc == 0 && i < nq * k && !failed; i++) {
         if (ids[i] != ri[i] || (double)dist[i] != rd[i]) {
-            fprintf(stderr, "nq=%zu k=%zu threads=%zu ip=%d simd=%d: query %zu rank %zu: got (%g, %lld), want (%g, %lld)\n",
+            fprintf(
+                stderr, "nq=%zu k=%zu threads=%zu ip=%d simd=%d: query %zu rank %zu: got (%g, %lld), want (%g, %lld)\n",
                 nq, k, threads, ip, knn__simd_enabled(), i / k, i % k, dist[i], (long long)ids[i], rd[i],
                 (long long)ri[i]);
             failed = 1;
@@ -112,8 +112,8 @@ int test_topk_orders_by_distance_then_id(void)
                 for (size_t i = 0; i < n; i++) {
                     if (ci[i] < 0)
                         continue;
-                    if (best == SIZE_MAX || (ip ? cd[i] > cd[best] : cd[i] < cd[best])
-                        || (cd[i] == cd[best] && ci[i] < ci[best]))
+                    if (best == SIZE_MAX || (ip ? cd[i] > cd[best] : cd[i] < cd[best]) ||
+                        (cd[i] == cd[best] && ci[i] < ci[best]))
                         best = i;
                 }
                 ASSERT_NEAR(cd[best], hd[j], 0);

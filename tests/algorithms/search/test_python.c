@@ -105,8 +105,7 @@ static int s_load_split(const char *dir, struct s_split *s)
     return 0;
 }
 
-static int s_predict_split(
-    const struct s_split *s, size_t k, enum knn_predictor pred, struct knn_predictions *p)
+static int s_predict_split(const struct s_split *s, size_t k, enum knn_predictor pred, struct knn_predictions *p)
 {
     struct knn_model_config cfg = KNN_MODEL_CONFIG_INIT;
     cfg.feature_dim = s->d;
@@ -191,8 +190,9 @@ int test_python_dimred_matches_numpy_construction(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char dir[512], args[128];
         size_t n = 6, nx = 0, ny = 0;
-        snprintf(args, sizeof(args), "%s %zu %zu %llu %zu", knn_dimred_type_name(cases[i].type), cases[i].d,
-            cases[i].t, (unsigned long long)cases[i].seed, n);
+        snprintf(
+            args, sizeof(args), "%s %zu %zu %llu %zu", knn_dimred_type_name(cases[i].type), cases[i].d, cases[i].t,
+            (unsigned long long)cases[i].seed, n);
         ASSERT_OK(s_reference(dir, sizeof(dir), "dimred", args));
         float *x = s_floats(dir, "x", &nx), *want = s_floats(dir, "y", &ny);
         ASSERT_TRUE(x && want);
