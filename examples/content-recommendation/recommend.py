@@ -6,7 +6,7 @@
 DATA_DIR is what prepare.py wrote. The endpoint serves a model trained on train.csv with
 labels = document ids, so the `labels` of a verbose answer are the ids of the neighbours.
 
-Prints, for the first short test document of each --show category: the raw answer of the endpoint, the document's
+Prints, for one test document of each --show category: the raw answer of the endpoint, the document's
 text and its neighbours' texts. Then, over every test document (one batch request):
   - how often a neighbour has the test document's category, against the chance rate (the share
     of training documents in that category, averaged over the test documents);
@@ -68,9 +68,9 @@ def plot(path, topics, query_id, neighbour_ids, sims, vectors_by_id, docs):
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel("weight", fontsize=8)
     axes[-1].set_xticks(x)
-    axes[-1].set_xticklabels([f"{t}: {topics[t][0]}" for t in x], rotation=90, fontsize=7)
+    axes[-1].set_xticklabels([f"{t}: {topics[t][0]} {topics[t][1]}" for t in x], rotation=90, fontsize=7)
     fig.suptitle("Topic distribution of a test document and of its k nearest neighbours (COSINE)", fontsize=10)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.13, hspace=0.6)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.17, hspace=0.6)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -92,12 +92,15 @@ def main():
     vectors_by_id = {int(i): v for i, v in zip(train_ids, train_vecs)}
     vectors_by_id.update({int(i): v for i, v in zip(test_ids, test_vecs)})
 
-    # A few short test documents, one request each, as an application would: the first of each of
-    # the --show categories.
+    # A few test documents, one request each, as an application would: for each of the --show
+    # categories, its first test document that is short enough to print and spread over at least
+    # three topics (many one-liners sit in a single topic, which makes a dull plot).
+    def showable(j):
+        return len(docs[test_ids[j]]["text"]) <= 300 and int((test_vecs[j] >= 0.05).sum()) >= 3
+
     shown = []
     for cat in [c for c in a.show.split(",") if c]:
-        shown += [j for j in range(len(test_ids))
-                  if docs[test_ids[j]]["category"] == cat and len(docs[test_ids[j]]["text"]) <= 300][:1]
+        shown += [j for j in range(len(test_ids)) if docs[test_ids[j]]["category"] == cat and showable(j)][:1]
     for n, j in enumerate(shown):
         doc = docs[test_ids[j]]
         answer = knn_client.neighbours(a.url, [test_vecs[j]])[0]
