@@ -259,6 +259,14 @@ int knn__s3_put_single(
  */
 int knn__s3_execute(struct knn_s3_client *client, const struct knn_s3__request *req, struct knn_s3__response *resp);
 
+/**
+ * knn__s3_execute that also counts, in *uncertain, the attempts that failed after the request may
+ * have reached the server (a network error, a body we could not read): for a request that is not
+ * idempotent (CreateMultipartUpload), such an attempt may have acted without our knowing.
+ */
+int knn__s3_execute_counted(
+    struct knn_s3_client *client, const struct knn_s3__request *req, struct knn_s3__response *resp, int *uncertain);
+
 /* ------------------------------------------------------------------------------------------ */
 /* XML                                                                                        */
 

@@ -620,12 +620,20 @@ void knn__s3_note_skew(struct knn_s3_client *c, const struct knn_s3__response *r
 
 int knn__s3_execute(struct knn_s3_client *c, const struct knn_s3__request *req, struct knn_s3__response *resp)
 {
+    int uncertain;
+    return knn__s3_execute_counted(c, req, resp, &uncertain);
+}
+
+int knn__s3_execute_counted(
+    struct knn_s3_client *c, const struct knn_s3__request *req, struct knn_s3__response *resp, int *uncertain)
+{
     struct knn_s3__prepared prep;
     struct knn_s3_http_exchange x;
     struct knn_s3__exchange_ctx ctx = {resp, NULL, NULL};
     struct knn_s3_http_session *session = NULL;
     int rc = 0, code = 0;
     knn__s3_prepared_init(&prep);
+    *uncertain = 0;
     if ((rc = knn__s3_session_acquire(c, &session)))
         goto done;
     for (int attempt = 1;; attempt++) {
@@ -646,6 +654,10 @@ int knn__s3_execute(struct knn_s3_client *c, const struct knn_s3__request *req, 
             snprintf(x.error, sizeof(x.error), "%llu of %lld bytes", (unsigned long long)resp->body_bytes,
                      (long long)resp->content_length);
         }
+        /* The request may have been acted on: the exchange failed after it was sent, or the
+         * answer was a success we could not read in full. */
+        if (x.result != 0 && (x.bytes_sent > 0 || req->body_len == 0 || resp->status != 0))
+            (*uncertain)++;
         enum knn_s3__verdict v = knn__s3_classify(&code, c, req, &x, resp, attempt);
         if (v == KNN_S3__OK) {
             rc = 0;

@@ -148,6 +148,50 @@ static int s_fail(struct knn_s3_upload *u, int rc)
     return knn_error_set(u->rc, "%s", u->message);
 }
 
+struct s_orphans {
+    const char *key;
+    const char *ours; /* our own upload id, or NULL */
+    int64_t since_s;
+    char ids[16][256];
+    int count;
+};
+
+static int s_orphans_cb(void *user, const struct knn_s3_upload_entry *e)
+{
+    struct s_orphans *o = user;
+    if (strcmp(e->key, o->key) != 0 || (o->ours && strcmp(e->upload_id, o->ours) == 0) ||
+        (e->initiated_s && e->initiated_s < o->since_s) || o->count == 16)
+        return 0;
+    snprintf(o->ids[o->count++], sizeof(o->ids[0]), "%s", e->upload_id);
+    return 0;
+}
+
+/*
+ * A CreateMultipartUpload attempt failed after the server may have acted on it (its answer was
+ * lost or unreadable): an upload we never learnt the id of may exist. Abort the uploads of this
+ * exact key that began since a minute before our request (best effort; errors are logged only).
+ * Another writer of the same key in that same minute would lose its upload too, which S3's
+ * last-writer-wins on a key makes no worse.
+ */
+static void s_abort_orphans(struct knn_s3_upload *u, int64_t started_s)
+{
+    struct s_orphans o = {u->key, u->upload_id, started_s - 60, {{0}}, 0};
+    char message[1024];
+    snprintf(message, sizeof(message), "%s", knn_error_message());
+    if (knn_s3_list_uploads(u->client, u->bucket, u->key, s_orphans_cb, &o) != 0) {
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "s3://%s/%s: cannot look for an orphaned upload: %s", u->bucket, u->key,
+                knn_error_message());
+    }
+    for (int i = 0; i < o.count; i++) {
+        int rc = knn_s3_abort_upload(u->client, u->bucket, u->key, o.ids[i]);
+        KNN_LOG(rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? KNN_LOG_WARN : KNN_LOG_INFO, KNN_LS_S3,
+                "s3://%s/%s: aborted upload %s, started by an attempt whose answer was lost%s%s", u->bucket, u->key,
+                o.ids[i], rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? ": " : "",
+                rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? knn_error_message() : "");
+    }
+    knn_error_set(KNN_OK, "%s", message); /* the caller's error message stands */
+}
+
 static int s_upload_id_cb(void *user, const char *path, const char *text, size_t len)
 {
     char **id = user;
@@ -163,15 +207,24 @@ static int s_create(struct knn_s3_upload *u)
 {
     struct knn_s3__request req = {.op = "CreateMultipartUpload", .method = "POST", .bucket = u->bucket, .key = u->key};
     struct knn_s3__response resp;
+    int uncertain = 0;
     req.query[req.query_count++] = (struct knn_s3_kv){"uploads", ""};
     req.headers[req.header_count++] = (struct knn_s3_kv){"content-type", u->content_type};
     knn__s3_response_init(&resp, 64 * 1024);
-    int rc = knn__s3_execute(u->client, &req, &resp);
+    int64_t started = knn__s3_client_now(u->client);
+    int rc = knn__s3_execute_counted(u->client, &req, &resp, &uncertain);
     if (!rc && (rc = knn__s3_xml_parse(resp.body.data, resp.body.len, s_upload_id_cb, &u->upload_id)))
         rc = knn_error_wrap(rc, "CreateMultipartUpload s3://%s/%s", u->bucket, u->key);
     if (!rc && (!u->upload_id || !*u->upload_id))
         rc = knn_error_set(KNN_EFORMAT, "CreateMultipartUpload s3://%s/%s: no UploadId in the response", u->bucket,
                            u->key);
+    if (rc) {
+        knn_free(u->upload_id);
+        u->upload_id = NULL;
+    }
+    /* Not an S3 error answer, or an earlier attempt lost: an upload may exist that we cannot name. */
+    if (uncertain > 0 || (rc && !(resp.status >= 300 && resp.error.code[0])))
+        s_abort_orphans(u, started);
     if (!rc)
         KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s started", (void *)u, u->bucket,
                 u->key);

@@ -599,6 +599,29 @@ int test_fault_complete_answer_lost(void)
     return 0;
 }
 
+int test_fault_create_answer_lost_leaves_no_orphan(void)
+{
+    struct s_ctx c;
+    int rc = s_setup(&c, "faults.create_lost", 5);
+    if (rc)
+        return rc;
+    char key[512];
+    snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
+    size_t size = 7 * MIB;
+    uint8_t *data = knn_malloc(size);
+    s_fill(data, size, 14);
+    /* RGW creates the upload; the client never hears of it and asks again. */
+    ASSERT_OK(s_arm(&c, "action=reset&phase=after&method=POST&query=uploads"));
+    ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL));
+    ASSERT_INT_EQ(1, s_fired(&c));
+    ASSERT_TRUE(s_get_equals(&c, c.direct, key, data, size));
+    if (s_nothing_left(&c, key, 0))
+        return KNN_TEST_FAIL;
+    knn_free(data);
+    s_teardown(&c);
+    return 0;
+}
+
 int test_fault_list_retried(void)
 {
     struct s_ctx c;
