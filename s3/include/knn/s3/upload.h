@@ -14,7 +14,9 @@
  * Parts are retried on their own. Any failure (a part past its retries, a write error, finish
  * failing, destroy before finish) aborts the multipart upload, so no orphaned parts stay behind,
  * and no partial object is ever visible. CompleteMultipartUpload's "200 OK with an <Error> body"
- * is treated as the error it is.
+ * is treated as the error it is. If a CreateMultipartUpload attempt's answer was lost (the server
+ * may have made an upload whose id we never learnt), the uploads of this exact key begun since a
+ * minute before are aborted too.
  *
  * The part size grows (doubles every 1,000 parts) so that an upload of unknown size never runs
  * into S3's limit of 10,000 parts.
