@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1032,6 +1033,14 @@ int knn_train_run(const struct knn_train_options *opts)
     struct s_watchdog dog = {0};
     struct sigaction sa, old_term, old_int;
     int rc;
+
+    /*
+     * Big buffers (read-ahead parts, decode batches, the growing reservoir, the index) come and go
+     * during a job. A fixed mmap threshold keeps each of them in its own mapping, returned to the
+     * system when freed and grown with mremap; glibc's moving threshold would otherwise put some in
+     * the heap, where freed holes keep the peak up by tens of MiB, depending on timing.
+     */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
 
     memset(&job, 0, sizeof(job));
     job.opts = opts;
