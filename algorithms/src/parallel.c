@@ -74,16 +74,22 @@ static struct s_pool s_pool = {
 /* Held by the thread whose job is in the pool. */
 static pthread_mutex_t s_submit = PTHREAD_MUTEX_INITIALIZER;
 
-static pthread_once_t s_blas_once = PTHREAD_ONCE_INIT;
-
-static void s_blas_init(void)
-{
-    openblas_set_num_threads(1);
-}
+/*
+ * Per thread, not once per process (do not make this a pthread_once again: commit 5ea316c, and
+ * tests/serve test_blas_single_threaded_in_every_thread): the OpenMP flavour of OpenBLAS takes its
+ * thread count from the calling thread's OpenMP setting (omp_get_max_threads(), a per-thread
+ * value) and resets its global count to it on every call, so a thread that never set it (a pool
+ * worker, an HTTP worker of the endpoint) runs a 2-thread sgemm whose OpenMP team spin-waits
+ * against the other threads: 84% of knn-runner serve's CPU in libgomp, requests 10x slower.
+ */
+static _Thread_local int tl_blas_single;
 
 void knn__blas_single_threaded(void)
 {
-    pthread_once(&s_blas_once, s_blas_init);
+    if (!tl_blas_single) {
+        openblas_set_num_threads(1);
+        tl_blas_single = 1;
+    }
 }
 
 size_t knn__ncores(void)
