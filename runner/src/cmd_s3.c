@@ -51,28 +51,28 @@ struct s_state {
 
 static void s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: knn-runner s3 ls [--recursive] [--summarize] s3://bucket[/prefix]\n"
-            "       knn-runner s3 cp [--recursive] SRC DST\n"
-            "       knn-runner s3 rm [--recursive] s3://bucket/key\n"
-            "\n"
-            "ls   lists the objects (date and time in UTC, size in bytes, key); without --recursive,\n"
-            "     keys below the next '/' are grouped as PRE lines.\n"
-            "cp   copies a local file to S3 or an object to a local file; with --recursive, a local\n"
-            "     folder to a prefix or a prefix to a folder. \"-\" is stdin or stdout. Large files go\n"
-            "     up as parallel multipart uploads and come down as parallel ranged reads; a failed\n"
-            "     copy leaves no partial object or file behind.\n"
-            "rm   deletes an object, or with --recursive every object under a prefix.\n"
-            "\n"
-            "options:\n"
-            "  --endpoint-url URL   the S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS)\n"
-            "  --region NAME        (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, us-east-1)\n"
-            "  --profile NAME       a profile of ~/.aws/credentials and ~/.aws/config\n"
-            "  --path-style         https://endpoint/bucket/key (the default for non-AWS endpoints)\n"
-            "  --virtual-host       https://bucket.endpoint/key (the default for AWS)\n"
-            "  --quiet              no line per object copied or deleted\n"
-            "\n"
-            "S3 locations are s3://bucket/key, or https:// URLs of AWS S3.\n");
+    fprintf(
+        out, "usage: knn-runner s3 ls [--recursive] [--summarize] s3://bucket[/prefix]\n"
+             "       knn-runner s3 cp [--recursive] SRC DST\n"
+             "       knn-runner s3 rm [--recursive] s3://bucket/key\n"
+             "\n"
+             "ls   lists the objects (date and time in UTC, size in bytes, key); without --recursive,\n"
+             "     keys below the next '/' are grouped as PRE lines.\n"
+             "cp   copies a local file to S3 or an object to a local file; with --recursive, a local\n"
+             "     folder to a prefix or a prefix to a folder. \"-\" is stdin or stdout. Large files go\n"
+             "     up as parallel multipart uploads and come down as parallel ranged reads; a failed\n"
+             "     copy leaves no partial object or file behind.\n"
+             "rm   deletes an object, or with --recursive every object under a prefix.\n"
+             "\n"
+             "options:\n"
+             "  --endpoint-url URL   the S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS)\n"
+             "  --region NAME        (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, us-east-1)\n"
+             "  --profile NAME       a profile of ~/.aws/credentials and ~/.aws/config\n"
+             "  --path-style         https://endpoint/bucket/key (the default for non-AWS endpoints)\n"
+             "  --virtual-host       https://bucket.endpoint/key (the default for AWS)\n"
+             "  --quiet              no line per object copied or deleted\n"
+             "\n"
+             "S3 locations are s3://bucket/key, or https:// URLs of AWS S3.\n");
 }
 
 static int s_fail(const struct s_opts *o, int rc)
@@ -159,8 +159,9 @@ static int s_cmd_ls(struct s_state *st, int argc, char **argv)
     if (rc)
         return s_fail(st->o, rc);
     if (st->o->summarize)
-        printf("\nTotal Objects: %llu\n   Total Size: %llu\n", (unsigned long long)st->objects,
-               (unsigned long long)st->bytes);
+        printf(
+            "\nTotal Objects: %llu\n   Total Size: %llu\n", (unsigned long long)st->objects,
+            (unsigned long long)st->bytes);
     return 0;
 }
 
@@ -236,8 +237,7 @@ static int s_download_one(struct s_state *st, const char *bucket, const char *ke
 }
 
 /* Walk a local folder, uploading every regular file under prefix. */
-static int s_upload_tree(struct s_state *st, const char *dir, const char *rel, const char *bucket,
-                         const char *prefix)
+static int s_upload_tree(struct s_state *st, const char *dir, const char *rel, const char *bucket, const char *prefix)
 {
     struct knn_buf path = KNN_BUF_INIT(8192);
     int rc = knn_buf_printf(&path, "%s%s%s", dir, *rel ? "/" : "", rel);
@@ -293,8 +293,8 @@ static int s_download_cb(void *user, const struct knn_s3_list_entry *e)
     if (!*rel || rel[strlen(rel) - 1] == '/') /* folder markers */
         return 0;
     if (!s_key_is_safe(rel)) {
-        fprintf(stderr, "knn-runner s3 cp: skipping s3://%s/%s: its name would land outside %s\n", t->bucket, key,
-                t->dir);
+        fprintf(
+            stderr, "knn-runner s3 cp: skipping s3://%s/%s: its name would land outside %s\n", t->bucket, key, t->dir);
         t->st->failures++;
         return 0;
     }
@@ -413,8 +413,7 @@ static int s_cmd_rm(struct s_state *st, int argc, char **argv)
     struct knn_s3_uri uri;
     int rc = knn_s3_uri_parse(&uri, argv[0]);
     if (!rc && !st->o->recursive && !*uri.key)
-        rc = knn_error_set(KNN_EINVAL, "%s names a bucket, not an object (use --recursive to empty a prefix)",
-                           argv[0]);
+        rc = knn_error_set(KNN_EINVAL, "%s names a bucket, not an object (use --recursive to empty a prefix)", argv[0]);
     if (!rc)
         rc = s_make_client(st, &uri);
     if (!rc && st->o->recursive) {
@@ -460,17 +459,35 @@ int knn_cmd_s3(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc - 1, argv + 1, "rqh", longopts, NULL)) != -1) {
         switch (c) {
-        case O_ENDPOINT: o.endpoint = optarg; break;
-        case O_REGION: o.region = optarg; break;
-        case O_PROFILE: o.profile = optarg; break;
-        case O_PATH: o.addressing = KNN_S3_ADDRESSING_PATH; break;
-        case O_VIRTUAL: o.addressing = KNN_S3_ADDRESSING_VIRTUAL; break;
-        case O_SUMMARIZE: o.summarize = 1; break;
-        case 'r': o.recursive = 1; break;
-        case 'q': o.quiet = 1; break;
-        case 'h': s_usage(stdout); return 0;
-        default:
-            return s_usage_error("unknown option, or an option without its value, in '%s'", o.sub);
+            case O_ENDPOINT:
+                o.endpoint = optarg;
+                break;
+            case O_REGION:
+                o.region = optarg;
+                break;
+            case O_PROFILE:
+                o.profile = optarg;
+                break;
+            case O_PATH:
+                o.addressing = KNN_S3_ADDRESSING_PATH;
+                break;
+            case O_VIRTUAL:
+                o.addressing = KNN_S3_ADDRESSING_VIRTUAL;
+                break;
+            case O_SUMMARIZE:
+                o.summarize = 1;
+                break;
+            case 'r':
+                o.recursive = 1;
+                break;
+            case 'q':
+                o.quiet = 1;
+                break;
+            case 'h':
+                s_usage(stdout);
+                return 0;
+            default:
+                return s_usage_error("unknown option, or an option without its value, in '%s'", o.sub);
         }
     }
     int nargs = argc - 1 - optind;

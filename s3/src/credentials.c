@@ -183,7 +183,8 @@ static int s_chain_get(struct knn_s3_credentials_provider *p, struct knn_s3_cred
     return knn_error_set(
         KNN_ES3_CREDENTIALS,
         "no AWS credentials found (tried environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile in the "
-        "shared credentials and config files, container credentials, EC2 instance metadata; last: %s)", last);
+        "shared credentials and config files, container credentials, EC2 instance metadata; last: %s)",
+        last);
 }
 
 static void s_chain_destroy(struct knn_s3_credentials_provider *p)
@@ -265,8 +266,8 @@ static int s_cached_get(struct knn_s3_credentials_provider *p, struct knn_s3_cre
             KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "credentials refreshed (expire at %lld)", (long long)next.expiration_s);
         } else if (c->have && c->creds.expiration_s > now) {
             /* The refresh failed but the old credentials are still valid: use them (as the SDKs do). */
-            KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "credentials refresh failed, using the current ones: %s",
-                    knn_error_message());
+            KNN_LOG(
+                KNN_LOG_WARN, KNN_LS_S3, "credentials refresh failed, using the current ones: %s", knn_error_message());
             rc = 0;
         }
     }

@@ -172,33 +172,51 @@ static int s_json_string(struct s_json *j, struct knn_buf *out)
         char e = *j->p++;
         char lit = 0;
         switch (e) {
-        case '"': lit = '"'; break;
-        case '\\': lit = '\\'; break;
-        case '/': lit = '/'; break;
-        case 'b': lit = '\b'; break;
-        case 'f': lit = '\f'; break;
-        case 'n': lit = '\n'; break;
-        case 'r': lit = '\r'; break;
-        case 't': lit = '\t'; break;
-        case 'u': {
-            unsigned cp = 0;
-            for (int k = 0; k < 4; k++) {
-                if (j->p >= j->end)
-                    return s_json_error(j, "truncated \\u escape");
-                char hc = *j->p++;
-                int v = (hc >= '0' && hc <= '9') ? hc - '0' : (hc >= 'a' && hc <= 'f') ? hc - 'a' + 10
-                        : (hc >= 'A' && hc <= 'F') ? hc - 'A' + 10 : -1;
-                if (v < 0)
-                    return s_json_error(j, "bad \\u escape");
-                cp = cp * 16 + (unsigned)v;
+            case '"':
+                lit = '"';
+                break;
+            case '\\':
+                lit = '\\';
+                break;
+            case '/':
+                lit = '/';
+                break;
+            case 'b':
+                lit = '\b';
+                break;
+            case 'f':
+                lit = '\f';
+                break;
+            case 'n':
+                lit = '\n';
+                break;
+            case 'r':
+                lit = '\r';
+                break;
+            case 't':
+                lit = '\t';
+                break;
+            case 'u': {
+                unsigned cp = 0;
+                for (int k = 0; k < 4; k++) {
+                    if (j->p >= j->end)
+                        return s_json_error(j, "truncated \\u escape");
+                    char hc = *j->p++;
+                    int v = (hc >= '0' && hc <= '9')   ? hc - '0'
+                            : (hc >= 'a' && hc <= 'f') ? hc - 'a' + 10
+                            : (hc >= 'A' && hc <= 'F') ? hc - 'A' + 10
+                                                       : -1;
+                    if (v < 0)
+                        return s_json_error(j, "bad \\u escape");
+                    cp = cp * 16 + (unsigned)v;
+                }
+                if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x7F)
+                    return s_json_error(j, "non-ASCII \\u escape in a credentials field");
+                lit = (char)cp;
+                break;
             }
-            if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x7F)
-                return s_json_error(j, "non-ASCII \\u escape in a credentials field");
-            lit = (char)cp;
-            break;
-        }
-        default:
-            return s_json_error(j, "bad escape");
+            default:
+                return s_json_error(j, "bad escape");
         }
         if (out && knn_buf_append(out, &lit, 1))
             return KNN_ETOOBIG;
@@ -410,7 +428,8 @@ static int s_read_token_file(char **out, const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return knn_error_set(KNN_ES3_CREDENTIALS, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", path, strerror(errno));
+        return knn_error_set(
+            KNN_ES3_CREDENTIALS, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", path, strerror(errno));
     struct knn_buf b = KNN_BUF_INIT(16 * 1024);
     char chunk[4096];
     size_t n;
@@ -447,8 +466,10 @@ static int s_container_get(struct knn_s3_credentials_provider *p, struct knn_s3_
     } else if (full && *full) {
         if (!s_full_uri_allowed(full))
             return knn_error_set(
-                KNN_EINVAL, "AWS_CONTAINER_CREDENTIALS_FULL_URI '%s': http:// is only allowed to a loopback address or "
-                "169.254.170.2 / 169.254.170.23; use https://", full);
+                KNN_EINVAL,
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI '%s': http:// is only allowed to a loopback address or "
+                "169.254.170.2 / 169.254.170.23; use https://",
+                full);
         rc = knn_buf_append_str(&url, full);
     } else {
         return knn_error_set(

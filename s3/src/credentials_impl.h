@@ -35,8 +35,8 @@ int knn__s3_credentials_from_json(struct knn_s3_credentials *out, const char *js
 
 /** One HTTP response of a credentials endpoint, body capped at 64 KiB. */
 struct knn__s3_http_result {
-    long status;       /* 0 if no response */
-    int curl_code;     /* CURLcode */
+    long status;   /* 0 if no response */
+    int curl_code; /* CURLcode */
     struct knn_buf body;
 };
 

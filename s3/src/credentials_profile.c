@@ -36,8 +36,8 @@ enum s_key {
     S_KEY_COUNT
 };
 static const char *const s_key_names[S_KEY_COUNT] = {
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region", "role_arn", "credential_process",
-    "sso_start_url", "sso_session", "web_identity_token_file",
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token",       "region", "role_arn", "credential_process",
+    "sso_start_url",     "sso_session",           "web_identity_token_file",
 };
 
 struct s_section {
@@ -114,7 +114,8 @@ static void s_parse(struct s_section *sec, const char *text, size_t size, const 
             while (nl > 0 && s_is_space(name[nl - 1]))
                 nl--;
             /* "profile   x" is "profile x" */
-            if (nl > 8 && strncmp(name, "profile", 7) == 0 && s_is_space(name[7]) && strncmp(want, "profile ", 8) == 0) {
+            if (nl > 8 && strncmp(name, "profile", 7) == 0 && s_is_space(name[7]) &&
+                strncmp(want, "profile ", 8) == 0) {
                 const char *rest = name + 7;
                 size_t rl = nl - 7;
                 while (rl > 0 && s_is_space(rest[0])) {
@@ -276,8 +277,10 @@ static int s_profile_get(struct knn_s3_credentials_provider *p, struct knn_s3_cr
     for (int k = S_ROLE_ARN; k < S_KEY_COUNT; k++) {
         if (m.value[k]) {
             rc = knn_error_set(
-                KNN_EUNSUPPORTED, "profile '%s' uses %s, which knn-runner does not support: use static keys, "
-                "environment variables, container or instance credentials", f.profile, s_key_names[k]);
+                KNN_EUNSUPPORTED,
+                "profile '%s' uses %s, which knn-runner does not support: use static keys, "
+                "environment variables, container or instance credentials",
+                f.profile, s_key_names[k]);
             goto done;
         }
     }

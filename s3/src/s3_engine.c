@@ -47,23 +47,30 @@ static int s_job_check(struct knn_s3__job *j, const struct knn_s3__response *r)
     uint64_t from = j->range_start + j->received;
     if (j->whole_object && j->received == 0) {
         if (r->status != 200 || r->content_length < 0 || (uint64_t)r->content_length != j->dst_len)
-            return knn_error_set(KNN_ES3_CHANGED, "GetObject %s: expected %llu bytes, got HTTP %ld with Content-Length "
-                                 "%lld (the object changed?)", uri, (unsigned long long)j->dst_len, r->status,
-                                 (long long)r->content_length);
+            return knn_error_set(
+                KNN_ES3_CHANGED,
+                "GetObject %s: expected %llu bytes, got HTTP %ld with Content-Length "
+                "%lld (the object changed?)",
+                uri, (unsigned long long)j->dst_len, r->status, (long long)r->content_length);
     } else {
         uint64_t a, b, t;
         if (r->status != 206 || knn__s3_parse_content_range(r->content_range, &a, &b, &t) != 0 || a != from ||
             b != j->range_start + j->dst_len - 1)
-            return knn_error_set(KNN_EFORMAT, "GetObject %s: asked for bytes %llu-%llu, got HTTP %ld with "
-                                 "Content-Range '%s'", uri, (unsigned long long)from,
-                                 (unsigned long long)(j->range_start + j->dst_len - 1), r->status, r->content_range);
+            return knn_error_set(
+                KNN_EFORMAT,
+                "GetObject %s: asked for bytes %llu-%llu, got HTTP %ld with "
+                "Content-Range '%s'",
+                uri, (unsigned long long)from, (unsigned long long)(j->range_start + j->dst_len - 1), r->status,
+                r->content_range);
         if (t != UINT64_MAX && t != j->object_size)
-            return knn_error_set(KNN_ES3_CHANGED, "GetObject %s: the object is %llu bytes now, %llu before: it changed",
-                                 uri, (unsigned long long)t, (unsigned long long)j->object_size);
+            return knn_error_set(
+                KNN_ES3_CHANGED, "GetObject %s: the object is %llu bytes now, %llu before: it changed", uri,
+                (unsigned long long)t, (unsigned long long)j->object_size);
     }
     if (j->if_match && r->etag[0] && strcmp(j->if_match, r->etag) != 0)
-        return knn_error_set(KNN_ES3_CHANGED, "GetObject %s: the object changed while it was read (ETag %s, then %s)",
-                             uri, j->if_match, r->etag);
+        return knn_error_set(
+            KNN_ES3_CHANGED, "GetObject %s: the object changed while it was read (ETag %s, then %s)", uri, j->if_match,
+            r->etag);
     j->checked = 1;
     return 0;
 }
@@ -75,8 +82,7 @@ static int s_job_sink(void *user, const struct knn_s3__response *r, const uint8_
     if (!j->checked && (rc = s_job_check(j, r)))
         return rc;
     if (len > j->dst_len - j->received)
-        return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: more bytes than asked for", j->req.bucket,
-                             j->req.key);
+        return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: more bytes than asked for", j->req.bucket, j->req.key);
     memcpy(j->dst + j->received, data, len);
     j->received += len;
     return 0;
@@ -98,9 +104,9 @@ static int s_start_attempt(struct knn_s3__engine *e, struct knn_s3__job *j)
     j->checked = 0;
     j->req.header_count = j->base_headers;
     if (j->dst && !(j->whole_object && j->received == 0)) {
-        snprintf(j->range_header, sizeof(j->range_header), "bytes=%llu-%llu",
-                 (unsigned long long)(j->range_start + j->received),
-                 (unsigned long long)(j->range_start + j->dst_len - 1));
+        snprintf(
+            j->range_header, sizeof(j->range_header), "bytes=%llu-%llu",
+            (unsigned long long)(j->range_start + j->received), (unsigned long long)(j->range_start + j->dst_len - 1));
         j->req.headers[j->req.header_count++] = (struct knn_s3_kv){"range", j->range_header};
     }
     if (j->if_match)
@@ -139,8 +145,9 @@ static void s_attempt_done(struct knn_s3__engine *e, struct knn_s3__job *j)
         if (j->received != j->dst_len) {
             x->result = KNN_ETRUNCATED;
             x->net_retryable = 1;
-            snprintf(x->error, sizeof(x->error), "%llu of %llu bytes", (unsigned long long)j->received,
-                     (unsigned long long)j->dst_len);
+            snprintf(
+                x->error, sizeof(x->error), "%llu of %llu bytes", (unsigned long long)j->received,
+                (unsigned long long)j->dst_len);
         }
     }
     enum knn_s3__verdict v = knn__s3_classify(&code, e->client, &j->req, x, &j->resp, j->attempt);

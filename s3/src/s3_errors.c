@@ -9,8 +9,8 @@
 int knn__s3_code_is_retryable(const char *code)
 {
     static const char *const retryable[] = {
-        "SlowDown", "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "ServiceUnavailable", "Throttling",
-        "ThrottlingException", "RequestThrottled", "TooManyRequests", "OperationAborted"};
+        "SlowDown",   "InternalError",       "RequestTimeout",   "RequestTimeTooSkewed", "ServiceUnavailable",
+        "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests",      "OperationAborted"};
     for (size_t i = 0; i < sizeof(retryable) / sizeof(retryable[0]); i++)
         if (strcmp(code, retryable[i]) == 0)
             return 1;
@@ -57,21 +57,36 @@ int knn__s3_code_to_error(const char *code, long status)
 static const char *s_code_from_status(long status)
 {
     switch (status) {
-    case 301: return "PermanentRedirect";
-    case 304: return "NotModified";
-    case 400: return "BadRequest";
-    case 403: return "AccessDenied";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 409: return "Conflict";
-    case 412: return "PreconditionFailed";
-    case 416: return "InvalidRange";
-    case 429: return "TooManyRequests";
-    case 500: return "InternalError";
-    case 502: return "BadGateway";
-    case 503: return "ServiceUnavailable";
-    case 504: return "GatewayTimeout";
-    default: return "HTTPError";
+        case 301:
+            return "PermanentRedirect";
+        case 304:
+            return "NotModified";
+        case 400:
+            return "BadRequest";
+        case 403:
+            return "AccessDenied";
+        case 404:
+            return "NotFound";
+        case 405:
+            return "MethodNotAllowed";
+        case 409:
+            return "Conflict";
+        case 412:
+            return "PreconditionFailed";
+        case 416:
+            return "InvalidRange";
+        case 429:
+            return "TooManyRequests";
+        case 500:
+            return "InternalError";
+        case 502:
+            return "BadGateway";
+        case 503:
+            return "ServiceUnavailable";
+        case 504:
+            return "GatewayTimeout";
+        default:
+            return "HTTPError";
     }
 }
 
@@ -89,18 +104,20 @@ enum knn_s3__verdict knn__s3_classify(
             *code = x->result;
             return KNN_S3__FAIL;
         }
-        const char *what = x->result == KNN_ETIMEOUT ? "timed out" :
-                           x->result == KNN_ETRUNCATED ? "body shorter than its Content-Length" : "connection failed";
+        const char *what = x->result == KNN_ETIMEOUT     ? "timed out"
+                           : x->result == KNN_ETRUNCATED ? "body shorter than its Content-Length"
+                                                         : "connection failed";
         if (x->net_retryable && !last) {
             *code = x->result;
-            knn_error_set(x->result, "%s %s: %s: %s (attempt %d of %d)", req->op, uri, what, x->error, attempt,
-                          client->max_attempts);
+            knn_error_set(
+                x->result, "%s %s: %s: %s (attempt %d of %d)", req->op, uri, what, x->error, attempt,
+                client->max_attempts);
             return KNN_S3__RETRY;
         }
         *code = x->result;
         if (attempt > 1)
-            knn_error_set(x->result, "%s %s: %s: %s (gave up after %d attempts)", req->op, uri, what, x->error,
-                          attempt);
+            knn_error_set(
+                x->result, "%s %s: %s: %s (gave up after %d attempts)", req->op, uri, what, x->error, attempt);
         else
             knn_error_set(x->result, "%s %s: %s: %s", req->op, uri, what, x->error);
         return KNN_S3__FAIL;
@@ -118,24 +135,30 @@ enum knn_s3__verdict knn__s3_classify(
     const char *msg = resp->error.message[0] ? resp->error.message : "";
     if (retryable && !last) {
         *code = KNN_ES3_RETRIES_EXHAUSTED;
-        knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s; attempt %d of %d)", req->op, uri, s3code,
-                      msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt, client->max_attempts);
+        knn_error_set(
+            *code, "%s %s: %s%s%s (HTTP %ld, request id %s; attempt %d of %d)", req->op, uri, s3code,
+            msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt, client->max_attempts);
         return KNN_S3__RETRY;
     }
     *code = retryable ? KNN_ES3_RETRIES_EXHAUSTED : knn__s3_code_to_error(s3code, resp->status);
     if (resp->bucket_region[0] && strcmp(resp->bucket_region, client->region) != 0) {
         /* AWS says where the bucket lives (301 PermanentRedirect, 400 AuthorizationHeaderMalformed). */
-        knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s): the bucket is in region %s, not %s: use "
-                      "--region %s", req->op, uri, s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none",
-                      resp->bucket_region, client->region, resp->bucket_region);
+        knn_error_set(
+            *code,
+            "%s %s: %s%s%s (HTTP %ld, request id %s): the bucket is in region %s, not %s: use "
+            "--region %s",
+            req->op, uri, s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", resp->bucket_region,
+            client->region, resp->bucket_region);
         return KNN_S3__FAIL;
     }
     if (retryable)
-        knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s; gave up after %d attempts)", req->op, uri,
-                      s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt);
+        knn_error_set(
+            *code, "%s %s: %s%s%s (HTTP %ld, request id %s; gave up after %d attempts)", req->op, uri, s3code,
+            msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt);
     else
-        knn_error_set(*code, "%s %s: %s%s%s (HTTP %ld, request id %s)", req->op, uri, s3code, msg[0] ? ": " : "", msg,
-                      resp->status, rid[0] ? rid : "none");
+        knn_error_set(
+            *code, "%s %s: %s%s%s (HTTP %ld, request id %s)", req->op, uri, s3code, msg[0] ? ": " : "", msg,
+            resp->status, rid[0] ? rid : "none");
     return KNN_S3__FAIL;
 }
 

@@ -42,14 +42,14 @@ struct knn_s3_http_exchange {
     int stall_timeout_ms;
     const char *ca_bundle; /* NULL: system default */
     /* response callbacks, called on the thread that polls the session */
-    int (*on_header)(void *user, const char *line, size_t len); /* each header line, status lines included */
+    int (*on_header)(void *user, const char *line, size_t len);  /* each header line, status lines included */
     int (*on_body)(void *user, const uint8_t *data, size_t len); /* 0, or an error code to abort the exchange */
     void *user;
     /* result, set when the exchange completes */
-    int result;       /* 0: a complete response arrived; KNN_ES3_NET / KNN_ETIMEOUT / KNN_ETRUNCATED; or on_body's code */
-    int net_retryable; /* for KNN_ES3_NET: whether the failure is worth retrying (resets yes, bad TLS no) */
-    char error[256];  /* why, when result != 0 (never secrets) */
-    uint64_t bytes_sent; /* request body bytes the transport handed over */
+    int result; /* 0: a complete response arrived; KNN_ES3_NET / KNN_ETIMEOUT / KNN_ETRUNCATED; or on_body's code */
+    int net_retryable;    /* for KNN_ES3_NET: whether the failure is worth retrying (resets yes, bad TLS no) */
+    char error[256];      /* why, when result != 0 (never secrets) */
+    uint64_t bytes_sent;  /* request body bytes the transport handed over */
     void *transport_data; /* the transport's own */
 };
 
@@ -89,10 +89,10 @@ int knn__s3_http_perform(struct knn_s3_http_session *session, struct knn_s3_http
 /* Client                                                                                     */
 
 struct knn_s3_client {
-    char *endpoint;      /* "https://s3.us-east-1.amazonaws.com" (no trailing slash) */
-    char *scheme;        /* "http" or "https" */
-    char *host;          /* host[:port] as sent in Host (port only when not the scheme's default) */
-    int is_aws;          /* an amazonaws.com endpoint */
+    char *endpoint; /* "https://s3.us-east-1.amazonaws.com" (no trailing slash) */
+    char *scheme;   /* "http" or "https" */
+    char *host;     /* host[:port] as sent in Host (port only when not the scheme's default) */
+    int is_aws;     /* an amazonaws.com endpoint */
     char *region;
     enum knn_s3_addressing addressing;
     int sign_payload; /* SHA-256 of single-request bodies (PutObject, Complete) */
@@ -111,12 +111,12 @@ struct knn_s3_client {
     void *clock_user;
     const struct knn_s3_transport *transport;
 
-    pthread_mutex_t lock;           /* guards the fields below */
+    pthread_mutex_t lock;              /* guards the fields below */
     struct knn_s3_http_session **idle; /* sessions for synchronous calls, reused */
     size_t idle_count;
     size_t idle_cap;
-    int64_t skew_s;                 /* server time - local time, learnt from RequestTimeTooSkewed */
-    uint64_t rng;                   /* backoff jitter */
+    int64_t skew_s; /* server time - local time, learnt from RequestTimeTooSkewed */
+    uint64_t rng;   /* backoff jitter */
 };
 
 /** A session for one synchronous call (from the client's idle list, or new); give it back after. */
@@ -140,10 +140,10 @@ void knn__s3_sleep_ms(int ms);
 #define KNN_S3__MAX_LINES 16
 
 struct knn_s3__request {
-    const char *op;     /* "GetObject", for messages */
+    const char *op; /* "GetObject", for messages */
     const char *method;
     const char *bucket;
-    const char *key;    /* NULL: a bucket-level request */
+    const char *key; /* NULL: a bucket-level request */
     struct knn_s3_kv query[KNN_S3__MAX_QUERY];
     size_t query_count;
     struct knn_s3_kv headers[KNN_S3__MAX_HEADERS]; /* extra headers to sign: range, if-match, content-md5, ... */
@@ -170,9 +170,9 @@ struct knn_s3__response {
     char bucket_region[64]; /* x-amz-bucket-region (AWS names the bucket's region on redirects) */
     int64_t last_modified_s;
     int64_t date_s;
-    struct knn_buf body;    /* error bodies, and success bodies unless streamed to a sink */
+    struct knn_buf body;        /* error bodies, and success bodies unless streamed to a sink */
     struct knn_s3__error error; /* parsed from an error body, or derived from the status */
-    uint64_t body_bytes;    /* body bytes received in this attempt (also streamed ones) */
+    uint64_t body_bytes;        /* body bytes received in this attempt (also streamed ones) */
 };
 
 void knn__s3_response_init(struct knn_s3__response *resp, size_t body_cap);
@@ -314,10 +314,10 @@ struct knn_s3__job {
     /* GET into a buffer: the expected bytes, delivered at dst[received..] */
     uint8_t *dst;
     uint64_t dst_len;
-    uint64_t range_start;       /* offset of dst[0] in the object */
-    uint64_t object_size;       /* for Content-Range checks; 0 with dst NULL */
-    const char *if_match;       /* ETag, also on the first attempt */
-    int whole_object;           /* the GET asks for the whole object (no Range) */
+    uint64_t range_start; /* offset of dst[0] in the object */
+    uint64_t object_size; /* for Content-Range checks; 0 with dst NULL */
+    const char *if_match; /* ETag, also on the first attempt */
+    int whole_object;     /* the GET asks for the whole object (no Range) */
     uint64_t received;
     /* result */
     int rc;
@@ -341,7 +341,8 @@ void knn__s3_job_init(struct knn_s3__job *job);
 
 int knn__s3_engine_new(struct knn_s3__engine **out, struct knn_s3_client *client, int max_running);
 
-/** Queue a job (its req and buffers set). Thread-safe. The job must stay alive until done or the engine is destroyed. */
+/** Queue a job (its req and buffers set). Thread-safe. The job must stay alive until done or the engine is destroyed.
+ */
 int knn__s3_engine_submit(struct knn_s3__engine *engine, struct knn_s3__job *job);
 
 /** Block until `job` is done; returns its rc with its message set on this thread. */

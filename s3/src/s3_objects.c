@@ -47,9 +47,11 @@ int knn_s3_head(struct knn_s3_object_info *out, struct knn_s3_client *client, co
     knn__s3_response_init(&resp, 0);
     rc = knn__s3_execute(client, &req, &resp);
     if (rc == KNN_ENOTFOUND && resp.status == 404)
-        rc = knn_error_set(KNN_ES3_NO_SUCH_KEY, "HeadObject s3://%s/%s: no such key (HTTP 404, request id %s; a HEAD "
-                           "cannot tell a missing key from a missing bucket)", bucket, key,
-                           resp.request_id[0] ? resp.request_id : "none");
+        rc = knn_error_set(
+            KNN_ES3_NO_SUCH_KEY,
+            "HeadObject s3://%s/%s: no such key (HTTP 404, request id %s; a HEAD "
+            "cannot tell a missing key from a missing bucket)",
+            bucket, key, resp.request_id[0] ? resp.request_id : "none");
     if (!rc) {
         if (resp.content_length < 0) {
             rc = knn_error_set(KNN_EFORMAT, "HeadObject s3://%s/%s: no Content-Length in the response", bucket, key);
@@ -254,8 +256,11 @@ int knn_s3_list_each(
         if (!page.truncated)
             break;
         if (!page.next_token || !*page.next_token || (token && strcmp(token, page.next_token) == 0)) {
-            rc = knn_error_set(KNN_EFORMAT, "ListObjectsV2 s3://%s: page %d is truncated but has no new continuation "
-                               "token", bucket, page_no);
+            rc = knn_error_set(
+                KNN_EFORMAT,
+                "ListObjectsV2 s3://%s: page %d is truncated but has no new continuation "
+                "token",
+                bucket, page_no);
             goto done;
         }
         knn_free(token);
@@ -345,8 +350,8 @@ struct s_get {
     const char *bucket, *key;
     knn_s3_data_fn *fn;
     void *user;
-    uint64_t start;        /* first byte wanted */
-    uint64_t end;          /* one past the last byte wanted; UINT64_MAX: to the end of the object */
+    uint64_t start; /* first byte wanted */
+    uint64_t end;   /* one past the last byte wanted; UINT64_MAX: to the end of the object */
     uint64_t delivered;
     uint64_t object_size;
     int size_known;
@@ -363,31 +368,42 @@ static int s_get_check(struct s_get *g, const struct knn_s3__response *r)
     if (g->ranged) {
         uint64_t a, b, t;
         if (r->status != 206 || knn__s3_parse_content_range(r->content_range, &a, &b, &t) != 0 || a != g->attempt_start)
-            return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: asked for bytes from %llu, got HTTP %ld with "
-                                 "Content-Range '%s'", g->bucket, g->key, (unsigned long long)g->attempt_start,
-                                 r->status, r->content_range);
+            return knn_error_set(
+                KNN_EFORMAT,
+                "GetObject s3://%s/%s: asked for bytes from %llu, got HTTP %ld with "
+                "Content-Range '%s'",
+                g->bucket, g->key, (unsigned long long)g->attempt_start, r->status, r->content_range);
         if (t != UINT64_MAX) {
             if (g->size_known && t != g->object_size)
-                return knn_error_set(KNN_ES3_CHANGED, "GetObject s3://%s/%s: the object's size changed from %llu to "
-                                     "%llu while it was read", g->bucket, g->key,
-                                     (unsigned long long)g->object_size, (unsigned long long)t);
+                return knn_error_set(
+                    KNN_ES3_CHANGED,
+                    "GetObject s3://%s/%s: the object's size changed from %llu to "
+                    "%llu while it was read",
+                    g->bucket, g->key, (unsigned long long)g->object_size, (unsigned long long)t);
             g->object_size = t;
             g->size_known = 1;
         }
         if (r->content_length >= 0 && (uint64_t)r->content_length != b - a + 1)
-            return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: Content-Length %lld does not match Content-Range "
-                                 "'%s'", g->bucket, g->key, (long long)r->content_length, r->content_range);
+            return knn_error_set(
+                KNN_EFORMAT,
+                "GetObject s3://%s/%s: Content-Length %lld does not match Content-Range "
+                "'%s'",
+                g->bucket, g->key, (long long)r->content_length, r->content_range);
     } else {
         if (r->status != 200)
-            return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: unexpected HTTP %ld", g->bucket, g->key, r->status);
+            return knn_error_set(
+                KNN_EFORMAT, "GetObject s3://%s/%s: unexpected HTTP %ld", g->bucket, g->key, r->status);
         if (r->content_length < 0)
             return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: no Content-Length", g->bucket, g->key);
         g->object_size = (uint64_t)r->content_length;
         g->size_known = 1;
     }
     if (g->etag[0] && r->etag[0] && strcmp(g->etag, r->etag) != 0)
-        return knn_error_set(KNN_ES3_CHANGED, "GetObject s3://%s/%s: the object changed while it was read (ETag %s, "
-                             "then %s)", g->bucket, g->key, g->etag, r->etag);
+        return knn_error_set(
+            KNN_ES3_CHANGED,
+            "GetObject s3://%s/%s: the object changed while it was read (ETag %s, "
+            "then %s)",
+            g->bucket, g->key, g->etag, r->etag);
     if (!g->etag[0])
         snprintf(g->etag, sizeof(g->etag), "%s", r->etag);
     g->checked = 1;
@@ -435,7 +451,7 @@ int knn_s3_get(
     g.user = user;
     g.start = opts->offset;
     g.end = opts->length == UINT64_MAX || opts->length > UINT64_MAX - opts->offset ? UINT64_MAX
-                                                                                     : opts->offset + opts->length;
+                                                                                   : opts->offset + opts->length;
     if (opts->if_match)
         snprintf(g.etag, sizeof(g.etag), "%s", opts->if_match);
     if (opts->length == 0) { /* nothing to read: just the object's metadata */
@@ -465,8 +481,8 @@ int knn_s3_get(
         g.ranged = from > 0 || g.end != UINT64_MAX;
         if (g.ranged) {
             if (g.end != UINT64_MAX)
-                snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)from,
-                         (unsigned long long)(g.end - 1));
+                snprintf(
+                    range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)from, (unsigned long long)(g.end - 1));
             else
                 snprintf(range, sizeof(range), "bytes=%llu-", (unsigned long long)from);
             req.headers[req.header_count++] = (struct knn_s3_kv){"range", range};
@@ -490,8 +506,9 @@ int knn_s3_get(
             if (g.start + g.delivered != want) {
                 x.result = KNN_ETRUNCATED;
                 x.net_retryable = 1;
-                snprintf(x.error, sizeof(x.error), "received %llu of %llu bytes",
-                         (unsigned long long)(g.start + g.delivered - from), (unsigned long long)(want - from));
+                snprintf(
+                    x.error, sizeof(x.error), "received %llu of %llu bytes",
+                    (unsigned long long)(g.start + g.delivered - from), (unsigned long long)(want - from));
             }
         }
         enum knn_s3__verdict v = knn__s3_classify(&code, client, &req, &x, &resp, attempt);
@@ -501,8 +518,8 @@ int knn_s3_get(
         if (v == KNN_S3__FAIL) {
             rc = code;
             if (rc == KNN_ES3_CHANGED && g.delivered > 0)
-                knn_error_wrap(rc, "the object changed while it was read (after %llu bytes)",
-                               (unsigned long long)g.delivered);
+                knn_error_wrap(
+                    rc, "the object changed while it was read (after %llu bytes)", (unsigned long long)g.delivered);
             goto done;
         }
         /* Retry from the last byte delivered; If-Match keeps it the same object. */
@@ -511,8 +528,9 @@ int knn_s3_get(
         if (g.end != UINT64_MAX && g.start + g.delivered >= g.end)
             break; /* everything arrived before the failure */
         int wait = knn__s3_backoff_ms(client, attempt + 1);
-        KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "%s; resuming at byte %llu in %d ms", knn_error_message(),
-                (unsigned long long)(g.start + g.delivered), wait);
+        KNN_LOG(
+            KNN_LOG_DEBUG, KNN_LS_S3, "%s; resuming at byte %llu in %d ms", knn_error_message(),
+            (unsigned long long)(g.start + g.delivered), wait);
         knn__s3_sleep_ms(wait);
     }
     rc = 0;
@@ -679,8 +697,8 @@ int knn_s3_list_uploads(
         if (!u.truncated)
             break;
         if (!u.next_key) {
-            rc = knn_error_set(KNN_EFORMAT, "ListMultipartUploads s3://%s: truncated page without NextKeyMarker",
-                               bucket);
+            rc = knn_error_set(
+                KNN_EFORMAT, "ListMultipartUploads s3://%s: truncated page without NextKeyMarker", bucket);
             goto done;
         }
         knn_free(key_marker);

@@ -40,9 +40,9 @@ struct knn_s3_reader {
     size_t count;
     size_t cap;
     struct s_slot *slots;
-    size_t head;        /* slot of the next chunk to deliver */
-    size_t pending;     /* slots scheduled from head on */
-    int head_delivered; /* the head slot went out in the last call: recycle it first */
+    size_t head;          /* slot of the next chunk to deliver */
+    size_t pending;       /* slots scheduled from head on */
+    int head_delivered;   /* the head slot went out in the last call: recycle it first */
     size_t cursor_object; /* the next part to schedule */
     uint64_t cursor_offset;
     struct knn_s3__engine *engine;
@@ -65,8 +65,8 @@ int knn_s3_reader_new(
     r->max_in_flight = opts && opts->max_in_flight > 0 ? opts->max_in_flight : client->max_concurrency;
     if (r->part_size < 64 * 1024 || r->max_in_flight > 64) {
         knn_free(r);
-        return knn_error_set(KNN_EINVAL, "reader: part size %zu below 64 KiB or more than 64 parts in flight",
-                             r->part_size);
+        return knn_error_set(
+            KNN_EINVAL, "reader: part size %zu below 64 KiB or more than 64 parts in flight", r->part_size);
     }
     if (!(r->slots = knn_calloc((size_t)r->max_in_flight, sizeof(*r->slots)))) {
         knn_free(r);
@@ -78,8 +78,8 @@ int knn_s3_reader_new(
     return 0;
 }
 
-static int s_add(struct knn_s3_reader *r, const char *bucket, const char *key, const char *etag, uint64_t size,
-                 int known)
+static int
+s_add(struct knn_s3_reader *r, const char *bucket, const char *key, const char *etag, uint64_t size, int known)
 {
     if (r->started)
         return knn_error_set(KNN_EINVAL, "reader: objects must be added before reading starts");

@@ -86,8 +86,8 @@ static int s_parse_endpoint(struct knn_s3_client *c, const char *url)
             KNN_EINVAL, "endpoint URL '%s': a path, query or fragment after the host is not supported", url);
     int default_port = port == 0 || (https && port == 443) || (!https && port == 80);
     struct knn_buf host = KNN_BUF_INIT(1024), ep = KNN_BUF_INIT(1200);
-    int rc = default_port ? knn_buf_printf(&host, "%.*s", (int)hl, p)
-                          : knn_buf_printf(&host, "%.*s:%ld", (int)hl, p, port);
+    int rc =
+        default_port ? knn_buf_printf(&host, "%.*s", (int)hl, p) : knn_buf_printf(&host, "%.*s:%ld", (int)hl, p, port);
     if (!rc) {
         for (uint8_t *h = host.data; *h; h++) /* host names are case-insensitive; sign them lower-case */
             if (*h >= 'A' && *h <= 'Z')
@@ -159,8 +159,9 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
             goto on_error;
     } else {
         char aws[160];
-        snprintf(aws, sizeof(aws), "https://s3.%s.amazonaws.com%s", c->region,
-                 strncmp(c->region, "cn-", 3) == 0 ? ".cn" : "");
+        snprintf(
+            aws, sizeof(aws), "https://s3.%s.amazonaws.com%s", c->region,
+            strncmp(c->region, "cn-", 3) == 0 ? ".cn" : "");
         if ((rc = s_parse_endpoint(c, aws)))
             goto on_error;
     }
@@ -203,9 +204,10 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
         goto on_error;
     }
     knn_free(profile_region);
-    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: client for %s, region %s, %s-style, payload %s, parts %s", (void *)c,
-            c->endpoint, c->region, c->addressing == KNN_S3_ADDRESSING_PATH ? "path" : "virtual-host",
-            c->sign_payload ? "signed" : "unsigned", c->sign_parts ? "signed" : "Content-MD5 only");
+    KNN_LOG(
+        KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: client for %s, region %s, %s-style, payload %s, parts %s", (void *)c,
+        c->endpoint, c->region, c->addressing == KNN_S3_ADDRESSING_PATH ? "path" : "virtual-host",
+        c->sign_payload ? "signed" : "unsigned", c->sign_parts ? "signed" : "Content-MD5 only");
     *out = c;
     return 0;
 
@@ -434,13 +436,14 @@ int knn__s3_prepare(struct knn_s3__prepared *p, struct knn_s3_client *c, const s
         headers[nh++] = req->headers[i];
 
     struct knn_s3_sigv4_config cfg = {&creds, c->region, "s3", now};
-    struct knn_s3_sigv4_request sreq = {req->method,   (const char *)path.data, req->query, req->query_count,
-                                        headers,       nh,                      p->payload_hash};
+    struct knn_s3_sigv4_request sreq = {req->method, (const char *)path.data, req->query, req->query_count, headers,
+                                        nh,          p->payload_hash};
     if ((rc = knn_s3_sigv4_sign(&sig, &cfg, &sreq)))
         goto done;
 
-    rc = knn_buf_printf(&p->url, "%s://%s%s%s%s", c->scheme, (const char *)host.data, (const char *)path.data,
-                        sig.canonical_query.len ? "?" : "", (const char *)sig.canonical_query.data);
+    rc = knn_buf_printf(
+        &p->url, "%s://%s%s%s%s", c->scheme, (const char *)host.data, (const char *)path.data,
+        sig.canonical_query.len ? "?" : "", (const char *)sig.canonical_query.data);
     if (rc)
         goto done;
     /* Header lines, NUL-separated in storage; pointers fixed up once storage stops moving. */
@@ -614,8 +617,8 @@ void knn__s3_note_skew(struct knn_s3_client *c, const struct knn_s3__response *r
     pthread_mutex_lock(&c->lock);
     c->skew_s = skew;
     pthread_mutex_unlock(&c->lock);
-    KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "the local clock differs from the server's by %lld s: correcting",
-            (long long)skew);
+    KNN_LOG(
+        KNN_LOG_WARN, KNN_LS_S3, "the local clock differs from the server's by %lld s: correcting", (long long)skew);
 }
 
 int knn__s3_execute(struct knn_s3_client *c, const struct knn_s3__request *req, struct knn_s3__response *resp)
@@ -651,8 +654,9 @@ int knn__s3_execute_counted(
             resp->body_bytes != (uint64_t)resp->content_length) {
             x.result = KNN_ETRUNCATED; /* curl checks this too; never take a short body for a whole one */
             x.net_retryable = 1;
-            snprintf(x.error, sizeof(x.error), "%llu of %lld bytes", (unsigned long long)resp->body_bytes,
-                     (long long)resp->content_length);
+            snprintf(
+                x.error, sizeof(x.error), "%llu of %lld bytes", (unsigned long long)resp->body_bytes,
+                (long long)resp->content_length);
         }
         /* The request may have been acted on: the exchange failed after it was sent, or the
          * answer was a success we could not read in full. */

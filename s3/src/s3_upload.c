@@ -29,8 +29,8 @@ enum s_state {
 };
 
 enum s_slot_state {
-    S_SLOT_FREE = 0, /* or being filled by the caller */
-    S_SLOT_HASHING,  /* queued for (or in) a hashing thread */
+    S_SLOT_FREE = 0,  /* or being filled by the caller */
+    S_SLOT_HASHING,   /* queued for (or in) a hashing thread */
     S_SLOT_SUBMITTED, /* hashed and handed to the engine (or hashing failed: hash_rc) */
 };
 
@@ -40,8 +40,8 @@ struct s_slot {
     size_t cap;
     size_t len;
     int part_number;
-    int busy;                    /* between submission and retirement (caller's view) */
-    enum s_slot_state state;     /* guarded by the upload's lock */
+    int busy;                /* between submission and retirement (caller's view) */
+    enum s_slot_state state; /* guarded by the upload's lock */
     int hash_rc;
     char hash_message[512];
     unsigned char md5_raw[16];
@@ -64,8 +64,8 @@ struct knn_s3_upload {
     int max_in_flight;
     struct s_slot *slots; /* max_in_flight + 1: one filling while the others upload */
     int nslots;
-    int cur;              /* the slot being filled */
-    int *fifo;            /* busy slots in submission order */
+    int cur;   /* the slot being filled */
+    int *fifo; /* busy slots in submission order */
     int fifo_head;
     int fifo_count;
     char *upload_id;
@@ -80,7 +80,7 @@ struct knn_s3_upload {
     int hq_head;
     int hq_count;
     int stop_hashers;
-    int sync_ready; /* lock and cond initialized */
+    int sync_ready;       /* lock and cond initialized */
     struct s_part *parts; /* by part number - 1 */
     int part_count;
     uint64_t written;
@@ -107,8 +107,11 @@ int knn_s3_upload_new(
         goto on_error;
     }
     if (u->part_size < 5u * 1024 * 1024 || u->part_size > S_MAX_PART_SIZE || u->max_in_flight > 64) {
-        rc = knn_error_set(KNN_EINVAL, "upload s3://%s/%s: part size %zu outside 5 MiB..5 GiB, or more than 64 parts "
-                           "in flight", bucket, key, u->part_size);
+        rc = knn_error_set(
+            KNN_EINVAL,
+            "upload s3://%s/%s: part size %zu outside 5 MiB..5 GiB, or more than 64 parts "
+            "in flight",
+            bucket, key, u->part_size);
         goto on_error;
     }
     u->nslots = u->max_in_flight + 1;
@@ -137,8 +140,8 @@ static int s_fail(struct knn_s3_upload *u, int rc)
     if (u->state == S_OPEN) {
         u->state = S_FAILED;
         u->rc = rc;
-        snprintf(u->message, sizeof(u->message), "%s", knn_error_message()[0] ? knn_error_message()
-                                                                               : knn_error_str(rc));
+        snprintf(
+            u->message, sizeof(u->message), "%s", knn_error_message()[0] ? knn_error_message() : knn_error_str(rc));
         /* Abort now, so that no part is left behind whatever the caller does next. */
         int arc = knn_s3_upload_abort(u);
         u->state = S_FAILED;
@@ -179,15 +182,17 @@ static void s_abort_orphans(struct knn_s3_upload *u, int64_t started_s)
     char message[1024];
     snprintf(message, sizeof(message), "%s", knn_error_message());
     if (knn_s3_list_uploads(u->client, u->bucket, u->key, s_orphans_cb, &o) != 0) {
-        KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "s3://%s/%s: cannot look for an orphaned upload: %s", u->bucket, u->key,
-                knn_error_message());
+        KNN_LOG(
+            KNN_LOG_WARN, KNN_LS_S3, "s3://%s/%s: cannot look for an orphaned upload: %s", u->bucket, u->key,
+            knn_error_message());
     }
     for (int i = 0; i < o.count; i++) {
         int rc = knn_s3_abort_upload(u->client, u->bucket, u->key, o.ids[i]);
-        KNN_LOG(rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? KNN_LOG_WARN : KNN_LOG_INFO, KNN_LS_S3,
-                "s3://%s/%s: aborted upload %s, started by an attempt whose answer was lost%s%s", u->bucket, u->key,
-                o.ids[i], rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? ": " : "",
-                rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? knn_error_message() : "");
+        KNN_LOG(
+            rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? KNN_LOG_WARN : KNN_LOG_INFO, KNN_LS_S3,
+            "s3://%s/%s: aborted upload %s, started by an attempt whose answer was lost%s%s", u->bucket, u->key,
+            o.ids[i], rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? ": " : "",
+            rc && rc != KNN_ES3_NO_SUCH_UPLOAD ? knn_error_message() : "");
     }
     knn_error_set(KNN_OK, "%s", message); /* the caller's error message stands */
 }
@@ -216,8 +221,8 @@ static int s_create(struct knn_s3_upload *u)
     if (!rc && (rc = knn__s3_xml_parse(resp.body.data, resp.body.len, s_upload_id_cb, &u->upload_id)))
         rc = knn_error_wrap(rc, "CreateMultipartUpload s3://%s/%s", u->bucket, u->key);
     if (!rc && (!u->upload_id || !*u->upload_id))
-        rc = knn_error_set(KNN_EFORMAT, "CreateMultipartUpload s3://%s/%s: no UploadId in the response", u->bucket,
-                           u->key);
+        rc = knn_error_set(
+            KNN_EFORMAT, "CreateMultipartUpload s3://%s/%s: no UploadId in the response", u->bucket, u->key);
     if (rc) {
         knn_free(u->upload_id);
         u->upload_id = NULL;
@@ -226,8 +231,8 @@ static int s_create(struct knn_s3_upload *u)
     if (uncertain > 0 || (rc && !(resp.status >= 300 && resp.error.code[0])))
         s_abort_orphans(u, started);
     if (!rc)
-        KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s started", (void *)u, u->bucket,
-                u->key);
+        KNN_LOG(
+            KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s started", (void *)u, u->bucket, u->key);
     knn__s3_response_clean_up(&resp);
     return rc;
 }
@@ -247,8 +252,8 @@ static int s_retire_oldest(struct knn_s3_upload *u)
     if ((rc = knn__s3_engine_wait(u->engine, &s->job)))
         return rc;
     if (!s->job.resp.etag[0])
-        return knn_error_set(KNN_EFORMAT, "UploadPart s3://%s/%s part %d: no ETag in the response", u->bucket, u->key,
-                             s->part_number);
+        return knn_error_set(
+            KNN_EFORMAT, "UploadPart s3://%s/%s part %d: no ETag in the response", u->bucket, u->key, s->part_number);
     struct s_part *p = &u->parts[s->part_number - 1];
     if (!(p->etag = knn_strdup(s->job.resp.etag)))
         return KNN_ENOMEM;
@@ -273,8 +278,7 @@ static void s_hash_and_submit(struct knn_s3_upload *u, struct s_slot *s)
         req.headers[req.header_count++] = (struct knn_s3_kv){"content-md5", s->md5};
         req.body = s->buf;
         req.body_len = s->len;
-        req.payload_hash =
-            u->client->sign_parts ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
+        req.payload_hash = u->client->sign_parts ? s->sha : (s->len ? KNN_S3_UNSIGNED_PAYLOAD : KNN_S3_EMPTY_SHA256);
         s->job.req = req;
         s->job.dst = NULL;
         s->job.if_match = NULL;
@@ -401,8 +405,8 @@ static int s_space(struct knn_s3_upload *u, uint8_t **ptr, size_t *room)
     if (u->state != S_OPEN) {
         if (u->state == S_FAILED)
             return knn_error_set(u->rc, "%s", u->message);
-        return knn_error_set(KNN_EINVAL, "upload s3://%s/%s is %s", u->bucket, u->key,
-                             u->state == S_FINISHED ? "finished" : "aborted");
+        return knn_error_set(
+            KNN_EINVAL, "upload s3://%s/%s is %s", u->bucket, u->key, u->state == S_FINISHED ? "finished" : "aborted");
     }
     struct s_slot *s = &u->slots[u->cur];
     if (s->len >= u->part_size) {
@@ -503,8 +507,8 @@ static int s_complete(struct knn_s3_upload *u, char **etag_out)
         knn_buf_clean_up(&body);
         return rc;
     }
-    struct knn_s3__request req = {.op = "CompleteMultipartUpload", .method = "POST", .bucket = u->bucket,
-                                  .key = u->key};
+    struct knn_s3__request req = {
+        .op = "CompleteMultipartUpload", .method = "POST", .bucket = u->bucket, .key = u->key};
     req.query[req.query_count++] = (struct knn_s3_kv){"uploadId", u->upload_id};
     req.headers[req.header_count++] = (struct knn_s3_kv){"content-type", "application/xml"};
     req.body = body.data;
@@ -520,8 +524,9 @@ static int s_complete(struct knn_s3_upload *u, char **etag_out)
         if (s_expected_etag(u, expected) == 0 && knn_s3_head(&info, u->client, u->bucket, u->key) == 0) {
             int ours = info.etag && strcmp(info.etag, expected) == 0 && info.size == u->written;
             if (ours) {
-                KNN_LOG(KNN_LOG_INFO, KNN_LS_S3, "s3://%s/%s: completed by an earlier attempt (ETag %s)", u->bucket,
-                        u->key, expected);
+                KNN_LOG(
+                    KNN_LOG_INFO, KNN_LS_S3, "s3://%s/%s: completed by an earlier attempt (ETag %s)", u->bucket, u->key,
+                    expected);
                 if (etag_out && !(*etag_out = knn_strdup(expected)))
                     rc = KNN_ENOMEM;
                 else
@@ -541,8 +546,11 @@ static int s_complete(struct knn_s3_upload *u, char **etag_out)
         goto done;
     }
     if (!result.is_result) {
-        rc = knn_error_set(KNN_EFORMAT, "CompleteMultipartUpload s3://%s/%s: the answer is not a "
-                           "CompleteMultipartUploadResult", u->bucket, u->key);
+        rc = knn_error_set(
+            KNN_EFORMAT,
+            "CompleteMultipartUpload s3://%s/%s: the answer is not a "
+            "CompleteMultipartUploadResult",
+            u->bucket, u->key);
         goto done;
     }
     u->state = S_FINISHED;
@@ -588,13 +596,14 @@ int knn_s3_upload_finish(struct knn_s3_upload *u, char **etag_out)
     if (u->state != S_OPEN) {
         if (u->state == S_FAILED)
             return knn_error_set(u->rc, "%s", u->message);
-        return knn_error_set(KNN_EINVAL, "upload s3://%s/%s is already %s", u->bucket, u->key,
-                             u->state == S_FINISHED ? "finished" : "aborted");
+        return knn_error_set(
+            KNN_EINVAL, "upload s3://%s/%s is already %s", u->bucket, u->key,
+            u->state == S_FINISHED ? "finished" : "aborted");
     }
     struct s_slot *s = &u->slots[u->cur];
     if (!u->upload_id) { /* it all fits in one part: a single PutObject */
-        rc = knn__s3_put_single(etag_out, u->client, u->bucket, u->key, s->buf ? s->buf : (const uint8_t *)"", s->len,
-                                u->content_type);
+        rc = knn__s3_put_single(
+            etag_out, u->client, u->bucket, u->key, s->buf ? s->buf : (const uint8_t *)"", s->len, u->content_type);
         if (rc)
             return s_fail(u, rc);
         u->uploaded = s->len;
@@ -609,8 +618,9 @@ int knn_s3_upload_finish(struct knn_s3_upload *u, char **etag_out)
     }
     if ((rc = s_complete(u, etag_out)))
         return s_fail(u, rc);
-    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: s3://%s/%s uploaded in %d parts", (void *)u, u->bucket, u->key,
-            u->part_count);
+    KNN_LOG(
+        KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: s3://%s/%s uploaded in %d parts", (void *)u, u->bucket, u->key,
+        u->part_count);
     return 0;
 }
 
@@ -633,8 +643,9 @@ int knn_s3_upload_abort(struct knn_s3_upload *u)
         if (rc == KNN_ES3_NO_SUCH_UPLOAD)
             rc = 0;
         if (!rc)
-            KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s aborted", (void *)u, u->bucket,
-                    u->key);
+            KNN_LOG(
+                KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s aborted", (void *)u, u->bucket,
+                u->key);
         knn_free(u->upload_id);
         u->upload_id = NULL;
     }

@@ -194,12 +194,24 @@ int knn__s3_xml_escape(struct knn_buf *out, const char *s)
     int rc = 0;
     for (; *s && !rc; s++) {
         switch (*s) {
-        case '&': rc = knn_buf_append_str(out, "&amp;"); break;
-        case '<': rc = knn_buf_append_str(out, "&lt;"); break;
-        case '>': rc = knn_buf_append_str(out, "&gt;"); break;
-        case '"': rc = knn_buf_append_str(out, "&quot;"); break;
-        case '\'': rc = knn_buf_append_str(out, "&apos;"); break;
-        default: rc = knn_buf_append(out, s, 1); break;
+            case '&':
+                rc = knn_buf_append_str(out, "&amp;");
+                break;
+            case '<':
+                rc = knn_buf_append_str(out, "&lt;");
+                break;
+            case '>':
+                rc = knn_buf_append_str(out, "&gt;");
+                break;
+            case '"':
+                rc = knn_buf_append_str(out, "&quot;");
+                break;
+            case '\'':
+                rc = knn_buf_append_str(out, "&apos;");
+                break;
+            default:
+                rc = knn_buf_append(out, s, 1);
+                break;
         }
     }
     return rc;

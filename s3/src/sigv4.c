@@ -58,7 +58,7 @@ int knn_s3_sigv4_amz_date(char out[17], int64_t time_s)
         return knn_error_set(KNN_ERANGE, "signing time %lld is outside years 0000-9999", (long long)time_s);
     /* Each field is in range (checked above and by gmtime_r), so the 16 characters always fit. */
     unsigned fields[6] = {(unsigned)(tm.tm_year + 1900), (unsigned)(tm.tm_mon + 1), (unsigned)tm.tm_mday,
-                          (unsigned)tm.tm_hour, (unsigned)tm.tm_min, (unsigned)tm.tm_sec};
+                          (unsigned)tm.tm_hour,          (unsigned)tm.tm_min,       (unsigned)tm.tm_sec};
     static const int widths[6] = {4, 2, 2, 2, 2, 2};
     char *p = out;
     for (int f = 0; f < 6; f++) {
@@ -341,8 +341,8 @@ done:
     return rc;
 }
 
-static int s_check(
-    const struct knn_s3_sigv4_config *config, const struct knn_s3_sigv4_request *request, char amz_date[17])
+static int
+s_check(const struct knn_s3_sigv4_config *config, const struct knn_s3_sigv4_request *request, char amz_date[17])
 {
     if (!config || !config->credentials || !config->credentials->access_key_id ||
         !config->credentials->secret_access_key || !*config->credentials->access_key_id)

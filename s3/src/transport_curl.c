@@ -98,29 +98,29 @@ static void s_set_result(struct s_xfer *t, CURLcode cc)
     }
     const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(cc);
     switch (cc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        x->result = KNN_ETIMEOUT;
-        x->net_retryable = 1;
-        break;
-    case CURLE_PARTIAL_FILE:
-        x->result = KNN_ETRUNCATED;
-        x->net_retryable = 1;
-        break;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_READ_ERROR:
-    case CURLE_SEND_FAIL_REWIND:
-        x->result = KNN_ES3_NET;
-        x->net_retryable = 1;
-        break;
-    default: /* DNS failures, TLS verification, bad URLs: retrying will not help */
-        x->result = KNN_ES3_NET;
-        break;
+        case CURLE_OPERATION_TIMEDOUT:
+            x->result = KNN_ETIMEOUT;
+            x->net_retryable = 1;
+            break;
+        case CURLE_PARTIAL_FILE:
+            x->result = KNN_ETRUNCATED;
+            x->net_retryable = 1;
+            break;
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_READ_ERROR:
+        case CURLE_SEND_FAIL_REWIND:
+            x->result = KNN_ES3_NET;
+            x->net_retryable = 1;
+            break;
+        default: /* DNS failures, TLS verification, bad URLs: retrying will not help */
+            x->result = KNN_ES3_NET;
+            break;
     }
     snprintf(x->error, sizeof(x->error), "%.200s (curl %d)", detail, (int)cc);
     /* Drop a trailing newline curl sometimes leaves in errbuf. */

@@ -63,10 +63,12 @@ int knn_s3_uri_decode(struct knn_buf *out, const char *s, size_t len, int plus_i
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
             if (len - i < 3)
-                return knn_error_set(KNN_EFORMAT, "percent-encoding: '%%' at offset %zu is not followed by two hex digits", i);
+                return knn_error_set(
+                    KNN_EFORMAT, "percent-encoding: '%%' at offset %zu is not followed by two hex digits", i);
             int h = s_hex_value((unsigned char)s[i + 1]), l = s_hex_value((unsigned char)s[i + 2]);
             if (h < 0 || l < 0)
-                return knn_error_set(KNN_EFORMAT, "percent-encoding: '%%' at offset %zu is not followed by two hex digits", i);
+                return knn_error_set(
+                    KNN_EFORMAT, "percent-encoding: '%%' at offset %zu is not followed by two hex digits", i);
             c = (unsigned char)(h * 16 + l);
             if (c == 0)
                 return knn_error_set(KNN_EFORMAT, "percent-encoding: %%00 (a NUL byte) at offset %zu", i);

@@ -72,7 +72,6 @@ struct fake_session {
     int woken;
 };
 
-
 /* A growable byte buffer of the fake (malloc-based). */
 struct fbuf {
     uint8_t *data;
@@ -117,7 +116,10 @@ static void fbuf_free(struct fbuf *b)
 
 static int s_hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* Percent-decode n bytes of s into out (NUL-terminated). */
@@ -256,8 +258,9 @@ const char *fake_s3_last_if_match(struct fake_s3 *f)
     return f->last_if_match;
 }
 
-int fake_s3_fault(struct fake_s3 *f, const char *method, const char *url_part, int skip, int count,
-                  enum fake_action action, int status, const char *code, size_t after)
+int fake_s3_fault(
+    struct fake_s3 *f, const char *method, const char *url_part, int skip, int count, enum fake_action action,
+    int status, const char *code, size_t after)
 {
     pthread_mutex_lock(&f->lock);
     int i = f->n_rules++;
@@ -296,8 +299,11 @@ struct s_reply {
 static void s_error(struct s_reply *r, int status, const char *code)
 {
     r->status = status;
-    fbuf_printf(&r->owned_body, "<?xml version=\"1.0\"?><Error><Code>%s</Code><Message>fake %s</Message>"
-                   "<RequestId>fake-req</RequestId></Error>", code, code);
+    fbuf_printf(
+        &r->owned_body,
+        "<?xml version=\"1.0\"?><Error><Code>%s</Code><Message>fake %s</Message>"
+        "<RequestId>fake-req</RequestId></Error>",
+        code, code);
     r->body = r->owned_body.data;
     r->body_len = r->owned_body.len;
 }
@@ -376,7 +382,8 @@ static void s_serve(struct fake_s3 *f, struct knn_s3_http_exchange *x, struct s_
         char part[16], id[64];
         if (!s_md5_ok(x, md5)) {
             s_error(r, 400, "BadDigest");
-        } else if (s_query(query_buf, "partNumber", part, sizeof(part)) && s_query(query_buf, "uploadId", id, sizeof(id))) {
+        } else if (
+            s_query(query_buf, "partNumber", part, sizeof(part)) && s_query(query_buf, "uploadId", id, sizeof(id))) {
             struct fake_upload *u = NULL;
             for (int i = 0; i < MAX_UPLOADS && !u; i++)
                 if (strcmp(f->uploads[i].id, id) == 0)
@@ -431,8 +438,11 @@ static void s_serve(struct fake_s3 *f, struct knn_s3_http_exchange *x, struct s_
             u->key = uk;
             u->initiated = time(NULL);
             r->status = 200;
-            fbuf_printf(&r->owned_body, "<InitiateMultipartUploadResult><Bucket>%s</Bucket><Key>x</Key><UploadId>%s"
-                           "</UploadId></InitiateMultipartUploadResult>", bucket, u->id);
+            fbuf_printf(
+                &r->owned_body,
+                "<InitiateMultipartUploadResult><Bucket>%s</Bucket><Key>x</Key><UploadId>%s"
+                "</UploadId></InitiateMultipartUploadResult>",
+                bucket, u->id);
             r->body = r->owned_body.data;
             r->body_len = r->owned_body.len;
         } else if (s_query(query_buf, "uploadId", id, sizeof(id))) {
@@ -482,8 +492,11 @@ static void s_serve(struct fake_s3 *f, struct knn_s3_http_exchange *x, struct s_
                     free(u->key);
                     memset(u, 0, sizeof(*u));
                     r->status = 200;
-                    fbuf_printf(&r->owned_body, "<CompleteMultipartUploadResult><ETag>%s</ETag>"
-                                   "</CompleteMultipartUploadResult>", etag);
+                    fbuf_printf(
+                        &r->owned_body,
+                        "<CompleteMultipartUploadResult><ETag>%s</ETag>"
+                        "</CompleteMultipartUploadResult>",
+                        etag);
                     r->body = r->owned_body.data;
                     r->body_len = r->owned_body.len;
                 }
@@ -527,8 +540,11 @@ static void s_serve(struct fake_s3 *f, struct knn_s3_http_exchange *x, struct s_
             char when[32];
             gmtime_r(&u->initiated, &tm);
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-            bad = fbuf_printf(&r->owned_body, "<Upload><Key>%s</Key><UploadId>%s</UploadId><Initiated>%s</Initiated>"
-                              "</Upload>", u->key, u->id, when);
+            bad = fbuf_printf(
+                &r->owned_body,
+                "<Upload><Key>%s</Key><UploadId>%s</UploadId><Initiated>%s</Initiated>"
+                "</Upload>",
+                u->key, u->id, when);
         }
         if (!bad)
             bad = fbuf_printf(&r->owned_body, "<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>");
@@ -572,8 +588,9 @@ static void s_serve(struct fake_s3 *f, struct knn_s3_http_exchange *x, struct s_
                 }
                 r->body = r->owned_body.data;
                 r->body_len = (size_t)(e - a + 1);
-                snprintf(r->headers, sizeof(r->headers), "ETag: %s\r\nContent-Range: bytes %llu-%llu/%zu\r\n", o->etag,
-                         a, e, o->len);
+                snprintf(
+                    r->headers, sizeof(r->headers), "ETag: %s\r\nContent-Range: bytes %llu-%llu/%zu\r\n", o->etag, a, e,
+                    o->len);
             }
         } else {
             if (o->len && fbuf_append(&r->owned_body, o->data, o->len) != 0) {

@@ -34,8 +34,9 @@ void fake_s3_destroy(struct fake_s3 *f);
 const struct knn_s3_transport *fake_s3_transport(struct fake_s3 *f);
 
 /** Add a fault rule; returns its index. */
-int fake_s3_fault(struct fake_s3 *f, const char *method, const char *url_part, int skip, int count,
-                  enum fake_action action, int status, const char *code, size_t after);
+int fake_s3_fault(
+    struct fake_s3 *f, const char *method, const char *url_part, int skip, int count, enum fake_action action,
+    int status, const char *code, size_t after);
 
 /** How many times rule `i` fired. */
 int fake_s3_fired(struct fake_s3 *f, int i);

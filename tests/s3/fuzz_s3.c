@@ -58,73 +58,76 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     switch (which) {
-    case 0: {
-        size_t elements = 0;
-        (void)knn__s3_xml_parse(data, size, s_xml_cb, &elements);
-        break;
-    }
-    case 1: {
-        struct knn_s3__error e;
-        if (knn__s3_xml_error(&e, data, size)) {
-            s_check(memchr(e.code, '\0', sizeof(e.code)) != NULL, "code terminated");
-            s_check(strchr(e.message, '\n') == NULL, "message on one line");
+        case 0: {
+            size_t elements = 0;
+            (void)knn__s3_xml_parse(data, size, s_xml_cb, &elements);
+            break;
         }
-        break;
-    }
-    case 2: {
-        struct knn_s3_credentials c;
-        if (knn__s3_credentials_from_json(&c, (const char *)data, size, "fuzz") == 0) {
-            s_check(c.access_key_id && *c.access_key_id && c.secret_access_key && *c.secret_access_key,
+        case 1: {
+            struct knn_s3__error e;
+            if (knn__s3_xml_error(&e, data, size)) {
+                s_check(memchr(e.code, '\0', sizeof(e.code)) != NULL, "code terminated");
+                s_check(strchr(e.message, '\n') == NULL, "message on one line");
+            }
+            break;
+        }
+        case 2: {
+            struct knn_s3_credentials c;
+            if (knn__s3_credentials_from_json(&c, (const char *)data, size, "fuzz") == 0) {
+                s_check(
+                    c.access_key_id && *c.access_key_id && c.secret_access_key && *c.secret_access_key,
                     "credentials have both keys");
-            knn_s3_credentials_clean_up(&c);
+                knn_s3_credentials_clean_up(&c);
+            }
+            break;
         }
-        break;
-    }
-    case 3: {
-        char *text = s_cstr(data, size);
-        if (!text)
-            return 0;
-        struct knn_s3_uri u;
-        if (knn_s3_uri_parse(&u, text) == 0) {
-            s_check(u.bucket && *u.bucket && !strchr(u.bucket, '/'), "bucket non-empty, no '/'");
-            for (const char *k = u.key; *k; k++)
-                s_check((unsigned char)*k >= 0x20 && *k != 0x7f, "key without control bytes");
-            s_check(knn_s3_uri_is_s3(text), "a parsed URI is an S3 URI");
+        case 3: {
+            char *text = s_cstr(data, size);
+            if (!text)
+                return 0;
+            struct knn_s3_uri u;
+            if (knn_s3_uri_parse(&u, text) == 0) {
+                s_check(u.bucket && *u.bucket && !strchr(u.bucket, '/'), "bucket non-empty, no '/'");
+                for (const char *k = u.key; *k; k++)
+                    s_check((unsigned char)*k >= 0x20 && *k != 0x7f, "key without control bytes");
+                s_check(knn_s3_uri_is_s3(text), "a parsed URI is an S3 URI");
+            }
+            knn_s3_uri_clean_up(&u);
+            knn_free(text);
+            break;
         }
-        knn_s3_uri_clean_up(&u);
-        knn_free(text);
-        break;
-    }
-    case 4: {
-        if (memchr(data, '\0', size))
-            return 0;
-        struct knn_buf enc = KNN_BUF_INIT(4 * size + 16), dec = KNN_BUF_INIT(4 * size + 16);
-        int keep_slash = size && (data[0] & 1);
-        s_check(knn_s3_uri_encode(&enc, (const char *)data, size, keep_slash) == 0, "encode succeeds");
-        for (size_t i = 0; i < enc.len; i++) {
-            char ch = (char)enc.data[i];
-            s_check((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        case 4: {
+            if (memchr(data, '\0', size))
+                return 0;
+            struct knn_buf enc = KNN_BUF_INIT(4 * size + 16), dec = KNN_BUF_INIT(4 * size + 16);
+            int keep_slash = size && (data[0] & 1);
+            s_check(knn_s3_uri_encode(&enc, (const char *)data, size, keep_slash) == 0, "encode succeeds");
+            for (size_t i = 0; i < enc.len; i++) {
+                char ch = (char)enc.data[i];
+                s_check(
+                    (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
                         strchr("-._~%", ch) || (keep_slash && ch == '/'),
                     "encoded text is unreserved characters and %XX");
+            }
+            s_check(
+                knn_s3_uri_decode(&dec, enc.data ? (const char *)enc.data : "", enc.len, 0) == 0, "decode succeeds");
+            s_check(dec.len == size && (size == 0 || memcmp(dec.data, data, size) == 0), "decode(encode(x)) == x");
+            knn_buf_clean_up(&enc);
+            knn_buf_clean_up(&dec);
+            break;
         }
-        s_check(knn_s3_uri_decode(&dec, enc.data ? (const char *)enc.data : "", enc.len, 0) == 0, "decode succeeds");
-        s_check(dec.len == size && (size == 0 || memcmp(dec.data, data, size) == 0), "decode(encode(x)) == x");
-        knn_buf_clean_up(&enc);
-        knn_buf_clean_up(&dec);
-        break;
-    }
-    case 5: {
-        char *text = s_cstr(data, size);
-        if (!text)
-            return 0;
-        int64_t t;
-        (void)knn__s3_parse_iso8601(&t, text, strlen(text));
-        uint64_t a, b, total;
-        if (knn__s3_parse_content_range(text, &a, &b, &total) == 0)
-            s_check(b >= a && (total == UINT64_MAX || total > b), "a valid Content-Range is ordered");
-        knn_free(text);
-        break;
-    }
+        case 5: {
+            char *text = s_cstr(data, size);
+            if (!text)
+                return 0;
+            int64_t t;
+            (void)knn__s3_parse_iso8601(&t, text, strlen(text));
+            uint64_t a, b, total;
+            if (knn__s3_parse_content_range(text, &a, &b, &total) == 0)
+                s_check(b >= a && (total == UINT64_MAX || total > b), "a valid Content-Range is ordered");
+            knn_free(text);
+            break;
+        }
     }
     return 0;
 }

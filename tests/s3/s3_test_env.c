@@ -50,8 +50,11 @@ int knn_s3_test_env_load(struct knn_s3_test_env *env)
     }
     fclose(f);
     if (!env->endpoint[0] || !env->access_key[0] || !env->secret_key[0] || !env->bucket[0]) {
-        fprintf(stderr, "%s: incomplete (needs AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-                "KNN_S3_BUCKET)\n", env->path);
+        fprintf(
+            stderr,
+            "%s: incomplete (needs AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "KNN_S3_BUCKET)\n",
+            env->path);
         return 1;
     }
     if (!env->region[0])

@@ -26,12 +26,12 @@
 #include <stddef.h>
 
 struct knn_s3_test_env {
-    char endpoint[256];   /* http://127.0.0.1:PORT */
+    char endpoint[256]; /* http://127.0.0.1:PORT */
     char access_key[128];
     char secret_key[256];
     char region[64];
     char bucket[64];
-    char path[512];       /* the env file read */
+    char path[512]; /* the env file read */
 };
 
 /**

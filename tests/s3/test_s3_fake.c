@@ -331,16 +331,18 @@ static int s_torture(s_op_fn *op, size_t size, int max_attempts)
         int rc = op(c, f, data, size);
         knn_alloc_fail_after(0);
         if (rc == KNN_EMISMATCH || rc == KNN_EINTERNAL)
-            FAIL("allocation %llu of %llu: %s (%d)", (unsigned long long)n, (unsigned long long)total,
-                 rc == KNN_EMISMATCH ? "wrong bytes returned" : "an upload was left behind", rc);
+            FAIL(
+                "allocation %llu of %llu: %s (%d)", (unsigned long long)n, (unsigned long long)total,
+                rc == KNN_EMISMATCH ? "wrong bytes returned" : "an upload was left behind", rc);
         if (rc) {
             failures++;
             if (!knn_error_message()[0])
                 FAIL("allocation %llu: error %d without a message", (unsigned long long)n, rc);
         }
     }
-    fprintf(stderr, "%llu allocations, %d runs ended in an error, none crashed or leaked\n",
-            (unsigned long long)total, failures);
+    fprintf(
+        stderr, "%llu allocations, %d runs ended in an error, none crashed or leaked\n", (unsigned long long)total,
+        failures);
     knn_free(data);
     knn_s3_client_destroy(c);
     fake_s3_destroy(f);

@@ -65,7 +65,8 @@ static int s_setup(struct s_ctx *c, const char *name, int max_attempts)
     o.retry_base_ms = 20;
     o.stall_timeout_ms = 1000;
     o.part_size = 5 * MIB;
-    if (knn_s3_test_env_client(&c->client, &c->env, &o) != 0 || knn_s3_test_env_client(&c->direct, &c->env, NULL) != 0) {
+    if (knn_s3_test_env_client(&c->client, &c->env, &o) != 0 ||
+        knn_s3_test_env_client(&c->direct, &c->env, NULL) != 0) {
         fprintf(stderr, "client: %s\n", knn_error_message());
         return 1;
     }
@@ -189,8 +190,8 @@ static uint8_t *s_seed_object(struct s_ctx *c, const char *key, size_t size, uin
     return data;
 }
 
-static int s_get_equals(struct s_ctx *c, struct knn_s3_client *client, const char *key, const uint8_t *data,
-                        size_t size)
+static int
+s_get_equals(struct s_ctx *c, struct knn_s3_client *client, const char *key, const uint8_t *data, size_t size)
 {
     struct knn_buf got = KNN_BUF_INIT(size + 1);
     int rc = knn_s3_get(NULL, client, c->env.bucket, key, NULL, s_collect, &got);

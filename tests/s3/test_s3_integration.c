@@ -95,13 +95,15 @@ static int s_roundtrip(struct s_ctx *c, const char *name, size_t size, uint64_t 
         goto done;
     }
     if (got.len != size || (size && memcmp(got.data, data, size) != 0)) {
-        fprintf(stderr, "%s: read back %zu bytes, wrote %zu (first difference at %zu)\n", key, got.len, size,
-                got.len == size ? knn_test_first_difference(got.data, data, size) : 0);
+        fprintf(
+            stderr, "%s: read back %zu bytes, wrote %zu (first difference at %zu)\n", key, got.len, size,
+            got.len == size ? knn_test_first_difference(got.data, data, size) : 0);
         goto done;
     }
     if (info.size != size || head.size != size || strcmp(info.etag, etag) != 0 || strcmp(head.etag, etag) != 0) {
-        fprintf(stderr, "%s: sizes %llu/%llu, ETags put %s get %s head %s\n", key, (unsigned long long)info.size,
-                (unsigned long long)head.size, etag, info.etag, head.etag);
+        fprintf(
+            stderr, "%s: sizes %llu/%llu, ETags put %s get %s head %s\n", key, (unsigned long long)info.size,
+            (unsigned long long)head.size, etag, info.etag, head.etag);
         goto done;
     }
     failed = 0;
@@ -141,7 +143,8 @@ int test_multipart_boundaries(void)
     int rc = s_setup(&c, "s3.multipart_boundaries", &o);
     if (rc)
         return rc;
-    int failed = s_roundtrip(&c, "one-part.bin", 5 * MIB - 1, 11) || s_roundtrip(&c, "two-parts.bin", 5 * MIB + 1, 12) ||
+    int failed = s_roundtrip(&c, "one-part.bin", 5 * MIB - 1, 11) ||
+                 s_roundtrip(&c, "two-parts.bin", 5 * MIB + 1, 12) ||
                  s_roundtrip(&c, "three-parts.bin", 15 * MIB - 7, 13);
     char key[512];
     struct knn_s3_object_info head = {0};
@@ -248,10 +251,10 @@ static int s_list_check_cb(void *user, const struct knn_s3_list_entry *e)
     char body[32];
     snprintf(expected, sizeof(expected), "%skey-%05d", lc->prefix, lc->next);
     int n = snprintf(body, sizeof(body), "%d", lc->next);
-    if (strcmp(e->info->key, expected) != 0 || e->info->size != (uint64_t)n || !e->info->etag ||
-        !e->info->etag[0]) {
-        fprintf(stderr, "entry %d: '%s' (%llu bytes), expected '%s'\n", lc->next, e->info->key,
-                (unsigned long long)e->info->size, expected);
+    if (strcmp(e->info->key, expected) != 0 || e->info->size != (uint64_t)n || !e->info->etag || !e->info->etag[0]) {
+        fprintf(
+            stderr, "entry %d: '%s' (%llu bytes), expected '%s'\n", lc->next, e->info->key,
+            (unsigned long long)e->info->size, expected);
         lc->failed = 1;
         return KNN_EMISMATCH;
     }
@@ -298,8 +301,8 @@ int test_list_over_1000_keys(void)
         struct s_list_check pc = {0, 0, 0, c.prefix};
         rc = knn_s3_list_each(c.client, c.env.bucket, parent, "/", s_list_check_cb, &pc);
         if (rc || pc.prefixes < 1 || pc.next != 0) {
-            fprintf(stderr, "delimited listing of %s: rc %d, %d prefixes, %d objects\n", parent, rc, pc.prefixes,
-                    pc.next);
+            fprintf(
+                stderr, "delimited listing of %s: rc %d, %d prefixes, %d objects\n", parent, rc, pc.prefixes, pc.next);
             failed = 1;
         }
     }
@@ -416,8 +419,9 @@ int test_multipart_64mib(void)
     knn_s3_upload_progress(u, &written, &uploaded);
     knn_s3_upload_destroy(u);
     if (!failed && (written != size || uploaded != size || !strstr(etag, "-8\""))) {
-        fprintf(stderr, "written %llu uploaded %llu etag %s\n", (unsigned long long)written,
-                (unsigned long long)uploaded, etag);
+        fprintf(
+            stderr, "written %llu uploaded %llu etag %s\n", (unsigned long long)written, (unsigned long long)uploaded,
+            etag);
         failed = 1;
     }
     /* 1: a streamed GET. */
@@ -434,8 +438,9 @@ int test_multipart_64mib(void)
         ASSERT_OK(knn_s3_reader_new(&r, c.client, &ro));
         if (knn_s3_reader_add_key(r, c.env.bucket, key) != 0 || knn_s3_reader_run(r, s_verify_chunk, &rv) != 0 ||
             rv.pos != size || rv.chunks != 22) {
-            fprintf(stderr, "reader: %s (at %llu, %zu chunks)\n", knn_error_message(), (unsigned long long)rv.pos,
-                    rv.chunks);
+            fprintf(
+                stderr, "reader: %s (at %llu, %zu chunks)\n", knn_error_message(), (unsigned long long)rv.pos,
+                rv.chunks);
             failed = 1;
         }
         knn_s3_reader_destroy(r);
@@ -469,9 +474,9 @@ int test_reader_many_objects(void)
     if (rc)
         return rc;
     enum { N = 24 };
-    static const size_t sizes[N] = {0,       1,      4096, 65536,  65537,      2 * MIB, 0, 3,
-                                    1000000, 777777, 5,    MIB - 1, MIB,       MIB + 1, 0, 123456,
-                                    42,      2,      0,    300000, 2 * MIB + 5, 7,      99, 1};
+    static const size_t sizes[N] = {0,       1,      4096, 65536,   65537,       2 * MIB, 0,  3,
+                                    1000000, 777777, 5,    MIB - 1, MIB,         MIB + 1, 0,  123456,
+                                    42,      2,      0,    300000,  2 * MIB + 5, 7,       99, 1};
     uint8_t *blobs[N];
     struct knn_s3_object_list list = {0};
     int failed = 0;
@@ -505,9 +510,9 @@ int test_reader_many_objects(void)
         if (ch.object_index != expect_obj || ch.offset != pos || first != (pos == 0) ||
             ch.object_size != sizes[expect_obj] || memcmp(ch.data, blobs[expect_obj] + pos, ch.len) != 0 ||
             last != (pos + ch.len == sizes[expect_obj])) {
-            fprintf(stderr, "chunk of object %zu at %llu (len %zu, flags %d): expected object %zu at %llu\n",
-                    ch.object_index, (unsigned long long)ch.offset, ch.len, ch.flags, expect_obj,
-                    (unsigned long long)pos);
+            fprintf(
+                stderr, "chunk of object %zu at %llu (len %zu, flags %d): expected object %zu at %llu\n",
+                ch.object_index, (unsigned long long)ch.offset, ch.len, ch.flags, expect_obj, (unsigned long long)pos);
             failed = 1;
             break;
         }
@@ -520,8 +525,9 @@ int test_reader_many_objects(void)
     uint64_t delivered, total;
     knn_s3_reader_progress(r, &delivered, &total);
     if (!failed && (expect_obj != N || delivered != total || total != list.total_size)) {
-        fprintf(stderr, "reader ended at object %zu, %llu of %llu bytes\n", expect_obj, (unsigned long long)delivered,
-                (unsigned long long)total);
+        fprintf(
+            stderr, "reader ended at object %zu, %llu of %llu bytes\n", expect_obj, (unsigned long long)delivered,
+            (unsigned long long)total);
         failed = 1;
     }
     knn_s3_reader_destroy(r);

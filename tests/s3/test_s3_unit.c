@@ -66,8 +66,8 @@ static int64_t s_parse_amz_time(const char *t)
 {
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    if (sscanf(t, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-               &tm.tm_sec) != 6)
+    if (sscanf(t, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) !=
+        6)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -222,8 +222,8 @@ int test_sigv4_aws_presigned_get(void)
 
 int test_sigv4_own_cases(void)
 {
-    static const char *const cases[] = {"own-put-special-key", "own-list-special-query", "own-header-normalization",
-                                        "own-presigned-part-token"};
+    static const char *const cases[] = {
+        "own-put-special-key", "own-list-special-query", "own-header-normalization", "own-presigned-part-token"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (s_run_case(cases[i]) != 0)
             FAIL("case %s", cases[i]);
@@ -293,9 +293,9 @@ int test_uri_encode_table(void)
         {"a/b/c", 1, "a/b/c"},
         {"a/b/c", 0, "a%2Fb%2Fc"},
         {"=&?#", 0, "%3D%26%3F%23"},
-        {"\xc3\xa9", 0, "%C3%A9"},                         /* é */
+        {"\xc3\xa9", 0, "%C3%A9"},                             /* é */
         {"\xe6\x97\xa5\xe6\x9c\xac", 1, "%E6%97%A5%E6%9C%AC"}, /* 日本 */
-        {"\xf0\x9f\x98\x80", 0, "%F0%9F%98%80"},         /* an emoji (4 bytes) */
+        {"\xf0\x9f\x98\x80", 0, "%F0%9F%98%80"},               /* an emoji (4 bytes) */
         {"\x01\x7f\xff", 0, "%01%7F%FF"},
         {"dir/sub dir/f+1.bin", 1, "dir/sub%20dir/f%2B1.bin"},
         {"$@:;,", 0, "%24%40%3A%3B%2C"},
@@ -306,8 +306,9 @@ int test_uri_encode_table(void)
         const char *got = b.data ? (const char *)b.data : "";
         if (strcmp(got, cases[i].out) != 0) {
             knn_buf_clean_up(&b);
-            FAIL("case %zu: encode('%s', %d) = '%s', expected '%s'", i, cases[i].in, cases[i].keep_slash, got,
-                 cases[i].out);
+            FAIL(
+                "case %zu: encode('%s', %d) = '%s', expected '%s'", i, cases[i].in, cases[i].keep_slash, got,
+                cases[i].out);
         }
         knn_buf_clean_up(&b);
     }
@@ -375,9 +376,19 @@ int test_uri_parse(void)
         knn_s3_uri_clean_up(&u);
     }
     static const char *const bad[] = {
-        "", "s3://", "s3:///key", "s3://b/c\nd", "/local/path", "file:///x", "relative/dir", "http://bucket.s3.amazonaws.com/k",
-        "https://example.com/bucket/key", "https://s3.amazonaws.com/", "https://bucket.s3.amazonaws.com/k?versionId=1",
-        "s3://bad!bucket/k", "s3://b@d/k",
+        "",
+        "s3://",
+        "s3:///key",
+        "s3://b/c\nd",
+        "/local/path",
+        "file:///x",
+        "relative/dir",
+        "http://bucket.s3.amazonaws.com/k",
+        "https://example.com/bucket/key",
+        "https://s3.amazonaws.com/",
+        "https://bucket.s3.amazonaws.com/k?versionId=1",
+        "s3://bad!bucket/k",
+        "s3://b@d/k",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct knn_s3_uri u;
@@ -418,11 +429,25 @@ int test_bucket_name_rules(void)
 static void s_clear_aws_env(void)
 {
     static const char *const vars[] = {
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_DISABLED",
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_METADATA_SERVICE_TIMEOUT", "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
-        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE"};
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_METADATA_SERVICE_TIMEOUT",
+        "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CA_BUNDLE"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
     setenv("HOME", "/nonexistent-home-for-tests", 1);
@@ -474,14 +499,16 @@ int test_credentials_profile_files(void)
     ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
     snprintf(cred, sizeof(cred), "%s/credentials", dir);
     snprintf(conf, sizeof(conf), "%s/config", dir);
-    ASSERT_OK(s_write(cred, "# comment\n[default]\naws_access_key_id = DEFAULTAK\naws_secret_access_key = "
-                            "defaultsecret\n\n[dev]\naws_access_key_id=DEVAK\naws_secret_access_key=dev/secret+x\r\n"
-                            "aws_session_token = devtoken  \n[partial]\naws_access_key_id = ONLYAK\n"));
-    ASSERT_OK(s_write(conf, "[default]\nregion = eu-west-1\ns3 =\n    addressing_style = path\n    region = nested\n"
-                            "[profile dev]\nregion=ap-south-1\n[profile   cfgonly]\naws_access_key_id = CFGAK\n"
-                            "aws_secret_access_key = cfgsecret\n; comment\n[profile assume]\nrole_arn = "
-                            "arn:aws:iam::123456789012:role/x\nsource_profile = default\n[profile regiononly]\nregion = "
-                            "us-west-1\n"));
+    ASSERT_OK(s_write(
+        cred, "# comment\n[default]\naws_access_key_id = DEFAULTAK\naws_secret_access_key = "
+              "defaultsecret\n\n[dev]\naws_access_key_id=DEVAK\naws_secret_access_key=dev/secret+x\r\n"
+              "aws_session_token = devtoken  \n[partial]\naws_access_key_id = ONLYAK\n"));
+    ASSERT_OK(s_write(
+        conf, "[default]\nregion = eu-west-1\ns3 =\n    addressing_style = path\n    region = nested\n"
+              "[profile dev]\nregion=ap-south-1\n[profile   cfgonly]\naws_access_key_id = CFGAK\n"
+              "aws_secret_access_key = cfgsecret\n; comment\n[profile assume]\nrole_arn = "
+              "arn:aws:iam::123456789012:role/x\nsource_profile = default\n[profile regiononly]\nregion = "
+              "us-west-1\n"));
     setenv("AWS_SHARED_CREDENTIALS_FILE", cred, 1);
     setenv("AWS_CONFIG_FILE", conf, 1);
     struct knn_s3_credentials_provider *p;
@@ -630,8 +657,9 @@ int test_credentials_chain_order(void)
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
     ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
     snprintf(cred, sizeof(cred), "%s/credentials", dir);
-    ASSERT_OK(s_write(cred, "[default]\naws_access_key_id=FILEAK\naws_secret_access_key=filesecret\n"
-                            "[other]\naws_access_key_id=OTHERAK\naws_secret_access_key=othersecret\n"));
+    ASSERT_OK(s_write(
+        cred, "[default]\naws_access_key_id=FILEAK\naws_secret_access_key=filesecret\n"
+              "[other]\naws_access_key_id=OTHERAK\naws_secret_access_key=othersecret\n"));
     setenv("AWS_SHARED_CREDENTIALS_FILE", cred, 1);
     setenv("AWS_CONFIG_FILE", "/nonexistent/config", 1);
     struct knn_s3_credentials_provider *p;
@@ -674,13 +702,13 @@ int test_credentials_chain_order(void)
 }
 
 /* Start tests/tools/fake_credentials_server.py with extra arguments. */
-static int s_fake(pid_t *pid, int *port, const char *mode, const char *a1, const char *a2, const char *a3,
-                  const char *a4)
+static int
+s_fake(pid_t *pid, int *port, const char *mode, const char *a1, const char *a2, const char *a3, const char *a4)
 {
     char script[1024];
     knn_test_source_path(script, sizeof(script), "tests/tools/fake_credentials_server.py");
-    char *argv[] = {(char *)s3t_python(), script, "--mode", (char *)mode, (char *)a1, (char *)a2, (char *)a3,
-                    (char *)a4, NULL};
+    char *argv[] = {(char *)s3t_python(), script,     "--mode",   (char *)mode, (char *)a1,
+                    (char *)a2,           (char *)a3, (char *)a4, NULL};
     return s3t_spawn_server(pid, port, argv, NULL);
 }
 
@@ -728,8 +756,7 @@ int test_credentials_container_fake(void)
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.0.2.10/creds", 1);
     ASSERT_ERR(KNN_EINVAL, s_get_from(p, &c));
     /* A malformed answer is a format error. */
-    ASSERT_OK(s_fake(&pid, &port, "container", "--body", "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": ", NULL,
-                     NULL));
+    ASSERT_OK(s_fake(&pid, &port, "container", "--body", "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": ", NULL, NULL));
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/creds", port);
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
     rc = s_get_from(p, &c);
@@ -792,7 +819,11 @@ int test_credentials_json_and_time(void)
     ASSERT_INT_EQ(1796033394, c.expiration_s);
     knn_s3_credentials_clean_up(&c);
     static const char *const bad[] = {
-        "", "[]", "{\"AccessKeyId\": \"A\"}", "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"", "{\"A\": 1} x",
+        "",
+        "[]",
+        "{\"AccessKeyId\": \"A\"}",
+        "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"",
+        "{\"A\": 1} x",
         "{\"Code\": \"Failure\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"}",
         "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\", \"Expiration\": \"tomorrow\"}",
         "{\"AccessKeyId\": \"A\x01\", \"SecretAccessKey\": \"S\"}",
@@ -840,9 +871,10 @@ int test_xml_error_and_paths(void)
     const char *list = "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Contents><Key>k</Key>"
                        "<Size>3</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResult>";
     ASSERT_OK(knn__s3_xml_parse((const uint8_t *)list, strlen(list), s_paths_cb, &p));
-    ASSERT_STR_EQ("ListBucketResult/Contents/Key=k;ListBucketResult/Contents/Size=3;ListBucketResult/Contents=;"
-                  "ListBucketResult/IsTruncated=false;ListBucketResult=;",
-                  (const char *)p.seen.data);
+    ASSERT_STR_EQ(
+        "ListBucketResult/Contents/Key=k;ListBucketResult/Contents/Size=3;ListBucketResult/Contents=;"
+        "ListBucketResult/IsTruncated=false;ListBucketResult=;",
+        (const char *)p.seen.data);
     knn_buf_clean_up(&p.seen);
     ASSERT_FALSE(knn__s3_xml_error(&e, (const uint8_t *)list, strlen(list))); /* not an Error document */
     return 0;
@@ -927,7 +959,7 @@ int test_retry_classification(void)
         {0, 0, 416, "InvalidRange", 1, KNN_S3__FAIL, KNN_ERANGE},
         {0, 0, 400, "EntityTooSmall", 1, KNN_S3__FAIL, KNN_EINVAL},
         {0, 0, 409, "BucketNotEmpty", 1, KNN_S3__FAIL, KNN_ES3},
-        {KNN_ES3_NET, 1, 0, "", 1, KNN_S3__RETRY, KNN_ES3_NET},   /* reset, refused */
+        {KNN_ES3_NET, 1, 0, "", 1, KNN_S3__RETRY, KNN_ES3_NET}, /* reset, refused */
         {KNN_ES3_NET, 1, 0, "", 3, KNN_S3__FAIL, KNN_ES3_NET},
         {KNN_ES3_NET, 0, 0, "", 1, KNN_S3__FAIL, KNN_ES3_NET},    /* TLS verification, DNS */
         {KNN_ETIMEOUT, 1, 0, "", 1, KNN_S3__RETRY, KNN_ETIMEOUT}, /* a stalled transfer */
@@ -951,8 +983,9 @@ int test_retry_classification(void)
         enum knn_s3__verdict v = knn__s3_classify(&code, client, &req, &x, &resp, cases[i].attempt);
         knn__s3_response_clean_up(&resp);
         if (v != cases[i].verdict || (v != KNN_S3__OK && code != cases[i].error))
-            FAIL("case %zu (status %ld, code '%s', result %d): verdict %d code %d", i, cases[i].status, cases[i].code,
-                 cases[i].result, v, code);
+            FAIL(
+                "case %zu (status %ld, code '%s', result %d): verdict %d code %d", i, cases[i].status, cases[i].code,
+                cases[i].result, v, code);
         if (v != KNN_S3__OK && cases[i].result != KNN_EIO) {
             ASSERT_CONTAINS(knn_error_message(), "GetObject s3://b/dir/k: ");
             if (cases[i].status >= 300 || cases[i].code[0])
@@ -972,7 +1005,8 @@ int test_retry_classification(void)
         ASSERT_INT_EQ(KNN_S3__FAIL, knn__s3_classify(&code, client, &req, &x, &resp, 1));
         knn__s3_response_clean_up(&resp);
         ASSERT_INT_EQ(KNN_ES3, code);
-        ASSERT_CONTAINS(knn_error_message(), "the bucket is in region eu-west-3, not us-east-1: use --region eu-west-3");
+        ASSERT_CONTAINS(
+            knn_error_message(), "the bucket is in region eu-west-3, not us-east-1: use --region eu-west-3");
     }
     /* Backoff: full jitter, within [0, min(max, base * 2^(attempt-2))]. */
     int seen_different = 0, first = knn__s3_backoff_ms(client, 2);
@@ -1035,8 +1069,8 @@ int test_client_options(void)
     ASSERT_STR_EQ("ap-northeast-1", knn_s3_client_region(c));
     knn_s3_client_destroy(c);
     /* Bad options, each with its message. */
-    static const char *const bad_endpoints[] = {"ftp://x", "http://", "http://h:0", "http://h:99999", "http://h/path",
-                                                "http://user@h"};
+    static const char *const bad_endpoints[] = {"ftp://x",        "http://",       "http://h:0",
+                                                "http://h:99999", "http://h/path", "http://user@h"};
     for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]); i++) {
         o.endpoint_url = bad_endpoints[i];
         ASSERT_ERR(KNN_EINVAL, knn_s3_client_new(&c, &o));

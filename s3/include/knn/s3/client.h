@@ -70,14 +70,14 @@ struct knn_s3_client_options {
     /** Payload SHA-256 signing: AUTO signs single-request bodies over http:// only (parts never,
      *  see above); ON signs every payload; OFF none (Content-MD5 is always sent). */
     enum knn_s3_switch payload_signing;
-    int max_attempts;       /* per request, first try included; 0: 5 */
-    int retry_base_ms;      /* first backoff ceiling; doubles per attempt; 0: 100 */
-    int retry_max_ms;       /* backoff ceiling; 0: 20000 */
-    int connect_timeout_ms; /* 0: 10000 */
-    int stall_timeout_ms;   /* a transfer that moves no byte for this long fails (retryable); 0: 60000 */
-    size_t part_size;       /* multipart part and ranged-read size, >= 5 MiB; 0: 8 MiB */
+    int max_attempts;           /* per request, first try included; 0: 5 */
+    int retry_base_ms;          /* first backoff ceiling; doubles per attempt; 0: 100 */
+    int retry_max_ms;           /* backoff ceiling; 0: 20000 */
+    int connect_timeout_ms;     /* 0: 10000 */
+    int stall_timeout_ms;       /* a transfer that moves no byte for this long fails (retryable); 0: 60000 */
+    size_t part_size;           /* multipart part and ranged-read size, >= 5 MiB; 0: 8 MiB */
     size_t multipart_threshold; /* uploads of at least this size use multipart; 0: part_size */
-    int max_concurrency;    /* parallel requests of one reader or upload; 0: 8 */
+    int max_concurrency;        /* parallel requests of one reader or upload; 0: 8 */
     /** PEM file of trusted CAs; NULL: $AWS_CA_BUNDLE, else the system's. TLS is always verified. */
     const char *ca_bundle;
     /** Clock for signing (tests); NULL: the system clock. */
@@ -87,7 +87,10 @@ struct knn_s3_client_options {
     const struct knn_s3_transport *transport;
 };
 
-#define KNN_S3_CLIENT_OPTIONS_INIT {0}
+#define KNN_S3_CLIENT_OPTIONS_INIT                                                                                     \
+    {                                                                                                                  \
+        0                                                                                                              \
+    }
 
 /**
  * Make a client. Resolves the endpoint, region and addressing now; credentials are fetched at the
@@ -106,7 +109,7 @@ const char *knn_s3_client_endpoint(const struct knn_s3_client *client);
 struct knn_s3_object_info {
     char *key;
     uint64_t size;
-    char *etag;           /* with its quotes, as S3 sends it: "\"9b2cf535f27731c974343645a3985328\"" */
+    char *etag;              /* with its quotes, as S3 sends it: "\"9b2cf535f27731c974343645a3985328\"" */
     int64_t last_modified_s; /* Unix seconds, 0 if unknown */
 };
 
@@ -159,11 +162,14 @@ void knn_s3_object_list_clean_up(struct knn_s3_object_list *list);
 typedef int(knn_s3_data_fn)(void *user, const uint8_t *data, size_t len);
 
 struct knn_s3_get_options {
-    uint64_t offset; /* first byte */
-    uint64_t length; /* number of bytes from offset; UINT64_MAX: to the end */
+    uint64_t offset;      /* first byte */
+    uint64_t length;      /* number of bytes from offset; UINT64_MAX: to the end */
     const char *if_match; /* an ETag the object must still have; NULL: any */
 };
-#define KNN_S3_GET_OPTIONS_INIT {0, UINT64_MAX, NULL}
+#define KNN_S3_GET_OPTIONS_INIT                                                                                        \
+    {                                                                                                                  \
+        0, UINT64_MAX, NULL                                                                                            \
+    }
 
 /**
  * GET an object (or a range of it), streamed into `fn` as it arrives; nothing is buffered beyond
@@ -188,7 +194,10 @@ int knn_s3_get_file(struct knn_s3_client *client, const char *bucket, const char
 struct knn_s3_put_options {
     const char *content_type; /* NULL: application/octet-stream */
 };
-#define KNN_S3_PUT_OPTIONS_INIT {NULL}
+#define KNN_S3_PUT_OPTIONS_INIT                                                                                        \
+    {                                                                                                                  \
+        NULL                                                                                                           \
+    }
 
 /**
  * PUT `len` bytes from memory as one object: a single PutObject below multipart_threshold, else a

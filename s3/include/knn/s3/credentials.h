@@ -35,7 +35,7 @@
 struct knn_s3_credentials {
     char *access_key_id;
     char *secret_access_key;
-    char *session_token; /* NULL if none */
+    char *session_token;  /* NULL if none */
     int64_t expiration_s; /* Unix time in seconds; 0: does not expire */
 };
 
@@ -83,7 +83,10 @@ struct knn_s3_profile_options {
     const char *credentials_file; /* NULL: $AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials */
     const char *config_file;      /* NULL: $AWS_CONFIG_FILE, else ~/.aws/config */
 };
-#define KNN_S3_PROFILE_OPTIONS_INIT {NULL, NULL, NULL}
+#define KNN_S3_PROFILE_OPTIONS_INIT                                                                                    \
+    {                                                                                                                  \
+        NULL, NULL, NULL                                                                                               \
+    }
 
 /**
  * Static keys of a profile in the shared credentials file, or in the config file ("[profile NAME]",
@@ -104,7 +107,10 @@ struct knn_s3_http_credentials_options {
     int timeout_ms;   /* per attempt; 0: 1000 for IMDS (or AWS_METADATA_SERVICE_TIMEOUT), 2000 for containers */
     int max_attempts; /* 0: 1 for IMDS (or AWS_METADATA_SERVICE_NUM_ATTEMPTS), 3 for containers */
 };
-#define KNN_S3_HTTP_CREDENTIALS_OPTIONS_INIT {0, 0}
+#define KNN_S3_HTTP_CREDENTIALS_OPTIONS_INIT                                                                           \
+    {                                                                                                                  \
+        0, 0                                                                                                           \
+    }
 
 /**
  * Container credentials (ECS task roles, EKS Pod Identity, SageMaker), from the environment

@@ -34,7 +34,10 @@ struct knn_s3_reader_options {
     size_t part_size;  /* 0: the client's part_size (8 MiB) */
     int max_in_flight; /* parts fetched or buffered ahead at once; 0: the client's max_concurrency (8) */
 };
-#define KNN_S3_READER_OPTIONS_INIT {0, 0}
+#define KNN_S3_READER_OPTIONS_INIT                                                                                     \
+    {                                                                                                                  \
+        0, 0                                                                                                           \
+    }
 
 #define KNN_S3_CHUNK_FIRST 1 /* the chunk starts its object */
 #define KNN_S3_CHUNK_LAST 2  /* the chunk ends its object (an empty object has one chunk: FIRST|LAST, len 0) */
@@ -43,7 +46,7 @@ struct knn_s3_chunk {
     size_t object_index; /* order of knn_s3_reader_add, from 0 */
     const char *key;
     uint64_t object_size;
-    uint64_t offset; /* of data[0] in the object */
+    uint64_t offset;     /* of data[0] in the object */
     const uint8_t *data; /* never NULL (len may be 0) */
     size_t len;
     int flags; /* KNN_S3_CHUNK_FIRST | KNN_S3_CHUNK_LAST */

@@ -42,9 +42,9 @@ struct knn_s3_sigv4_config {
 };
 
 struct knn_s3_sigv4_request {
-    const char *method;             /* "GET", "PUT", ... */
-    const char *path;               /* the encoded absolute path, e.g. "/bucket/a%20b" */
-    const struct knn_s3_kv *query;  /* raw (unencoded) parameters, any order */
+    const char *method;            /* "GET", "PUT", ... */
+    const char *path;              /* the encoded absolute path, e.g. "/bucket/a%20b" */
+    const struct knn_s3_kv *query; /* raw (unencoded) parameters, any order */
     size_t query_count;
     const struct knn_s3_kv *headers; /* the headers to sign, "host" included, any case and order */
     size_t header_count;
@@ -53,12 +53,12 @@ struct knn_s3_sigv4_request {
 
 /** The signer's output; every stage is kept for tests and debugging. */
 struct knn_s3_sigv4_signature {
-    struct knn_buf canonical_query;   /* also the query string to put in the URL */
+    struct knn_buf canonical_query; /* also the query string to put in the URL */
     struct knn_buf canonical_request;
     struct knn_buf string_to_sign;
-    struct knn_buf signed_headers;    /* "host;range;x-amz-date" */
-    struct knn_buf authorization;     /* the Authorization header value (header signing only) */
-    char signature[65];               /* lower-case hex */
+    struct knn_buf signed_headers; /* "host;range;x-amz-date" */
+    struct knn_buf authorization;  /* the Authorization header value (header signing only) */
+    char signature[65];            /* lower-case hex */
 };
 
 void knn_s3_sigv4_signature_init(struct knn_s3_sigv4_signature *sig);

@@ -35,7 +35,10 @@ struct knn_s3_upload_options {
     size_t part_size;         /* >= 5 MiB; 0: the client's part_size (8 MiB) */
     int max_in_flight;        /* 0: the client's max_concurrency (8) */
 };
-#define KNN_S3_UPLOAD_OPTIONS_INIT {NULL, 0, 0}
+#define KNN_S3_UPLOAD_OPTIONS_INIT                                                                                     \
+    {                                                                                                                  \
+        NULL, 0, 0                                                                                                     \
+    }
 
 /** Start an upload of s3://bucket/key. No request is made until the first part is full or finish. */
 int knn_s3_upload_new(
