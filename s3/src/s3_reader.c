@@ -302,6 +302,23 @@ int knn_s3_get_file(struct knn_s3_client *client, const char *bucket, const char
         return knn_s3_get(NULL, client, bucket, key, NULL, s_fd_data, &sink);
     }
     struct knn_s3_reader *r = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return knn_error_set(KNN_EINVAL, "%s is a folder, not a file", path);
+        /* A device, FIFO or socket (/dev/null, a pipe): write into it; a temporary file renamed
+         * over it would replace the device itself. */
+        int dfd = open(path, O_WRONLY | O_CLOEXEC);
+        if (dfd < 0)
+            return knn_error_set(KNN_EIO, "%s: cannot open: %s", path, strerror(errno));
+        struct s_fd_sink dsink = {dfd, path};
+        if (!(rc = knn_s3_reader_new(&r, client, NULL)) && !(rc = knn_s3_reader_add_key(r, bucket, key)))
+            rc = knn_s3_reader_run(r, s_fd_chunk, &dsink);
+        knn_s3_reader_destroy(r);
+        if (close(dfd) != 0 && !rc)
+            rc = knn_error_set(KNN_EIO, "%s: %s", path, strerror(errno));
+        return rc;
+    }
     size_t plen = strlen(path);
     char *tmp = knn_malloc(plen + 32);
     if (!tmp)

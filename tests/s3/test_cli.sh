@@ -36,6 +36,15 @@ mkdir "$work/dl"
 echo piped | "$K" s3 cp --quiet - "s3://$B/${P}piped.txt"
 [ "$("$K" s3 cp "s3://$B/${P}piped.txt" -)" = piped ] || fail "stdin -> S3 -> stdout"
 
+# A FIFO (or a device such as /dev/null) is written into, never replaced by a renamed file.
+mkfifo "$work/fifo"
+cat "$work/fifo" >"$work/from-fifo" &
+reader=$!
+"$K" s3 cp --quiet "s3://$B/${P}tree/a/b/three.txt" "$work/fifo"
+wait "$reader"
+[ -p "$work/fifo" ] || fail "the FIFO was replaced by a file"
+[ "$(cat "$work/from-fifo")" = three ] || fail "FIFO contents: $(cat "$work/from-fifo")"
+
 # Errors: one clear line, exit 1; usage errors exit 2; no partial file left.
 expect_exit 1 "$K" s3 cp "s3://$B/${P}missing.bin" "$work/dl/missing.bin"
 grep -q "no such key" "$work/err" || fail "missing key message: $(cat "$work/err")"

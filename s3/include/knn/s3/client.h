@@ -187,7 +187,8 @@ int knn_s3_get(
 /**
  * Download an object into a local file, fetching ranges in parallel (reader.h). The file is written
  * as PATH.partial-XXXXXX and renamed over `path` only when complete, so a failure never leaves a
- * partial file at `path`. `path` "-" writes to standard output (sequentially).
+ * partial file at `path`. `path` "-" writes to standard output (sequentially); a path that is a
+ * device, FIFO or socket (/dev/null, a named pipe) is written into directly, never replaced.
  */
 int knn_s3_get_file(struct knn_s3_client *client, const char *bucket, const char *key, const char *path);
 
