@@ -8,7 +8,7 @@ build, tar.gz, awscli upload), in one run, interleaved, for each index type.
     bench_train.py --runner ... --rows 8000000 --no-anchor             # 4.2 GiB: memory does not grow with data
     bench_train.py --runner ... --env /tmp/knn-s3-local-$UID/env       # a server that already runs
 
-Reports seconds, the speed-up (anchor / ours; target >= 3x), and knn-runner's peak memory (getrusage,
+Reports seconds, the speed-up (anchor / ours; target >= 3x), and knn-runner's peak memory (VmHWM,
 from the job summary) against the target: sample bytes + 25% + 64 MiB.
 """
 import argparse

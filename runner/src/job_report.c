@@ -78,6 +78,22 @@ const char *knn_job_phase_name(enum knn_job_phase phase)
 
 uint64_t knn_peak_rss_bytes(void)
 {
+    /*
+     * VmHWM, the high-water mark of this program's own address space. getrusage's ru_maxrss is not
+     * it: Linux carries the maximum over execve, so a job started by a big parent (a Python script
+     * holding its data) reports the parent's resident size at fork time.
+     */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kib = 0;
+        int found = 0;
+        while (!found && fgets(line, sizeof(line), f))
+            found = sscanf(line, "VmHWM: %llu kB", &kib) == 1;
+        fclose(f);
+        if (found)
+            return (uint64_t)kib * 1024;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         return 0;

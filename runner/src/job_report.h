@@ -8,7 +8,7 @@
  *   "AlgorithmError: <message>" (our side or the platform's: memory, I/O, the S3 service failing),
  *   written to <base>/output/failure in container mode (SageMaker surfaces its first 1024 bytes);
  * - a job summary (JSON): status, hyperparameters, channels read, rows sampled, metrics, timings
- *   per phase, peak memory (getrusage), the artifact's URI.
+ *   per phase, peak memory (VmHWM), the artifact's URI.
  * Not thread-safe.
  */
 
@@ -68,7 +68,7 @@ json_t *knn_job_summary_to_json(const struct knn_job_summary *s);
 /** A few human-readable lines. */
 void knn_job_summary_print(FILE *out, const struct knn_job_summary *s);
 
-/** Peak resident set size of this process so far, in bytes (getrusage). */
+/** Peak resident set size of this program so far, in bytes (VmHWM; getrusage where /proc is missing). */
 uint64_t knn_peak_rss_bytes(void);
 
 #endif
