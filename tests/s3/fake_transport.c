@@ -61,6 +61,10 @@ struct fake_s3 {
     int requests;
     char last_range[64];
     char last_if_match[96];
+    char last_url[2048];
+    char last_headers[16][1024];
+    int n_last_headers;
+    char header_out[1024];
 };
 
 struct fake_session {
@@ -256,6 +260,20 @@ const char *fake_s3_last_range(struct fake_s3 *f)
 const char *fake_s3_last_if_match(struct fake_s3 *f)
 {
     return f->last_if_match;
+}
+
+const char *fake_s3_last_url(struct fake_s3 *f)
+{
+    return f->last_url;
+}
+
+const char *fake_s3_last_header(struct fake_s3 *f, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < f->n_last_headers; i++)
+        if (strncasecmp(f->last_headers[i], name, n) == 0 && f->last_headers[i][n] == ':')
+            return f->last_headers[i];
+    return "";
 }
 
 int fake_s3_fault(
@@ -629,6 +647,10 @@ static void s_run(struct fake_s3 *f, struct knn_s3_http_exchange *x)
 
     pthread_mutex_lock(&f->lock);
     f->requests++;
+    snprintf(f->last_url, sizeof(f->last_url), "%s", x->url);
+    f->n_last_headers = 0;
+    for (size_t i = 0; i < x->header_count && i < 16; i++)
+        snprintf(f->last_headers[f->n_last_headers++], sizeof(f->last_headers[0]), "%s", x->headers[i]);
     struct fake_rule rule_copy, *rule = s_pick(f, x);
     if (rule)
         rule_copy = *rule;

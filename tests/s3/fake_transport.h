@@ -55,4 +55,8 @@ int fake_s3_requests(struct fake_s3 *f);
 const char *fake_s3_last_range(struct fake_s3 *f);
 const char *fake_s3_last_if_match(struct fake_s3 *f);
 
+/** The last request's URL, and its header line starting with `name` ("" if none). */
+const char *fake_s3_last_url(struct fake_s3 *f);
+const char *fake_s3_last_header(struct fake_s3 *f, const char *name);
+
 #endif

@@ -260,6 +260,68 @@ int test_fake_create_answer_lost_leaves_no_orphan(void)
     return 0;
 }
 
+/* What goes on the wire: AWS virtual-hosted URLs, path style elsewhere, the key encoded once, the
+ * session token signed, TLS CA bundle from the environment. */
+int test_fake_addressing_and_signed_headers(void)
+{
+    struct fake_s3 *f = fake_s3_new();
+    struct knn_s3_credentials_provider *creds;
+    struct knn_s3_client *c;
+    struct knn_s3_client_options o = KNN_S3_CLIENT_OPTIONS_INIT;
+    struct knn_s3_object_info info;
+    int exists;
+    unsetenv("AWS_ENDPOINT_URL"); /* a developer's shell may point these at a local server */
+    unsetenv("AWS_ENDPOINT_URL_S3");
+    ASSERT_OK(knn_s3_credentials_provider_new_static(&creds, "ASIAFAKE", "secret", "session/token+1=="));
+    o.region = "eu-west-3";
+    o.credentials = creds;
+    o.transport = fake_s3_transport(f);
+    o.max_attempts = 1;
+    /* AWS: virtual-hosted, https, payload unsigned (TLS). */
+    ASSERT_OK(knn_s3_client_new(&c, &o));
+    ASSERT_OK(knn_s3_exists(&exists, c, "my-bucket", "dir/a b+c.rec"));
+    ASSERT_STR_EQ("https://my-bucket.s3.eu-west-3.amazonaws.com/dir/a%20b%2Bc.rec", fake_s3_last_url(f));
+    ASSERT_STR_EQ("host: my-bucket.s3.eu-west-3.amazonaws.com", fake_s3_last_header(f, "host"));
+    ASSERT_STR_EQ("x-amz-security-token: session/token+1==", fake_s3_last_header(f, "x-amz-security-token"));
+    ASSERT_CONTAINS(
+        fake_s3_last_header(f, "Authorization"), "Credential=ASIAFAKE/"); /* the access key id only: never the secret */
+    ASSERT_CONTAINS(
+        fake_s3_last_header(f, "Authorization"),
+        "/eu-west-3/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date;"
+        "x-amz-security-token,Signature=");
+    ASSERT_TRUE(strstr(fake_s3_last_header(f, "Authorization"), "secret") == NULL);
+    /* A bucket name with dots cannot be a virtual host under https: path style for it. */
+    ASSERT_OK(knn_s3_exists(&exists, c, "my.dotted.bucket", "k"));
+    ASSERT_STR_EQ("https://s3.eu-west-3.amazonaws.com/my.dotted.bucket/k", fake_s3_last_url(f));
+    /* A put over https: UNSIGNED-PAYLOAD, with its Content-MD5. */
+    ASSERT_OK(knn_s3_put(NULL, c, "my-bucket", "k", "hello", 5, NULL));
+    ASSERT_STR_EQ("x-amz-content-sha256: UNSIGNED-PAYLOAD", fake_s3_last_header(f, "x-amz-content-sha256"));
+    ASSERT_STR_EQ("content-md5: XUFAKrxLKna5cZ2REBfFkg==", fake_s3_last_header(f, "content-md5"));
+    knn_s3_client_destroy(c);
+    /* A custom endpoint: path style; over http the payload's SHA-256 is signed. */
+    o.endpoint_url = "http://minio.local:9000";
+    ASSERT_OK(knn_s3_client_new(&c, &o));
+    ASSERT_OK(knn_s3_put(NULL, c, "my-bucket", "dir/k~1", "hello", 5, NULL));
+    ASSERT_STR_EQ("http://minio.local:9000/my-bucket/dir/k~1", fake_s3_last_url(f));
+    ASSERT_STR_EQ("host: minio.local:9000", fake_s3_last_header(f, "host"));
+    ASSERT_STR_EQ(
+        "x-amz-content-sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        fake_s3_last_header(f, "x-amz-content-sha256"));
+    ASSERT_OK(knn_s3_head(&info, c, "my-bucket", "dir/k~1"));
+    ASSERT_UINT_EQ(5, info.size);
+    knn_s3_object_info_clean_up(&info);
+    knn_s3_client_destroy(c);
+    /* Forced virtual-host on a custom endpoint. */
+    o.addressing = KNN_S3_ADDRESSING_VIRTUAL;
+    ASSERT_OK(knn_s3_client_new(&c, &o));
+    ASSERT_OK(knn_s3_exists(&exists, c, "my-bucket", "k"));
+    ASSERT_STR_EQ("http://my-bucket.minio.local:9000/k", fake_s3_last_url(f));
+    knn_s3_client_destroy(c);
+    knn_s3_credentials_provider_release(creds);
+    fake_s3_destroy(f);
+    return 0;
+}
+
 /* ---- allocation failures: every allocation of an operation fails in turn ---- */
 
 typedef int(s_op_fn)(struct knn_s3_client *c, struct fake_s3 *f, const uint8_t *data, size_t size);
