@@ -99,6 +99,7 @@ struct knn_s3_client_options {
  */
 int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_options *opts);
 
+/** Free the client (NULL-safe). Destroy its readers and uploads first: they borrow it. */
 void knn_s3_client_destroy(struct knn_s3_client *client);
 
 /** The resolved region and endpoint ("https://s3.us-east-1.amazonaws.com"); owned by the client. */

@@ -52,6 +52,7 @@ struct knn_s3_chunk {
     int flags; /* KNN_S3_CHUNK_FIRST | KNN_S3_CHUNK_LAST */
 };
 
+/** A reader on `client` (borrowed: it must outlive the reader). Errors: KNN_EINVAL, KNN_ENOMEM. */
 int knn_s3_reader_new(
     struct knn_s3_reader **out, struct knn_s3_client *client, const struct knn_s3_reader_options *opts);
 

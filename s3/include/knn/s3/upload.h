@@ -40,7 +40,10 @@ struct knn_s3_upload_options {
         NULL, 0, 0                                                                                                     \
     }
 
-/** Start an upload of s3://bucket/key. No request is made until the first part is full or finish. */
+/**
+ * Start an upload of s3://bucket/key on `client` (borrowed: it must outlive the upload). No request
+ * is made until the first part is full or finish. Errors: KNN_EINVAL (bad part size, no key), KNN_ENOMEM.
+ */
 int knn_s3_upload_new(
     struct knn_s3_upload **out, struct knn_s3_client *client, const char *bucket, const char *key,
     const struct knn_s3_upload_options *opts);
