@@ -21,7 +21,9 @@ start)
         fi
         echo "s3_server: KNN_S3_REUSE_ENV=$KNN_S3_REUSE_ENV does not answer (HTTP $code): starting our own"
     fi
-    "$root/scripts/s3-local" start --dir "$dir" --port 0
+    # A second try if the first fails (a free port taken by someone else in between, a slow start).
+    "$root/scripts/s3-local" start --dir "$dir" --port 0 ||
+        { echo "s3_server: first start failed, trying again"; "$root/scripts/s3-local" start --dir "$dir" --port 0; }
     ;;
 stop)
     if [ -f "$dir/reused" ]; then
