@@ -41,6 +41,7 @@ if(_knn_serve_algo AND TARGET knn_recordio)
         src/model_archive.c
         src/cmd_serve.c
         src/cmd_transform.c
+        src/infer_json_fast.c
         src/infer_request.c
         src/infer_response.c
         src/mime.c

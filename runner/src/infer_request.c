@@ -1,4 +1,5 @@
 #include "infer_request.h"
+#include "infer_impl.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
@@ -34,7 +35,7 @@ void knn_infer_rows_reset(struct knn_infer_rows *rows)
 }
 
 /* A zeroed row at index `at` (not yet counted in n); KNN_ETOOBIG past max_rows, KNN_ENOMEM. */
-static int s_new_row(float **out, struct knn_infer_rows *rows, size_t at)
+int knn__infer_rows_new_row(float **out, struct knn_infer_rows *rows, size_t at)
 {
     if (at >= rows->max_rows)
         return knn_error_set(KNN_ETOOBIG, "row %zu: more than %zu rows in one request", at + 1, rows->max_rows);
@@ -86,7 +87,7 @@ static int s_decode_csv(struct knn_infer_rows *rows, size_t *n, int label_size, 
             q++;
         if (q < le) {
             float *dst;
-            if ((rc = s_new_row(&dst, rows, *n)) != 0)
+            if ((rc = knn__infer_rows_new_row(&dst, rows, *n)) != 0)
                 break;
             rc = knn_recordio_csv_parse_line(scratch ? scratch : dst, width, p, (size_t)(le - p), line);
             if (rc) {
@@ -195,6 +196,8 @@ static json_t *s_load(const uint8_t *body, size_t len, const char *what, size_t 
 static int s_decode_json(struct knn_infer_rows *rows, size_t *n, const uint8_t *body, size_t len)
 {
     int rc = 0;
+    if (knn__infer_json_fast(rows, n, body, len, 0))
+        return 0;
     json_t *doc = s_load(body, len, "JSON body", 0);
     if (!doc)
         return KNN_EFORMAT;
@@ -205,7 +208,7 @@ static int s_decode_json(struct knn_infer_rows *rows, size_t *n, const uint8_t *
     }
     for (size_t i = 0; i < json_array_size(instances); i++) {
         float *dst;
-        rc = s_new_row(&dst, rows, *n);
+        rc = knn__infer_rows_new_row(&dst, rows, *n);
         if (rc)
             goto on_error;
         rc = s_instance_row(dst, rows->dim, json_array_get(instances, i), *n + 1);
@@ -220,6 +223,8 @@ on_error:
 
 static int s_decode_jsonlines(struct knn_infer_rows *rows, size_t *n, const uint8_t *body, size_t len)
 {
+    if (knn__infer_json_fast(rows, n, body, len, 1))
+        return 0;
     const uint8_t *p = body, *end = body + len;
     size_t line = 0;
     while (p < end) {
@@ -234,7 +239,7 @@ static int s_decode_jsonlines(struct knn_infer_rows *rows, size_t *n, const uint
             if (!inst)
                 return KNN_EFORMAT;
             float *dst;
-            int rc = s_new_row(&dst, rows, *n);
+            int rc = knn__infer_rows_new_row(&dst, rows, *n);
             if (rc == 0)
                 rc = s_instance_row(dst, rows->dim, inst, *n + 1);
             json_decref(inst);
@@ -259,7 +264,7 @@ static int s_recordio_rows(void *user, const float *features, const float *label
     struct s_recordio_sink *sink = user;
     for (size_t i = 0; i < count; i++) {
         float *dst;
-        int rc = s_new_row(&dst, sink->rows, *sink->n);
+        int rc = knn__infer_rows_new_row(&dst, sink->rows, *sink->n);
         if (rc)
             return rc;
         memcpy(dst, features + i * sink->rows->dim, sink->rows->dim * sizeof(float));

@@ -5,6 +5,7 @@
  * finite and the row count is within the cap; on failure a message is set.
  * Runs as libFuzzer (KNN_BUILD_FUZZERS with clang) and as a corpus replay in every build.
  */
+#include "infer_impl.h"
 #include "infer_request.h"
 #include "mime.h"
 
@@ -55,6 +56,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else if (rc > 0 || knn_error_message()[0] == '\0') {
         abort(); /* errors are negative codes with a message */
+    }
+    /* The JSON fast path must agree with jansson on everything it accepts (and it only ever
+     * accepts, so the error codes and messages come from the same place). */
+    if (ct.media == KNN_MEDIA_JSON || ct.media == KNN_MEDIA_JSONLINES) {
+        struct knn_infer_rows slow;
+        knn_infer_rows_init(&slow, dim, 1000);
+        knn__infer_json_fast_enabled = 0;
+        int rc2 = knn_infer_decode(&slow, &ct, p, (size_t)(end - p));
+        knn__infer_json_fast_enabled = 1;
+        if (rc2 != rc || (rc == 0 && (slow.n != rows.n ||
+                                      (rows.n && memcmp(slow.x, rows.x, rows.n * dim * sizeof(float)) != 0))))
+            abort();
+        knn_infer_rows_clean_up(&slow);
     }
     knn_infer_rows_clean_up(&rows);
     return 0;
