@@ -7,8 +7,10 @@
 #include "knn/common/log.h"
 #include "s3_impl.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct knn_s3__engine {
     struct knn_s3_client *client;
@@ -83,8 +85,23 @@ static int s_job_sink(void *user, const struct knn_s3__response *r, const uint8_
         return rc;
     if (len > j->dst_len - j->received)
         return knn_error_set(KNN_EFORMAT, "GetObject s3://%s/%s: more bytes than asked for", j->req.bucket, j->req.key);
-    memcpy(j->dst + j->received, data, len);
-    j->received += len;
+    if (!j->to_fd) {
+        memcpy(j->dst + j->received, data, len);
+        j->received += len;
+        return 0;
+    }
+    while (len > 0) {
+        ssize_t n = pwrite(j->fd, data, len, (off_t)(j->range_start + j->received));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return knn_error_set(
+                KNN_EIO, "GetObject s3://%s/%s: writing at offset %llu: %s", j->req.bucket, j->req.key,
+                (unsigned long long)(j->range_start + j->received), strerror(errno));
+        data += n;
+        len -= (size_t)n;
+        j->received += (uint64_t)n;
+    }
     return 0;
 }
 
@@ -103,7 +120,7 @@ static int s_start_attempt(struct knn_s3__engine *e, struct knn_s3__job *j)
     j->attempt++;
     j->checked = 0;
     j->req.header_count = j->base_headers;
-    if (j->dst && !(j->whole_object && j->received == 0)) {
+    if ((j->dst || j->to_fd) && !(j->whole_object && j->received == 0)) {
         snprintf(
             j->range_header, sizeof(j->range_header), "bytes=%llu-%llu",
             (unsigned long long)(j->range_start + j->received), (unsigned long long)(j->range_start + j->dst_len - 1));
@@ -117,7 +134,7 @@ static int s_start_attempt(struct knn_s3__engine *e, struct knn_s3__job *j)
         return rc;
     }
     j->ctx.resp = &j->resp;
-    j->ctx.sink = j->dst ? s_job_sink : NULL;
+    j->ctx.sink = j->dst || j->to_fd ? s_job_sink : NULL;
     j->ctx.sink_user = j;
     knn__s3_exchange_setup(&j->x, &j->ctx, e->client, &j->req, &j->prep);
     if ((rc = e->session->transport->vtable->start(e->session, &j->x))) {
@@ -133,7 +150,7 @@ static void s_attempt_done(struct knn_s3__engine *e, struct knn_s3__job *j)
     int code = 0;
     struct knn_s3_http_exchange *x = &j->x;
     knn__s3_exchange_finish(x, &j->resp);
-    if (x->result == 0 && j->resp.status >= 200 && j->resp.status < 300 && j->dst) {
+    if (x->result == 0 && j->resp.status >= 200 && j->resp.status < 300 && (j->dst || j->to_fd)) {
         if (!j->checked && j->dst_len > 0) {
             int rc = s_job_check(j, &j->resp);
             if (rc) {

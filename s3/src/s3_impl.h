@@ -311,8 +311,11 @@ enum knn_s3__job_state {
 
 struct knn_s3__job {
     struct knn_s3__request req; /* set by the submitter; strings must outlive the job */
-    /* GET into a buffer: the expected bytes, delivered at dst[received..] */
+    /* GET into a buffer: the expected bytes, delivered at dst[received..]; or, with to_fd, written
+     * with pwrite() at file offset range_start + received of fd (dst NULL). */
     uint8_t *dst;
+    int to_fd;
+    int fd;
     uint64_t dst_len;
     uint64_t range_start; /* offset of dst[0] in the object */
     uint64_t object_size; /* for Content-Range checks; 0 with dst NULL */

@@ -294,6 +294,58 @@ static int s_fd_chunk(void *user, const struct knn_s3_chunk *c)
     return s_write_all(s->fd, c->data, c->len, s->path);
 }
 
+/* Parallel ranged GETs written with pwrite() straight to their place in a regular file: no
+ * buffering, no waiting for order (the file is renamed into place only when complete). */
+static int s_download_to_fd(struct knn_s3_client *client, const char *bucket, const char *key, int fd)
+{
+    struct knn_s3_object_info info;
+    struct knn_s3__engine *engine = NULL;
+    struct knn_s3__job *jobs = NULL;
+    int rc = knn_s3_head(&info, client, bucket, key), k = 0;
+    if (rc)
+        return rc;
+    uint64_t size = info.size, part = client->part_size;
+    uint64_t nparts = (size + part - 1) / part, next = 0;
+    if (nparts == 0)
+        goto done;
+    k = nparts < (uint64_t)client->max_concurrency ? (int)nparts : client->max_concurrency;
+    if (!(jobs = knn_calloc((size_t)k, sizeof(*jobs)))) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    for (int i = 0; i < k; i++)
+        knn__s3_job_init(&jobs[i]);
+    if ((rc = knn__s3_engine_new(&engine, client, k)))
+        goto done;
+    for (uint64_t finished = 0; finished < nparts && !rc; finished++) {
+        /* Keep k parts in flight: submit up to `finished + k`, then wait for the oldest. */
+        while (next < nparts && next < finished + (uint64_t)k && !rc) {
+            struct knn_s3__job *j = &jobs[next % (uint64_t)k];
+            struct knn_s3__request req = {.op = "GetObject", .method = "GET", .bucket = bucket, .key = key};
+            j->req = req;
+            j->dst = NULL;
+            j->to_fd = 1;
+            j->fd = fd;
+            j->range_start = next * part;
+            j->dst_len = size - j->range_start < part ? size - j->range_start : part;
+            j->object_size = size;
+            j->if_match = info.etag;
+            j->whole_object = nparts == 1;
+            rc = knn__s3_engine_submit(engine, j);
+            next++;
+        }
+        if (!rc)
+            rc = knn__s3_engine_wait(engine, &jobs[finished % (uint64_t)k]);
+    }
+done:
+    knn__s3_engine_destroy(engine); /* cancels what still runs after a failure */
+    for (int i = 0; jobs && i < k; i++)
+        knn__s3_job_clean_up(&jobs[i]);
+    knn_free(jobs);
+    knn_s3_object_info_clean_up(&info);
+    return rc;
+}
+
 int knn_s3_get_file(struct knn_s3_client *client, const char *bucket, const char *key, const char *path)
 {
     int rc;
@@ -330,9 +382,7 @@ int knn_s3_get_file(struct knn_s3_client *client, const char *bucket, const char
         knn_free(tmp);
         return rc;
     }
-    struct s_fd_sink sink = {fd, path};
-    if ((rc = knn_s3_reader_new(&r, client, NULL)) || (rc = knn_s3_reader_add_key(r, bucket, key)) ||
-        (rc = knn_s3_reader_run(r, s_fd_chunk, &sink)))
+    if ((rc = s_download_to_fd(client, bucket, key, fd)))
         goto done;
     if (fchmod(fd, 0644) != 0 || close(fd) != 0) {
         fd = -1;

@@ -470,6 +470,36 @@ int test_fault_reader_parts_retried(void)
     return 0;
 }
 
+int test_fault_get_file_parts_retried(void)
+{
+    struct s_ctx c;
+    int rc = s_setup(&c, "faults.get_file", 5);
+    if (rc)
+        return rc;
+    char key[512], dir[512], path[600];
+    snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
+    size_t size = 19 * MIB + 11;
+    uint8_t *data = s_seed_object(&c, key, size, 15);
+    ASSERT_TRUE(data != NULL);
+    /* The HEAD, then 3 ranged GETs in parallel (8 MiB): faults on some of them. */
+    ASSERT_OK(s_arm(&c, "action=reset&after=1000000&method=GET&skip=1"));
+    ASSERT_OK(s_arm(&c, "action=status&status=503&method=GET&count=2"));
+    ASSERT_OK(s_arm(&c, "action=truncate&after=4321&method=GET&skip=2"));
+    ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/obj.bin", dir);
+    ASSERT_OK(knn_s3_get_file(c.client, c.env.bucket, key, path));
+    uint8_t *back = NULL;
+    size_t blen = 0;
+    ASSERT_OK(knn_test_read_file(path, &back, &blen));
+    ASSERT_MEM_EQ(data, size, back, blen);
+    ASSERT_INT_EQ(4, s_fired(&c));
+    knn_free(back);
+    knn_test_rmtree(dir);
+    knn_free(data);
+    s_teardown(&c);
+    return 0;
+}
+
 /* ---- multipart ---- */
 
 int test_fault_multipart_parts_retried(void)

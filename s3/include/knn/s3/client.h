@@ -186,7 +186,8 @@ int knn_s3_get(
     const struct knn_s3_get_options *opts, knn_s3_data_fn *fn, void *user);
 
 /**
- * Download an object into a local file, fetching ranges in parallel (reader.h). The file is written
+ * Download an object into a local file, fetching ranges in parallel and writing each where it
+ * belongs (pwrite; no buffering beyond curl's). The file is written
  * as PATH.partial-XXXXXX and renamed over `path` only when complete, so a failure never leaves a
  * partial file at `path`. `path` "-" writes to standard output (sequentially); a path that is a
  * device, FIFO or socket (/dev/null, a named pipe) is written into directly, never replaced.
