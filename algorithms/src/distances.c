@@ -424,6 +424,7 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
             S_ACC_INIT(3);
             S_ACC_INIT(4);
             S_ACC_INIT(5);
+#pragma GCC unroll 4
             for (size_t j = 0; j < d; j++) {
                 __m256 b0 = _mm256_load_ps(pa + j * 8);
                 __m256 b1 = _mm256_load_ps(pb + j * 8);
@@ -608,73 +609,146 @@ s_hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256
 
 static const int32_t s_tail_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-/* Accumulate row `y` against the query into acc (L2: (y-q)^2, IP: y*q). */
-#define S_ROW_ACC(acc, y)                                                                                              \
+/* acc += (y - q)^2 (L2) or y * q (inner product), 8 lanes. */
+#define S_ACC(acc, yv, qv)                                                                                             \
     do {                                                                                                               \
-        const float *s_y = (y);                                                                                        \
-        size_t s_j = 0;                                                                                                \
-        for (; s_j + 8 <= d; s_j += 8) {                                                                               \
-            __m256 s_b = _mm256_loadu_ps(s_y + s_j);                                                                   \
-            __m256 s_q = _mm256_loadu_ps(query + s_j);                                                                 \
-            if (ip) {                                                                                                  \
-                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                                  \
-            } else {                                                                                                   \
-                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                                  \
-                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                                  \
-            }                                                                                                          \
-        }                                                                                                              \
-        if (s_j < d) {                                                                                                 \
-            __m256 s_b = _mm256_maskload_ps(s_y + s_j, tail);                                                          \
-            __m256 s_q = _mm256_maskload_ps(query + s_j, tail);                                                        \
-            if (ip) {                                                                                                  \
-                acc = _mm256_fmadd_ps(s_b, s_q, acc);                                                                  \
-            } else {                                                                                                   \
-                __m256 s_t = _mm256_sub_ps(s_b, s_q);                                                                  \
-                acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                                  \
-            }                                                                                                          \
+        if (ip) {                                                                                                      \
+            acc = _mm256_fmadd_ps(yv, qv, acc);                                                                        \
+        } else {                                                                                                       \
+            __m256 s_t = _mm256_sub_ps(yv, qv);                                                                        \
+            acc = _mm256_fmadd_ps(s_t, s_t, acc);                                                                      \
         }                                                                                                              \
     } while (0)
 
-__attribute__((target("avx2,fma"))) static void
-s_scan_one_avx2(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+/* Test 8 distances against the threshold and push the ones that pass. */
+#define S_TEST8(v, j)                                                                                                  \
+    do {                                                                                                               \
+        /* v >= thr for inner product, v <= thr for L2 */                                                              \
+        __m256 s_pass = ip ? _mm256_cmp_ps(vthr, v, _CMP_LE_OQ) : _mm256_cmp_ps(v, vthr, _CMP_LE_OQ);                  \
+        unsigned s_m = (unsigned)_mm256_movemask_ps(s_pass);                                                           \
+        if (s_m) {                                                                                                     \
+            float s_buf[8];                                                                                            \
+            _mm256_storeu_ps(s_buf, v);                                                                                \
+            while (s_m) {                                                                                              \
+                unsigned s_b = (unsigned)__builtin_ctz(s_m);                                                           \
+                s_m &= s_m - 1;                                                                                        \
+                if (ip ? s_buf[s_b] >= thr : s_buf[s_b] <= thr) {                                                      \
+                    knn__topk_push(h, s_buf[s_b], id_offset + (int64_t)((j) + s_b));                                   \
+                    thr = knn__topk_threshold(h);                                                                      \
+                }                                                                                                      \
+            }                                                                                                          \
+            vthr = _mm256_set1_ps(thr);                                                                                \
+        }                                                                                                              \
+    } while (0)
+
+/*
+ * Narrow rows (d <= 32): 8 rows at a time, slice by slice of 8 dimensions: the query slice is
+ * loaded once for 8 rows (adjacent in memory), so the loop costs are shared by 8 rows (~20% less
+ * CPU at d = 20 than row by row). `ip` is a constant in each instantiation below.
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_one_slices(
+    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset, const int ip)
 {
-    const int ip = h->ip;
     const __m256i tail = _mm256_loadu_si256((const __m256i *)(s_tail_masks + 8 - d % 8));
+    const size_t dfull = d / 8 * 8;
     float thr = knn__topk_threshold(h);
     __m256 vthr = _mm256_set1_ps(thr);
-    float buf[8];
     size_t j = 0;
     for (; j + 8 <= nb; j += 8) {
         const float *y = base + j * d;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(),
                a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
-        S_ROW_ACC(a0, y);
-        S_ROW_ACC(a1, y + d);
-        S_ROW_ACC(a2, y + 2 * d);
-        S_ROW_ACC(a3, y + 3 * d);
-        S_ROW_ACC(a4, y + 4 * d);
-        S_ROW_ACC(a5, y + 5 * d);
-        S_ROW_ACC(a6, y + 6 * d);
-        S_ROW_ACC(a7, y + 7 * d);
-        __m256 v = s_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
-        /* v >= thr for inner product, v <= thr for L2 */
-        __m256 pass = ip ? _mm256_cmp_ps(vthr, v, _CMP_LE_OQ) : _mm256_cmp_ps(v, vthr, _CMP_LE_OQ);
-        unsigned m = (unsigned)_mm256_movemask_ps(pass);
-        if (m) {
-            _mm256_storeu_ps(buf, v);
-            while (m) {
-                unsigned b = (unsigned)__builtin_ctz(m);
-                m &= m - 1;
-                if (ip ? buf[b] >= thr : buf[b] <= thr) {
-                    knn__topk_push(h, buf[b], id_offset + (int64_t)(j + b));
-                    thr = knn__topk_threshold(h);
-                }
-            }
-            vthr = _mm256_set1_ps(thr);
+        size_t c = 0;
+        for (; c < dfull; c += 8) {
+            __m256 q = _mm256_loadu_ps(query + c);
+            S_ACC(a0, _mm256_loadu_ps(y + c), q);
+            S_ACC(a1, _mm256_loadu_ps(y + d + c), q);
+            S_ACC(a2, _mm256_loadu_ps(y + 2 * d + c), q);
+            S_ACC(a3, _mm256_loadu_ps(y + 3 * d + c), q);
+            S_ACC(a4, _mm256_loadu_ps(y + 4 * d + c), q);
+            S_ACC(a5, _mm256_loadu_ps(y + 5 * d + c), q);
+            S_ACC(a6, _mm256_loadu_ps(y + 6 * d + c), q);
+            S_ACC(a7, _mm256_loadu_ps(y + 7 * d + c), q);
         }
+        if (c < d) {
+            __m256 q = _mm256_maskload_ps(query + c, tail);
+            S_ACC(a0, _mm256_maskload_ps(y + c, tail), q);
+            S_ACC(a1, _mm256_maskload_ps(y + d + c, tail), q);
+            S_ACC(a2, _mm256_maskload_ps(y + 2 * d + c, tail), q);
+            S_ACC(a3, _mm256_maskload_ps(y + 3 * d + c, tail), q);
+            S_ACC(a4, _mm256_maskload_ps(y + 4 * d + c, tail), q);
+            S_ACC(a5, _mm256_maskload_ps(y + 5 * d + c, tail), q);
+            S_ACC(a6, _mm256_maskload_ps(y + 6 * d + c, tail), q);
+            S_ACC(a7, _mm256_maskload_ps(y + 7 * d + c, tail), q);
+        }
+        __m256 v = s_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
+        S_TEST8(v, j);
     }
     if (j < nb)
         s_scan_one_portable(query, base + j * d, nb - j, d, h, id_offset + (int64_t)j);
+}
+
+/* acc += row y against the query, the whole row at once. */
+#define S_ROW(acc, yrow)                                                                                               \
+    do {                                                                                                               \
+        const float *s_y = (yrow);                                                                                     \
+        size_t s_c = 0;                                                                                                \
+        for (; s_c < dfull; s_c += 8)                                                                                  \
+            S_ACC(acc, _mm256_loadu_ps(s_y + s_c), _mm256_loadu_ps(query + s_c));                                      \
+        if (s_c < d)                                                                                                   \
+            S_ACC(acc, _mm256_maskload_ps(s_y + s_c, tail), _mm256_maskload_ps(query + s_c, tail));                    \
+    } while (0)
+
+/*
+ * Wide rows: memory-bound, so the base is read strictly in order (row after row, which the hardware
+ * prefetchers follow best: slice-interleaving 8 rows 512 bytes apart was 25% slower at d = 128).
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_one_rows(
+    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset, const int ip)
+{
+    const __m256i tail = _mm256_loadu_si256((const __m256i *)(s_tail_masks + 8 - d % 8));
+    const size_t dfull = d / 8 * 8;
+    float thr = knn__topk_threshold(h);
+    __m256 vthr = _mm256_set1_ps(thr);
+    size_t j = 0;
+    for (; j + 8 <= nb; j += 8) {
+        const float *y = base + j * d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(),
+               a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+        S_ROW(a0, y);
+        S_ROW(a1, y + d);
+        S_ROW(a2, y + 2 * d);
+        S_ROW(a3, y + 3 * d);
+        S_ROW(a4, y + 4 * d);
+        S_ROW(a5, y + 5 * d);
+        S_ROW(a6, y + 6 * d);
+        S_ROW(a7, y + 7 * d);
+        __m256 v = s_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
+        S_TEST8(v, j);
+    }
+    if (j < nb)
+        s_scan_one_portable(query, base + j * d, nb - j, d, h, id_offset + (int64_t)j);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_one_body(
+    const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset, const int ip)
+{
+    if (d <= 32)
+        s_scan_one_slices(query, base, nb, d, h, id_offset, ip);
+    else
+        s_scan_one_rows(query, base, nb, d, h, id_offset, ip);
+}
+
+__attribute__((target("avx2,fma"))) static void
+s_scan_one_avx2_l2(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+{
+    s_scan_one_body(query, base, nb, d, h, id_offset, 0);
+}
+
+__attribute__((target("avx2,fma"))) static void
+s_scan_one_avx2_ip(const float *query, const float *base, size_t nb, size_t d, struct knn__topk *h, int64_t id_offset)
+{
+    s_scan_one_body(query, base, nb, d, h, id_offset, 1);
 }
 #endif
 
@@ -682,7 +756,10 @@ void knn__scan_one(const float *query, const float *base, size_t nb, size_t d, s
 {
 #if S_HAVE_X86
     if (knn__simd_enabled()) {
-        s_scan_one_avx2(query, base, nb, d, h, id_offset);
+        if (h->ip)
+            s_scan_one_avx2_ip(query, base, nb, d, h, id_offset);
+        else
+            s_scan_one_avx2_l2(query, base, nb, d, h, id_offset);
         return;
     }
 #endif
