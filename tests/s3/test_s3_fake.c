@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MIB (1024u * 1024u)
 
@@ -230,6 +231,38 @@ int test_fake_upload_retries_then_aborts(void)
     knn_s3_upload_destroy(u);
     ASSERT_INT_EQ(0, fake_s3_uploads(f));
     ASSERT_TRUE(fake_s3_get(f, "b", "doomed", &len) == NULL);
+    knn_free(data);
+    knn_s3_client_destroy(c);
+    fake_s3_destroy(f);
+    return 0;
+}
+
+int test_fake_get_file_with_faults(void)
+{
+    struct fake_s3 *f = fake_s3_new();
+    struct knn_s3_client *c;
+    ASSERT_OK(s_client(&c, f, 5));
+    size_t size = 16 * MIB + 3; /* 4 ranges of 5 MiB, 3 in flight */
+    uint8_t *data = knn_malloc(size);
+    s_fill(data, size, 7);
+    ASSERT_OK(fake_s3_put(f, "b", "big", data, size));
+    fake_s3_fault(f, "GET", "/b/big", 1, 1, FAKE_TRUNCATE, 0, NULL, 99999);
+    fake_s3_fault(f, "GET", "/b/big", 2, 1, FAKE_RESET, 0, NULL, 0);
+    fake_s3_fault(f, "GET", "/b/big", 0, 1, FAKE_STATUS, 503, "SlowDown", 0);
+    char dir[512], path[600];
+    ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/big.bin", dir);
+    ASSERT_OK(knn_s3_get_file(c, "b", "big", path));
+    uint8_t *back = NULL;
+    size_t blen = 0;
+    ASSERT_OK(knn_test_read_file(path, &back, &blen));
+    ASSERT_MEM_EQ(data, size, back, blen);
+    knn_free(back);
+    /* A missing object: an error, and no file. */
+    snprintf(path, sizeof(path), "%s/missing.bin", dir);
+    ASSERT_ERR(KNN_ES3_NO_SUCH_KEY, knn_s3_get_file(c, "b", "missing", path));
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    knn_test_rmtree(dir);
     knn_free(data);
     knn_s3_client_destroy(c);
     fake_s3_destroy(f);
