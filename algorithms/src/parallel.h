@@ -28,8 +28,10 @@ size_t knn__ncores(void);
 size_t knn__resolve_threads(size_t threads, size_t work_items);
 
 /**
- * Make OpenBLAS single-threaded (openblas_set_num_threads(1)), once per process; every caller of
- * BLAS in the library calls this first. Thread-safe.
+ * Make OpenBLAS single-threaded for the calling thread (openblas_set_num_threads(1), once per
+ * thread: OpenBLAS's OpenMP flavour follows each calling thread's own OpenMP thread count, so a
+ * once-per-process call leaves every other thread running 2-thread sgemms whose OpenMP teams spin
+ * against our workers). Every caller of BLAS in the library calls this first. Thread-safe.
  */
 void knn__blas_single_threaded(void);
 
