@@ -27,8 +27,19 @@
 #include <math.h>
 #include <string.h>
 
-/* k-means iterations for the coarse quantizer (FAISS's IVF default). */
-#define S_COARSE_NITER 10
+/*
+ * The coarse quantizer's k-means: FAISS runs 10 plain iterations on up to 256 points per list.
+ * We run 5, then 10 balancing iterations on 64 points per list (kmeans.h: penalty 0.2 x the mean
+ * squared distance x size / mean size, L2 only). On clustered data plain k-means leaves dense
+ * regions under one big list that most queries then scan: on the gaussian anchor set (200k x 128,
+ * 447 lists) a query scans 3.7x a balanced share at nprobe 8. Balanced, recall@10 >= 0.97 needs
+ * ~3,700 vectors scanned instead of ~11,000 (nprobe 6 instead of 8); on the topics set (already
+ * even) nothing changes. It costs about as much as FAISS's 10 plain iterations.
+ */
+#define S_COARSE_NITER 5
+#define S_BALANCE 0.2
+#define S_BALANCE_NITER 10
+#define S_BALANCE_POINTS 64
 /* Vectors assigned and encoded per step of add: bounds add's scratch memory. */
 #define S_ADD_CHUNK 16384
 /* Largest block of queries one worker searches at once. */
@@ -44,6 +55,13 @@ struct s_list {
 
 struct s_ivf {
     struct knn_index *quantizer; /* Flat, nlist centroids once trained */
+    /*
+     * For an L2 quantizer, the centroids padded to a multiple of 16 with rows that never win
+     * (norm +INFINITY), and their norms: batches of queries go straight to the shared batch kernel
+     * (knn__exact_search_block), whose panels of 16 would otherwise end in a slow ragged tail.
+     */
+    float *qcent, *qnorms;
+    size_t qpad;
     size_t nlist;
     size_t code_size;
     struct s_list *lists;
@@ -152,13 +170,63 @@ static int s_new_quantizer(struct knn_index **out, const struct knn_index *index
     return knn_index_new(out, &qo);
 }
 
-/* Coarse assignment of n vectors: the nearest centroid of each, and its distance. */
-static int s_assign(const struct knn_index *index, size_t n, const float *x, size_t threads, float *dist, int64_t *lab)
+/* Below this many queries the coarse search streams the centroids once per query instead. */
+#define S_COARSE_BATCH_MIN 16
+/* Queries per unit of work of the parallel coarse search. */
+#define S_COARSE_UNIT 256
+
+/* Prepare the padded centroid copy of an L2 quantizer (after training or reading). */
+static int s_prepare_coarse(struct s_ivf *ivf, size_t d)
+{
+    knn_free(ivf->qcent);
+    knn_free(ivf->qnorms);
+    ivf->qcent = ivf->qnorms = NULL;
+    if (ivf->quantizer->opts.metric != KNN_METRIC_L2)
+        return 0;
+    ivf->qpad = (ivf->nlist + 15) / 16 * 16;
+    if (!(ivf->qcent = knn_calloc(ivf->qpad, d * sizeof(float))) ||
+        !(ivf->qnorms = knn_malloc_array(ivf->qpad, sizeof(float))))
+        return KNN_ENOMEM;
+    memcpy(ivf->qcent, knn__index_flat_vectors(ivf->quantizer), ivf->nlist * d * sizeof(float));
+    knn__norms_sqr(ivf->qcent, ivf->nlist, d, ivf->qnorms);
+    for (size_t l = ivf->nlist; l < ivf->qpad; l++)
+        ivf->qnorms[l] = INFINITY;
+    return 0;
+}
+
+/* The k nearest lists of n queries, on the calling thread. */
+static int s_coarse(const struct knn_index *index, size_t n, const float *x, size_t k, float *dist, int64_t *lab)
 {
     const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    if (ivf->qcent && n >= S_COARSE_BATCH_MIN)
+        return knn__exact_search_block(x, n, ivf->qcent, ivf->qnorms, ivf->qpad, d, 0, k, dist, lab, 0, 1);
     struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
-    sp.threads = threads;
-    return ivf->quantizer->vtable->search(ivf->quantizer, n, x, 1, dist, lab, &sp);
+    sp.threads = 1;
+    return ivf->quantizer->vtable->search(ivf->quantizer, n, x, k, dist, lab, &sp);
+}
+
+struct s_assign_ctx {
+    const struct knn_index *index;
+    const float *x;
+    float *dist;
+    int64_t *lab;
+    size_t n;
+};
+
+static int s_assign_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
+{
+    const struct s_assign_ctx *ctx = ctx_;
+    const size_t d = ctx->index->opts.dim;
+    size_t b = begin * S_COARSE_UNIT, e = end * S_COARSE_UNIT < ctx->n ? end * S_COARSE_UNIT : ctx->n;
+    return s_coarse(ctx->index, e - b, ctx->x + b * d, 1, ctx->dist + b, ctx->lab + b);
+}
+
+/* Coarse assignment of n vectors: the nearest list of each, and its distance, in parallel. */
+static int s_assign(const struct knn_index *index, size_t n, const float *x, size_t threads, float *dist, int64_t *lab)
+{
+    struct s_assign_ctx ctx = {index, x, dist, lab, n};
+    return knn__parallel_for((n + S_COARSE_UNIT - 1) / S_COARSE_UNIT, threads, s_assign_chunk, &ctx);
 }
 
 static int s_train_pq(struct knn_index *index, size_t n, const float *x)
@@ -232,6 +300,9 @@ static int s_train(struct knn_index *index, size_t n, const float *x)
     struct knn__kmeans_options ko = KNN__KMEANS_OPTIONS_INIT;
     ko.niter = S_COARSE_NITER;
     ko.ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    ko.balance = S_BALANCE;
+    ko.balance_niter = S_BALANCE_NITER;
+    ko.balance_points_per_centroid = S_BALANCE_POINTS;
     ko.seed = index->opts.seed;
     ko.threads = index->opts.threads;
     if ((rc = knn__kmeans_train(cent, &ko, n, d, x, ivf->nlist)) != 0) {
@@ -243,6 +314,8 @@ static int s_train(struct knn_index *index, size_t n, const float *x)
     knn_index_destroy(ivf->quantizer);
     ivf->quantizer = quantizer;
     quantizer = NULL;
+    if ((rc = s_prepare_coarse(ivf, d)) != 0)
+        goto on_error;
     KNN_LOG(KNN_LOG_DEBUG, KNN_LS_ALGO, "%s: %zu lists trained on %zu vectors", index->vtable->name, ivf->nlist, n);
 
     if (ivf->is_pq) {
@@ -624,9 +697,7 @@ static int s_search_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
     for (size_t b = begin; b < end; b++) {
         size_t q0 = b * ctx->block;
         size_t nq = ctx->n - q0 < ctx->block ? ctx->n - q0 : ctx->block;
-        struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
-        sp.threads = 1;
-        rc = ivf->quantizer->vtable->search(ivf->quantizer, nq, ctx->x + q0 * d, ctx->nprobe, cdist, clab, &sp);
+        rc = s_coarse(index, nq, ctx->x + q0 * d, ctx->nprobe, cdist, clab);
         if (rc != 0)
             goto on_error;
         rc = ivf->is_pq ? s_search_pq_block(ctx, q0, nq, cdist, clab) : s_search_flat_block(ctx, q0, nq, cdist, clab);
@@ -680,6 +751,8 @@ static void s_destroy(struct knn_index *index)
         knn_index_destroy(ivf->quantizer);
         knn__pq_clean_up(&ivf->pq);
         knn_free(ivf->precomputed);
+        knn_free(ivf->qcent);
+        knn_free(ivf->qnorms);
         knn_free(ivf);
     }
     knn_free(index);
@@ -793,6 +866,8 @@ int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const
     }
     knn_index_destroy(ivf->quantizer);
     ivf->quantizer = quantizer;
+    if ((rc = s_prepare_coarse(ivf, index->opts.dim)) != 0)
+        return rc;
     if (ivf->is_pq) {
         ivf->by_residual = by_residual != 0;
         memcpy(ivf->pq.centroids, pq_centroids, ivf->pq.m * ivf->pq.ksub * ivf->pq.dsub * sizeof(float));

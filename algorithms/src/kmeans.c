@@ -238,6 +238,174 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_avx
     }
 }
 
+/*
+ * Four vectors against all centroids at once: for each pair of centroid groups, 8 accumulators
+ * (4 vectors x 2 groups) fed by two table loads and four broadcasts per coordinate, so the FMA
+ * chains are independent and the table is read once per four vectors. Scores go to buf (row r at
+ * buf + r * stride_buf) and are reduced afterwards by s_select_row. `D` is a compile-time constant.
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_scores4_avx2(
+    const struct knn__centroids *c, const float *const *xs, size_t D, float *buf, size_t stride_buf)
+{
+    const float alpha = c->ip ? -1.0f : -2.0f;
+    const size_t ng = c->ngroups;
+    float xa[4][KNN__KMEANS_SMALL_D];
+    for (size_t r = 0; r < 4; r++)
+        for (size_t j = 0; j < D; j++)
+            xa[r][j] = alpha * xs[r][j];
+    const float *t = c->table;
+    size_t g = 0;
+    for (; g + 2 <= ng; g += 2, t += 2 * D * 8) {
+        const __m256 b0 = _mm256_load_ps(c->bias + g * 8), b1 = _mm256_load_ps(c->bias + g * 8 + 8);
+        __m256 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+#pragma GCC unroll 32
+        for (size_t j = 0; j < D; j++) {
+            const __m256 t0 = _mm256_load_ps(t + j * 8), t1 = _mm256_load_ps(t + D * 8 + j * 8);
+            __m256 v = _mm256_broadcast_ss(&xa[0][j]);
+            a00 = _mm256_fmadd_ps(v, t0, a00);
+            a01 = _mm256_fmadd_ps(v, t1, a01);
+            v = _mm256_broadcast_ss(&xa[1][j]);
+            a10 = _mm256_fmadd_ps(v, t0, a10);
+            a11 = _mm256_fmadd_ps(v, t1, a11);
+            v = _mm256_broadcast_ss(&xa[2][j]);
+            a20 = _mm256_fmadd_ps(v, t0, a20);
+            a21 = _mm256_fmadd_ps(v, t1, a21);
+            v = _mm256_broadcast_ss(&xa[3][j]);
+            a30 = _mm256_fmadd_ps(v, t0, a30);
+            a31 = _mm256_fmadd_ps(v, t1, a31);
+        }
+        float *o = buf + g * 8;
+        _mm256_store_ps(o, a00);
+        _mm256_store_ps(o + 8, a01);
+        _mm256_store_ps(o + stride_buf, a10);
+        _mm256_store_ps(o + stride_buf + 8, a11);
+        _mm256_store_ps(o + 2 * stride_buf, a20);
+        _mm256_store_ps(o + 2 * stride_buf + 8, a21);
+        _mm256_store_ps(o + 3 * stride_buf, a30);
+        _mm256_store_ps(o + 3 * stride_buf + 8, a31);
+    }
+    if (g < ng) {
+        const __m256 b0 = _mm256_load_ps(c->bias + g * 8);
+        __m256 a0 = b0, a1 = b0, a2 = b0, a3 = b0;
+#pragma GCC unroll 32
+        for (size_t j = 0; j < D; j++) {
+            const __m256 t0 = _mm256_load_ps(t + j * 8);
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&xa[0][j]), t0, a0);
+            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&xa[1][j]), t0, a1);
+            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(&xa[2][j]), t0, a2);
+            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(&xa[3][j]), t0, a3);
+        }
+        float *o = buf + g * 8;
+        _mm256_store_ps(o, a0);
+        _mm256_store_ps(o + stride_buf, a1);
+        _mm256_store_ps(o + 2 * stride_buf, a2);
+        _mm256_store_ps(o + 3 * stride_buf, a3);
+    }
+}
+
+/*
+ * The smallest score of a row of ng groups (ties: the first position) and, with NEED2, the second
+ * smallest, in one pass: each lane keeps its minimum, the group it came from (strictly smaller
+ * wins, so the earliest group keeps a tie) and, with NEED2, its second minimum.
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_select_row(
+    const float *row, size_t ng, int NEED2, int32_t *idx, float *s1, float *s2)
+{
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256 m1 = inf, m2 = inf;
+    __m256i gi = _mm256_setzero_si256(), gcur = _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi32(1);
+    for (size_t g = 0; g < ng; g++) {
+        __m256 v = _mm256_load_ps(row + g * 8);
+        if (NEED2)
+            m2 = _mm256_min_ps(m2, _mm256_max_ps(m1, v));
+        __m256 lt = _mm256_cmp_ps(v, m1, _CMP_LT_OQ);
+        m1 = _mm256_min_ps(m1, v);
+        gi = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(gi), _mm256_castsi256_ps(gcur), lt));
+        gcur = _mm256_add_epi32(gcur, one);
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i im = _mm256_add_epi32(_mm256_slli_epi32(gi, 3), lane);
+    float best = s_hmin(m1);
+    __m256 at_min = _mm256_cmp_ps(m1, _mm256_set1_ps(best), _CMP_EQ_OQ);
+    __m256i cand = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(INT32_MAX)), _mm256_castsi256_ps(im), at_min));
+    __m128i cm = _mm_min_epi32(_mm256_castsi256_si128(cand), _mm256_extracti128_si256(cand, 1));
+    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0x4e));
+    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0xb1));
+    int32_t found = _mm_cvtsi128_si32(cm);
+    *idx = found == INT32_MAX ? 0 : found;
+    *s1 = best;
+    if (NEED2) {
+        /* Lanes other than the winner's keep their minimum as a candidate for second place. */
+        __m256 winner = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane, _mm256_set1_epi32(found & 7)));
+        *s2 = s_hmin(_mm256_min_ps(m2, _mm256_blendv_ps(m1, inf, winner)));
+    }
+}
+
+#define S_BLOCK4_FIXED(D)                                                                                           \
+    __attribute__((target("avx2,fma"))) static void s_scores4_d##D(                                                 \
+        const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)                      \
+    {                                                                                                               \
+        s_scores4_avx2(c, xs, D, buf, stride_buf);                                                                  \
+    }
+S_BLOCK4_FIXED(1)
+S_BLOCK4_FIXED(2)
+S_BLOCK4_FIXED(3)
+S_BLOCK4_FIXED(4)
+S_BLOCK4_FIXED(5)
+S_BLOCK4_FIXED(6)
+S_BLOCK4_FIXED(7)
+S_BLOCK4_FIXED(8)
+S_BLOCK4_FIXED(10)
+S_BLOCK4_FIXED(12)
+S_BLOCK4_FIXED(16)
+S_BLOCK4_FIXED(20)
+S_BLOCK4_FIXED(24)
+S_BLOCK4_FIXED(32)
+
+__attribute__((target("avx2,fma"))) static void s_scores4_any(
+    const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)
+{
+    s_scores4_avx2(c, xs, c->d, buf, stride_buf);
+}
+
+typedef void(s_scores4_fn)(const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf);
+
+static s_scores4_fn *s_scores4_pick(size_t d)
+{
+#define S_CASE(D)                                                                                                   \
+    case D: return s_scores4_d##D;
+    switch (d) {
+        S_CASE(1)
+        S_CASE(2)
+        S_CASE(3)
+        S_CASE(4)
+        S_CASE(5)
+        S_CASE(6)
+        S_CASE(7)
+        S_CASE(8)
+        S_CASE(10)
+        S_CASE(12)
+        S_CASE(16)
+        S_CASE(20)
+        S_CASE(24)
+        S_CASE(32)
+    default: return s_scores4_any;
+    }
+#undef S_CASE
+}
+
+__attribute__((target("avx2,fma"))) static void s_select1(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
+{
+    s_select_row(row, ng, 0, idx, s1, s2);
+}
+
+__attribute__((target("avx2,fma"))) static void s_select2(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
+{
+    s_select_row(row, ng, 1, idx, s1, s2);
+}
+
 #define S_SCAN_FIXED(D)                                                                                             \
     __attribute__((target("avx2,fma"))) static void s_scan1_d##D(                                                   \
         const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)            \
@@ -343,11 +511,41 @@ static void s_nearest(
     const struct knn__centroids *c, size_t n, const float *x, size_t stride, int32_t *assign, float *d1, float *d2)
 {
 #ifdef S_HAVE_X86
-    float stack_buf[2048] __attribute__((aligned(32)));
-    float *buf = c->ngroups * 8 <= 2048 ? stack_buf : knn_aligned_alloc(32, c->ngroups * 8 * sizeof(float));
+    float stack_buf[4 * 2048] __attribute__((aligned(32)));
+    const size_t ng8 = c->ngroups * 8;
+    float *buf = 4 * ng8 <= 4 * 2048 ? stack_buf : knn_aligned_alloc(32, 4 * ng8 * sizeof(float));
     if (buf && knn__simd_enabled()) {
+        size_t i = 0;
+        if (c->d <= KNN__KMEANS_SMALL_D) {
+            /* four at a time, then the rest one by one */
+            s_scores4_fn *score4 = s_scores4_pick(c->d);
+            void (*select)(const float *, size_t, int32_t *, float *, float *) = d2 ? s_select2 : s_select1;
+            for (; i + 4 <= n; i += 4) {
+                const float *xs[4] = {x + i * stride, x + (i + 1) * stride, x + (i + 2) * stride, x + (i + 3) * stride};
+                score4(c, xs, buf, ng8);
+                for (size_t r = 0; r < 4; r++) {
+                    float s1, s2 = INFINITY;
+                    select(buf + r * ng8, c->ngroups, assign + i + r, &s1, &s2);
+                    if (!d1)
+                        continue;
+                    if (c->ip) {
+                        d1[i + r] = -s1;
+                        if (d2)
+                            d2[i + r] = -s2;
+                        continue;
+                    }
+                    float xn = 0.0f;
+                    for (size_t j = 0; j < c->d; j++)
+                        xn += xs[r][j] * xs[r][j];
+                    float v1 = s1 + xn, v2 = s2 + xn;
+                    d1[i + r] = v1 > 0.0f ? v1 : 0.0f;
+                    if (d2)
+                        d2[i + r] = isinf(s2) ? s2 : (v2 > 0.0f ? v2 : 0.0f);
+                }
+            }
+        }
         s_scan_fn *fn = s_scan_pick(c->d, d2 != NULL);
-        for (size_t i = 0; i < n; i++) {
+        for (; i < n; i++) {
             const float *xi = x + i * stride;
             float s1, s2 = INFINITY;
             fn(c, xi, buf, assign + i, &s1, &s2);
@@ -419,11 +617,14 @@ struct s_kmeans {
     int bounds;       /* Hamerly's bounds in use (L2) */
     int first;        /* first assignment: measure everything */
     float *centroids; /* k x d */
-    float *cnorms;    /* k, for the sgemm path (L2) */
+    float *cnorms;    /* kpad, for the sgemm path (L2); +INFINITY beyond k */
+    float *pcent;     /* kpad x d: the centroids and zero rows, for the sgemm path (L2) */
+    size_t kpad;      /* k rounded up to 16 (L2 sgemm path), else k */
     struct knn__centroids small; /* for the fused path */
     int use_small;
     int32_t *assign; /* n_train */
-    float *upper;    /* n_train: bound on the distance to the assigned centroid */
+    float *upper;    /* n_train: bound on the distance to the assigned centroid (without bounds:
+                        the squared distance itself) */
     float *lower;    /* n_train: bound on the distance to any other centroid */
     float *half_sep; /* k: half the distance to the nearest other centroid */
     double *sums;    /* k x d */
@@ -482,12 +683,14 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
                 if (km->bounds) {
                     km->upper[i] = sqrtf(bd[t]);
                     km->lower[i] = sqrtf(d2[t]);
+                } else {
+                    km->upper[i] = bd[t]; /* the squared distance (or IP), for balancing */
                 }
             }
             continue;
         }
         int rc = knn__exact_search_block(
-            buf, nt, km->centroids, km->ip ? NULL : km->cnorms, km->k, d, km->ip, kk, bd, bids, 0, 1);
+            buf, nt, km->pcent, km->ip ? NULL : km->cnorms, km->kpad, d, km->ip, kk, bd, bids, 0, 1);
         if (rc != 0)
             return rc;
         for (size_t t = 0; t < nt; t++) {
@@ -499,6 +702,8 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
                 float v1 = bd[t * 2], v2 = bids[t * 2 + 1] >= 0 ? bd[t * 2 + 1] : INFINITY;
                 km->upper[i] = sqrtf(v1 > 0.0f ? v1 : 0.0f);
                 km->lower[i] = sqrtf(v2 > 0.0f ? v2 : 0.0f);
+            } else {
+                km->upper[i] = bd[t];
             }
         }
     }
@@ -532,7 +737,15 @@ static int s_prepare_centroids(struct s_kmeans *km)
         if ((rc = knn__centroids_init(&km->small, km->centroids, km->k, km->d, km->ip)) != 0)
             return rc;
     } else if (!km->ip) {
+        /*
+         * Padded to a multiple of 16 with rows that never win (norm +INFINITY): the batch kernel
+         * works in panels of 16 base vectors and computes a ragged end one by one.
+         */
+        if (km->pcent != km->centroids)
+            memcpy(km->pcent, km->centroids, km->k * km->d * sizeof(float));
         knn__norms_sqr(km->centroids, km->k, km->d, km->cnorms);
+        for (size_t c = km->k; c < km->kpad; c++)
+            km->cnorms[c] = INFINITY;
     }
     if (!km->bounds)
         return 0;
@@ -555,7 +768,7 @@ static int s_prepare_centroids(struct s_kmeans *km)
         for (size_t j0 = 0; j0 < k; j0 += S_BLOCK) {
             size_t nb = k - j0 < S_BLOCK ? k - j0 : S_BLOCK;
             rc = knn__exact_search_block(
-                km->centroids + j0 * km->d, nb, km->centroids, km->cnorms, k, km->d, 0, 2, dd, ii, 0, 1);
+                km->centroids + j0 * km->d, nb, km->pcent, km->cnorms, km->kpad, km->d, 0, 2, dd, ii, 0, 1);
             if (rc != 0)
                 goto done;
             for (size_t t = 0; t < nb; t++) {
@@ -617,6 +830,104 @@ static size_t s_split_empty(struct s_kmeans *km, struct knn__rng *rng)
     return nsplit;
 }
 
+/*
+ * Move every centroid to the mean of its points; split the empty ones (if `split`); IP: back to
+ * unit norm. Balancing iterations do not split: there a centroid may lose all its points for an
+ * iteration (its neighbours are cheaper), and moving it into the biggest cluster undoes the
+ * balancing (measured: the largest list grew to 50x the mean instead of shrinking to 2.6x).
+ */
+static int s_update(struct s_kmeans *km, struct knn__rng *rng, size_t *nsplit, int split)
+{
+    const size_t k = km->k, d = km->d;
+    memset(km->count, 0, k * sizeof(size_t));
+    for (size_t i = 0; i < km->n_train; i++)
+        km->count[km->assign[i]]++;
+    int rc = knn__parallel_for(k, km->nworkers, s_sum_chunk, km);
+    if (rc != 0)
+        return rc;
+    for (size_t c = 0; c < k; c++) {
+        if (km->count[c] == 0)
+            continue;
+        double inv = 1.0 / (double)km->count[c];
+        for (size_t j = 0; j < d; j++)
+            km->centroids[c * d + j] = (float)(km->sums[c * d + j] * inv);
+    }
+    *nsplit = split ? s_split_empty(km, rng) : 0;
+    if (km->ip)
+        knn__normalize_rows(km->centroids, k, d);
+    return 0;
+}
+
+/*
+ * Size-penalized iterations (kmeans.h, "balance"): on a subset of the training points, each
+ * iteration measures the plain assignment (sizes, mean squared distance), then assigns again with
+ * every centroid's squared distance raised by balance * mean_d2 * size / mean_size, and updates.
+ * The penalty is added to the centroid norms of the sgemm path or the biases of the fused scan.
+ */
+static int s_balance(struct s_kmeans *km, const struct knn__kmeans_options *opts, struct knn__rng *rng)
+{
+    const size_t k = km->k;
+    size_t m = km->n_train;
+    if (opts->balance_points_per_centroid && m / opts->balance_points_per_centroid > k)
+        m = k * opts->balance_points_per_centroid;
+    size_t *sel = knn_malloc_array(m, sizeof(size_t));
+    float *penalty = knn_malloc_array(k, sizeof(float));
+    int rc = 0;
+    if (!sel || !penalty) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    if (m < km->n_train) {
+        s_select(rng, km->n_train, m, sel);
+        for (size_t i = 0; i < m; i++)
+            sel[i] = km->rows ? km->rows[sel[i]] : sel[i];
+        knn_free((void *)km->rows);
+        km->rows = sel;
+        km->n_train = m;
+        sel = NULL;
+    }
+    km->bounds = 0;
+    const double mean_size = (double)km->n_train / (double)k;
+    for (size_t it = 0; it < opts->balance_niter; it++) {
+        /* the plain assignment: who is nearest to whom */
+        if ((rc = s_prepare_centroids(km)) != 0 ||
+            (rc = knn__parallel_for(km->n_train, km->nworkers, s_assign_chunk, km)) != 0)
+            goto done;
+        memset(km->count, 0, k * sizeof(size_t));
+        double md = 0.0;
+        for (size_t i = 0; i < km->n_train; i++) {
+            km->count[km->assign[i]]++;
+            md += km->upper[i];
+        }
+        md /= (double)km->n_train;
+        for (size_t c = 0; c < k; c++) {
+            penalty[c] = (float)(opts->balance * md * (double)km->count[c] / mean_size);
+            if (km->use_small)
+                km->small.bias[c] += penalty[c];
+            else
+                km->cnorms[c] += penalty[c];
+        }
+        /* the penalized assignment, and the update */
+        if ((rc = knn__parallel_for(km->n_train, km->nworkers, s_assign_chunk, km)) != 0)
+            goto done;
+        size_t unused = 0;
+        if ((rc = s_update(km, rng, &unused, 0)) != 0)
+            goto done;
+        size_t biggest = 0, empty = 0;
+        for (size_t c = 0; c < k; c++) {
+            biggest = km->count[c] > biggest ? km->count[c] : biggest;
+            empty += km->count[c] == 0;
+        }
+        KNN_LOG(KNN_LOG_TRACE, KNN_LS_ALGO,
+                "k-means: balancing iteration %zu on %zu points: mean d2 %.4g, largest cluster %zu (mean %.1f), "
+                "%zu empty", it, km->n_train, md, biggest, mean_size, empty);
+    }
+done:
+    knn_free(sel);
+    knn_free(penalty);
+    return rc;
+}
+
 int knn__kmeans_train(
     float *centroids, const struct knn__kmeans_options *opts, size_t n, size_t d, const float *x, size_t k)
 {
@@ -668,7 +979,14 @@ int knn__kmeans_train(
     km.half_sep = knn_malloc_array(k, sizeof(float));
     km.sums = knn_malloc_array(k * d, sizeof(double));
     km.count = knn_malloc_array(k, sizeof(size_t));
-    km.cnorms = knn_malloc_array(k, sizeof(float));
+    km.kpad = km.use_small || km.ip ? k : (k + 15) / 16 * 16;
+    km.cnorms = knn_malloc_array(km.kpad, sizeof(float));
+    if (km.kpad == k) {
+        km.pcent = centroids;
+    } else if ((km.pcent = knn_calloc(km.kpad * d, sizeof(float))) == NULL) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
     km.scratch = knn_malloc_array(scratch_floats, sizeof(float));
     km.scratch_ids = knn_malloc_array(km.nworkers * S_BLOCK * 2, sizeof(int64_t));
     km.scratch_rows = knn_malloc_array(km.nworkers * S_BLOCK, sizeof(size_t));
@@ -701,22 +1019,10 @@ int knn__kmeans_train(
         size_t measured = 0;
         for (size_t w = 0; w < km.nworkers; w++)
             measured += km.measured[w];
-        memset(km.count, 0, k * sizeof(size_t));
-        for (size_t i = 0; i < km.n_train; i++)
-            km.count[km.assign[i]]++;
-        if ((rc = knn__parallel_for(k, km.nworkers, s_sum_chunk, &km)) != 0)
-            goto on_error;
         memcpy(old, centroids, k * d * sizeof(float));
-        for (size_t c = 0; c < k; c++) {
-            if (km.count[c] == 0)
-                continue;
-            double inv = 1.0 / (double)km.count[c];
-            for (size_t j = 0; j < d; j++)
-                centroids[c * d + j] = (float)(km.sums[c * d + j] * inv);
-        }
-        size_t nsplit = s_split_empty(&km, &rng);
-        if (km.ip)
-            knn__normalize_rows(centroids, k, d);
+        size_t nsplit = 0;
+        if ((rc = s_update(&km, &rng, &nsplit, 1)) != 0)
+            goto on_error;
         if (km.bounds) {
             /* Loosen the bounds by how far the centroids moved. */
             float m1 = 0.0f, m2 = 0.0f;
@@ -740,6 +1046,8 @@ int knn__kmeans_train(
         KNN_LOG(KNN_LOG_TRACE, KNN_LS_ALGO, "k-means: iteration %zu: %zu of %zu points measured, %zu clusters split",
                 it, measured, km.n_train, nsplit);
     }
+    if (opts->balance > 0 && opts->balance_niter > 0 && !km.ip)
+        rc = s_balance(&km, opts, &rng);
 
 on_error:
     knn__centroids_clean_up(&km.small);
@@ -751,6 +1059,8 @@ on_error:
     knn_free(km.sums);
     knn_free(km.count);
     knn_free(km.cnorms);
+    if (km.pcent != centroids)
+        knn_free(km.pcent);
     knn_free(km.scratch);
     knn_free(km.scratch_ids);
     knn_free(km.scratch_rows);

@@ -39,9 +39,19 @@ struct knn__kmeans_options {
     uint64_t seed;
     size_t threads; /* 0 = all cores */
     int no_bounds;  /* plain Lloyd's iterations even for L2 (tests compare the two) */
+    /*
+     * Balancing (L2 only; 0 = off): after the niter plain iterations, balance_niter iterations on
+     * balance_points_per_centroid * k of the training points in which a point goes to the centroid
+     * minimizing ||x - c||^2 + balance * mean_d2 * size_c / mean_size, where size_c is the number
+     * of points nearest to c and mean_d2 the mean squared distance to the nearest centroid. Dense
+     * regions get more centroids, so inverted lists come out even (see index_ivf.c).
+     */
+    double balance;
+    size_t balance_niter;
+    size_t balance_points_per_centroid;
 };
 
-#define KNN__KMEANS_OPTIONS_INIT {10, 256, 0, 1234, 0, 0}
+#define KNN__KMEANS_OPTIONS_INIT {10, 256, 0, 1234, 0, 0, 0.0, 0, 0}
 
 /**
  * Train k centroids on n points of x (n x d, row-major) into `centroids` (k x d, caller-owned).
