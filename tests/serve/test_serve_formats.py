@@ -131,8 +131,14 @@ def main():
             # the access log names method, path, status and rows
             h.check(re.search(r"POST /invocations 200 rows=6 ", srv.log_text()) is not None, "no access log line")
 
-        # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT decides a missing Accept.
-        with h.Server(model, tmp, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"}) as srv:
+        # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT decides a missing Accept; SAGEMAKER_BIND_TO_PORT the port.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free = s.getsockname()[1]
+        with h.Server(model, tmp, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines",
+                                       "SAGEMAKER_BIND_TO_PORT": str(free)}, port_flag=False) as srv:
+            h.check(srv.port == free, "SAGEMAKER_BIND_TO_PORT=%d, but the server is on %r" % (free, srv.port))
             got = decode(*srv.invoke(h.body_csv(Q), "text/csv"), "application/jsonlines", False, "default accept")
             check_answers(got, want, False, "default accept", len(Q))
 
