@@ -152,18 +152,27 @@ static void s_phase(struct s_job *job, enum knn_job_phase next)
 static char *s_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *s_strdup_printf(const char *fmt, ...)
 {
-    struct knn_buf buf = KNN_BUF_INIT(64 * 1024);
-    char text[8192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (knn_buf_append_str(&buf, text) < 0) {
-        knn_buf_clean_up(&buf);
+    char *out = n >= 0 ? knn_malloc((size_t)n + 1) : NULL;
+    if (!out)
         return NULL;
-    }
-    size_t len;
-    return (char *)knn_buf_detach(&buf, &len);
+    va_start(ap, fmt);
+    vsnprintf(out, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Local directories we build file names in (with fixed 4 KiB buffers) must leave room for them. */
+#define S_MAX_DIR_LEN 3072
+
+static int s_check_dir_len(const char *dir)
+{
+    if (strlen(dir) > S_MAX_DIR_LEN)
+        return knn_error_set(KNN_ECONFIG, "%.64s...: directory path longer than %d bytes", dir, S_MAX_DIR_LEN);
+    return 0;
 }
 
 static void s_human_bytes(char *buf, size_t size, uint64_t bytes)
@@ -310,6 +319,8 @@ static int s_plan_output(struct s_job *job)
 {
     int rc, exists = 0;
     if (job->cfg.container) {
+        if ((rc = s_check_dir_len(job->cfg.output_path)) < 0)
+            return rc;
         if (!(job->artifact = knn_strdup(job->cfg.output_path)) ||
             !(job->summary_uri = s_strdup_printf("%s/output/data/job-summary.json", job->cfg.base_dir)))
             return KNN_ENOMEM;
@@ -880,7 +891,9 @@ static int s_save(struct s_job *job)
         return 0;
     }
     const char *tmp_root = getenv("TMPDIR");
-    if ((rc = s_make_tmp_dir(job, tmp_root && *tmp_root ? tmp_root : "/tmp")) < 0 ||
+    if (!tmp_root || !*tmp_root)
+        tmp_root = "/tmp";
+    if ((rc = s_check_dir_len(tmp_root)) < 0 || (rc = s_make_tmp_dir(job, tmp_root)) < 0 ||
         (rc = knn_model_save(job->model, job->tmp_dir)) < 0)
         return rc;
     if (!knn_train_uri_is_s3(job->artifact)) {
