@@ -174,7 +174,8 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
 {
     static const char *const channel_names[2] = {"train", "test"};
     char a[32];
-    fprintf(out, "Training job %s: %s\n", s->job_name ? s->job_name : "", s->failed ? "Failed" : "Completed");
+    fprintf(out, "Training job%s%s: %s\n", s->job_name ? " " : "", s->job_name ? s->job_name : "",
+            s->failed ? "Failed" : "Completed");
     if (s->failed)
         fprintf(out, "  FailureReason: %s\n", s->failure_reason ? s->failure_reason : "");
     for (int i = 0; i < 2; i++) {

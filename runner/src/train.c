@@ -1092,7 +1092,11 @@ finish:
         knn_progress_destroy(job.progress);
         job.progress = NULL;
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "%s", job.reason);
-        if (job.failure_path && knn_failure_write_file(job.failure_path, job.reason) < 0)
+        /* Container mode: <base>/output/failure, if there is a <base> at all (else this is no container). */
+        struct stat st;
+        const char *base = opts->base_dir ? opts->base_dir : knn_job_container_base_dir();
+        if (job.failure_path && stat(base, &st) == 0 &&
+            (knn_train_make_parent_dirs(job.failure_path) < 0 || knn_failure_write_file(job.failure_path, job.reason) < 0))
             KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "could not write the failure file: %s", knn_error_message());
     } else {
         knn_progress_destroy(job.progress);
