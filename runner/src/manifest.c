@@ -307,10 +307,26 @@ int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root,
         cfg->name = s_dup(&c, name);
 
     const json_t *hp = json_object_get(root, "HyperParameters");
-    if (hp && !json_is_object(hp))
+    if (hp && !json_is_object(hp)) {
         s_err(&c, "HyperParameters", "expected an object of strings, found %s", s_type_name(hp));
-    else
+    } else {
+        /* CreateTrainingJob's own limits (spec §1.1): what SageMaker would refuse, we refuse. */
+        const char *key;
+        json_t *value;
+        if (hp && json_object_size(hp) > 100)
+            s_err(&c, "HyperParameters", "%zu entries, more than the 100 SageMaker accepts", json_object_size(hp));
+        if (hp) {
+            json_object_foreach((json_t *)hp, key, value) {
+                char p[256];
+                s_path(p, sizeof(p), "HyperParameters", key);
+                if (strlen(key) > 256)
+                    s_err(&c, p, "the name is longer than 256 characters");
+                else if (json_is_string(value) && json_string_length(value) > 256)
+                    s_err(&c, p, "the value is longer than 256 characters");
+            }
+        }
         cfg->hyperparameters = hp ? json_incref((json_t *)hp) : json_object();
+    }
 
     const json_t *algo = s_member(&c, "", root, "AlgorithmSpecification", JSON_OBJECT, 0);
     if (algo) {

@@ -172,6 +172,26 @@ int test_manifest_bad_types(void)
     return 0;
 }
 
+int test_manifest_hyperparameter_limits(void)
+{
+    struct knn_job_config cfg;
+    char members[16384] = "", value[300];
+    size_t used = 0;
+    for (int i = 0; i < 101; i++)
+        used += (size_t)snprintf(members + used, sizeof(members) - used, "%s\"h%d\": \"1\"", i ? ", " : "", i);
+    ASSERT_ERR(KNN_ECONFIG, s_manifest(&cfg, "{\"TrainingJobName\": \"j\", \"HyperParameters\": {%s}, "
+                                             "\"InputDataConfig\": [" CHANNEL_TRAIN "], "
+                                             "\"OutputDataConfig\": {\"S3OutputPath\": \"s3://b/o\"}}", members));
+    ASSERT_CONTAINS(knn_error_message(), "HyperParameters: 101 entries, more than the 100 SageMaker accepts");
+    memset(value, 'x', 257);
+    value[257] = '\0';
+    ASSERT_ERR(KNN_ECONFIG, s_manifest(&cfg, "{\"TrainingJobName\": \"j\", \"HyperParameters\": {\"k\": \"%s\"}, "
+                                             "\"InputDataConfig\": [" CHANNEL_TRAIN "], "
+                                             "\"OutputDataConfig\": {\"S3OutputPath\": \"s3://b/o\"}}", value));
+    ASSERT_CONTAINS(knn_error_message(), "HyperParameters.k: the value is longer than 256 characters");
+    return 0;
+}
+
 int test_manifest_required_fields(void)
 {
     struct knn_job_config cfg;
