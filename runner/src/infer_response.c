@@ -182,32 +182,45 @@ static int s_append_array(struct knn_buf *out, const float *v, size_t n)
     return rc ? rc : knn_buf_append(out, "]", 1);
 }
 
-/* One prediction object: {"predicted_label": 2.0[, "distances": [...], "labels": [...]]}. */
+/*
+ * The neighbours of a row that were found: an IVF search whose probed lists held fewer than k
+ * vectors pads with label NaN (model.h), and those are left out of the answer (JSON has no NaN).
+ */
+static size_t s_found(const struct knn_predictions *p, size_t row)
+{
+    size_t n = 0;
+    while (n < p->k && !isnan(p->labels[row * p->k + n]))
+        n++;
+    return n;
+}
+
+/* One prediction object: {"predicted_label": 2.0[, "distances": [...], "labels": [...]]}; a row
+ * with no neighbour found at all has "predicted_label": null. */
 static int s_append_object(struct knn_buf *out, const struct knn_predictions *p, size_t row, int verbose)
 {
     int rc = knn_buf_append_str(out, "{\"predicted_label\": ");
     if (rc == 0)
-        rc = s_append_float(out, p->predicted[row]);
+        rc = isnan(p->predicted[row]) ? knn_buf_append_str(out, "null") : s_append_float(out, p->predicted[row]);
     if (rc == 0 && verbose) {
+        size_t found = s_found(p, row);
         rc = knn_buf_append_str(out, ", \"distances\": ");
         if (rc == 0)
-            rc = s_append_array(out, p->distances + row * p->k, p->k);
+            rc = s_append_array(out, p->distances + row * p->k, found);
         if (rc == 0)
             rc = knn_buf_append_str(out, ", \"labels\": ");
         if (rc == 0)
-            rc = s_append_array(out, p->labels + row * p->k, p->k);
+            rc = s_append_array(out, p->labels + row * p->k, found);
     }
     return rc ? rc : knn_buf_append(out, "}", 1);
 }
 
-/* One Record per row with label["predicted_label"] (and "labels", "distances" when verbose). */
 static int s_encode_recordio(
     struct knn_buf *out, const struct knn_predictions *p, size_t first, size_t count, int verbose)
 {
     for (size_t i = first; i < first + count; i++) {
         int rc = knn_recordio_write_prediction(
             out, p->predicted[i], verbose ? p->labels + i * p->k : NULL, verbose ? p->distances + i * p->k : NULL,
-            p->k);
+            verbose ? s_found(p, i) : 0);
         if (rc)
             return rc;
     }

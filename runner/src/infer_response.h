@@ -10,6 +10,9 @@
  *   verbose, label["labels"] and label["distances"]) as float32 tensors.
  * Numbers are float32 written as the shortest decimal that reads back as the same float32, laid
  * out as Python's repr does (always a decimal point or an exponent: `2.0`, `0.1`, `1e-05`).
+ * Neighbours an IVF search could not fill (label NaN, model.h) are left out of "labels" and
+ * "distances", so those lists may be shorter than k; a row with none has "predicted_label": null
+ * (RecordIO-protobuf: NaN).
  * Thread-safe.
  */
 

@@ -280,6 +280,17 @@ int test_encode_shapes(void)
                   (char *)out.data);
     struct knn_mime csv = {KNN_MEDIA_CSV, 0, -1};
     ASSERT_ERR(KNN_EUNSUPPORTED, knn_infer_encode(&out, &csv, &p, 0, 2));
+
+    /* Neighbours an IVF search could not fill (label NaN) are left out; none found: null. */
+    float predicted2[] = {1.0f, NAN};
+    float labels2[] = {1.0f, NAN, NAN, NAN, NAN, NAN};
+    float distances2[] = {0.5f, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    struct knn_predictions p2 = {2, 3, predicted2, labels2, distances2};
+    knn_buf_reset(&out);
+    ASSERT_OK(knn_infer_encode(&out, &jl, &p2, 0, 2));
+    ASSERT_STR_EQ("{\"predicted_label\": 1.0, \"distances\": [0.5], \"labels\": [1.0]}\n"
+                  "{\"predicted_label\": null, \"distances\": [], \"labels\": []}\n",
+                  (char *)out.data);
     knn_buf_clean_up(&out);
     return 0;
 }
