@@ -39,10 +39,11 @@ struct knn_train_options {
     int progress;              /* -1: a live line if stderr is a terminal; 0 log lines; 1 live line */
     size_t streams;            /* reservoirs (decoders) per simulated host; 0 = 1 (RecordIO) or 2 (CSV) */
     size_t threads;            /* worker threads for decoding; 0 = the number of cores */
-    int gzip_level;            /* model.tar.gz: 0 stored (the default: float data barely compresses), 1..9 */
+    int gzip_level;            /* model.tar.gz: 0 stored .. 9; -1 auto: 6 below 4 MiB of model files, else 0
+                                  (float32 index data shrinks ~7% at ~20 MB/s with deflate) */
 };
 
-#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, -1, 0, 0, 0}
+#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, -1, 0, 0, -1}
 
 /** Run one job. Returns the process exit status: 0 completed, 1 failed. */
 int knn_train_run(const struct knn_train_options *opts);
