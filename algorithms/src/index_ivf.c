@@ -25,12 +25,13 @@
 #include "knn/common/log.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*
  * The coarse quantizer's k-means: FAISS runs 10 plain iterations on up to 256 points per list.
  * We run 5, then 10 balancing iterations on 64 points per list (kmeans.h: penalty 0.2 x the mean
- * squared distance x size / mean size, L2 only). On clustered data plain k-means leaves dense
+ * squared distance x size / mean size). On clustered data plain k-means leaves dense
  * regions under one big list that most queries then scan: on the gaussian anchor set (200k x 128,
  * 447 lists) a query scans 3.7x a balanced share at nprobe 8. Balanced, recall@10 >= 0.97 needs
  * ~3,700 vectors scanned instead of ~11,000 (nprobe 6 instead of 8); on the topics set (already

@@ -11,7 +11,12 @@
  * The assignments are those of plain Lloyd's iterations (up to float rounding at exact ties), at
  * a fraction of the distance computations once the centroids settle.
  *
- * Inner product (spherical k-means) runs plain Lloyd's iterations.
+ * Bounds are used for narrow vectors (d <= KNN__KMEANS_SMALL_D: the PQ sub-quantizers) only; inner
+ * product (spherical k-means) and wide vectors run plain Lloyd's iterations.
+ *
+ * Inner product: the centroids are kept unit vectors (spherical k-means, as FAISS does for IVF over
+ * inner product), and for unit c the largest x.c is the smallest ||x - c||^2 = ||x||^2 + 1 - 2 x.c:
+ * assignments are made in L2 (one kernel, and the balancing penalty applies unchanged).
  */
 #include "kmeans.h"
 
@@ -605,7 +610,7 @@ void knn__centroids_dots(const struct knn__centroids *c, const float *x, float *
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Lloyd's iterations with Hamerly's bounds                                                     */
+/* Lloyd's iterations (with Hamerly's bounds for narrow vectors) and balancing                   */
 /* ------------------------------------------------------------------------------------------ */
 
 struct s_kmeans {
@@ -613,7 +618,7 @@ struct s_kmeans {
     size_t d, k;
     const size_t *rows; /* the training rows (n_train), or NULL for 0..n_train-1 */
     size_t n_train;
-    int ip;
+    int ip;           /* inner product: spherical centroids (unit norm after each update) */
     int bounds;       /* Hamerly's bounds in use (L2) */
     int first;        /* first assignment: measure everything */
     float *centroids; /* k x d */
@@ -627,11 +632,11 @@ struct s_kmeans {
                         the squared distance itself) */
     float *lower;    /* n_train: bound on the distance to any other centroid */
     float *half_sep; /* k: half the distance to the nearest other centroid */
-    double *sums;    /* k x d */
+    float *sums;     /* k x d */
     size_t *count;   /* k */
     size_t nworkers;
     float *scratch;       /* nworkers * S_BLOCK * (d + 2) floats */
-    int64_t *scratch_ids; /* nworkers * S_BLOCK * 2 */
+    int64_t *scratch_ids; /* nworkers * S_BLOCK */
     size_t *scratch_rows; /* nworkers * S_BLOCK */
     size_t *measured;     /* nworkers: points fully measured this iteration */
 };
@@ -648,10 +653,9 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
     const size_t d = km->d;
     float *buf = km->scratch + worker * S_BLOCK * (d + 2);
     float *bd = buf + S_BLOCK * d; /* 2 * S_BLOCK distances */
-    int64_t *bids = km->scratch_ids + worker * S_BLOCK * 2;
+    int64_t *bids = km->scratch_ids + worker * S_BLOCK;
     size_t *todo = km->scratch_rows + worker * S_BLOCK;
     int32_t a32[S_BLOCK];
-    const size_t kk = km->bounds ? 2 : 1;
 
     for (size_t i0 = begin; i0 < end; i0 += S_BLOCK) {
         size_t nb = end - i0 < S_BLOCK ? end - i0 : S_BLOCK, nt = 0;
@@ -689,41 +693,61 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
             }
             continue;
         }
-        int rc = knn__exact_search_block(
-            buf, nt, km->pcent, km->ip ? NULL : km->cnorms, km->kpad, d, km->ip, kk, bd, bids, 0, 1);
+        int rc = knn__exact_search_block(buf, nt, km->pcent, km->cnorms, km->kpad, d, 0, 1, bd, bids, 0, 1);
         if (rc != 0)
             return rc;
         for (size_t t = 0; t < nt; t++) {
             size_t i = todo[t];
-            int64_t a = bids[t * kk];
-            KNN_ASSERT(a >= 0 && (size_t)a < km->k);
-            km->assign[i] = (int32_t)a;
-            if (km->bounds) {
-                float v1 = bd[t * 2], v2 = bids[t * 2 + 1] >= 0 ? bd[t * 2 + 1] : INFINITY;
-                km->upper[i] = sqrtf(v1 > 0.0f ? v1 : 0.0f);
-                km->lower[i] = sqrtf(v2 > 0.0f ? v2 : 0.0f);
-            } else {
-                km->upper[i] = bd[t];
-            }
+            KNN_ASSERT(bids[t] >= 0 && (size_t)bids[t] < km->k);
+            km->assign[i] = (int32_t)bids[t];
+            km->upper[i] = bd[t]; /* the squared distance (or IP), for balancing */
         }
     }
     return 0;
 }
 
-/* Sums of the points of centroids [begin, end): every worker reads all assignments. */
+/* s += x (d floats), the centroid update's inner loop. */
+#ifdef S_HAVE_X86
+__attribute__((target("avx2"))) static void s_add_avx2(float *s, const float *x, size_t d)
+{
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+        _mm256_storeu_ps(s + j, _mm256_add_ps(_mm256_loadu_ps(s + j), _mm256_loadu_ps(x + j)));
+    for (; j < d; j++)
+        s[j] += x[j];
+}
+#endif
+
+/*
+ * Sums (in float, as FAISS) of the points of centroids [begin, end): every worker reads all the
+ * assignments and adds up its own centroids' points, in point order, so the result does not
+ * depend on the number of threads.
+ */
 static int s_sum_chunk(void *ctx, size_t begin, size_t end, size_t worker)
 {
     struct s_kmeans *km = ctx;
     const size_t d = km->d;
-    memset(km->sums + begin * d, 0, (end - begin) * d * sizeof(double));
+    memset(km->sums + begin * d, 0, (end - begin) * d * sizeof(float));
+#ifdef S_HAVE_X86
+    const int simd = knn__simd_enabled();
+#else
+    const int simd = 0;
+#endif
     for (size_t i = 0; i < km->n_train; i++) {
         size_t a = (size_t)km->assign[i];
         if (a < begin || a >= end)
             continue;
         const float *xi = s_row(km, i);
-        double *s = km->sums + a * d;
+        float *sum = km->sums + a * d;
+#ifdef S_HAVE_X86
+        if (simd) {
+            s_add_avx2(sum, xi, d);
+            continue;
+        }
+#endif
+        (void)simd;
         for (size_t j = 0; j < d; j++)
-            s[j] += xi[j];
+            sum[j] += xi[j];
     }
     return 0;
 }
@@ -734,9 +758,9 @@ static int s_prepare_centroids(struct s_kmeans *km)
     int rc;
     if (km->use_small) {
         knn__centroids_clean_up(&km->small);
-        if ((rc = knn__centroids_init(&km->small, km->centroids, km->k, km->d, km->ip)) != 0)
+        if ((rc = knn__centroids_init(&km->small, km->centroids, km->k, km->d, 0)) != 0)
             return rc;
-    } else if (!km->ip) {
+    } else {
         /*
          * Padded to a multiple of 16 with rows that never win (norm +INFINITY): the batch kernel
          * works in panels of 16 base vectors and computes a ragged end one by one.
@@ -752,40 +776,20 @@ static int s_prepare_centroids(struct s_kmeans *km)
     /* The nearest other centroid of each centroid (the nearest is itself). */
     const size_t k = km->k;
     float *dd = knn_malloc_array(2 * k, sizeof(float));
-    int64_t *ii = knn_malloc_array(2 * k, sizeof(int64_t));
     int32_t *a32 = knn_malloc_array(k, sizeof(int32_t));
-    if (!dd || !ii || !a32) {
+    if (!dd || !a32) {
         rc = KNN_ENOMEM;
         goto done;
     }
-    if (km->use_small) {
-        knn__centroids_nearest2(&km->small, k, km->centroids, km->d, a32, dd, dd + k);
-        for (size_t j = 0; j < k; j++) {
-            float v = a32[j] == (int32_t)j ? dd[k + j] : dd[j];
-            km->half_sep[j] = 0.5f * sqrtf(v > 0.0f ? v : 0.0f);
-        }
-    } else {
-        for (size_t j0 = 0; j0 < k; j0 += S_BLOCK) {
-            size_t nb = k - j0 < S_BLOCK ? k - j0 : S_BLOCK;
-            rc = knn__exact_search_block(
-                km->centroids + j0 * km->d, nb, km->pcent, km->cnorms, km->kpad, km->d, 0, 2, dd, ii, 0, 1);
-            if (rc != 0)
-                goto done;
-            for (size_t t = 0; t < nb; t++) {
-                size_t j = j0 + t;
-                float v;
-                if (ii[2 * t] == (int64_t)j)
-                    v = ii[2 * t + 1] >= 0 ? dd[2 * t + 1] : INFINITY;
-                else
-                    v = ii[2 * t + 1] == (int64_t)j ? dd[2 * t] : 0.0f; /* a duplicate of j came first */
-                km->half_sep[j] = 0.5f * sqrtf(v > 0.0f ? v : 0.0f);
-            }
-        }
+    KNN_ASSERT(km->use_small); /* bounds are for the fused path only */
+    knn__centroids_nearest2(&km->small, k, km->centroids, km->d, a32, dd, dd + k);
+    for (size_t j = 0; j < k; j++) {
+        float v = a32[j] == (int32_t)j ? dd[k + j] : dd[j];
+        km->half_sep[j] = 0.5f * sqrtf(v > 0.0f ? v : 0.0f);
     }
     rc = 0;
 done:
     knn_free(dd);
-    knn_free(ii);
     knn_free(a32);
     return rc;
 }
@@ -952,7 +956,13 @@ int knn__kmeans_train(
     km.d = d;
     km.k = k;
     km.ip = opts->ip;
-    km.bounds = !opts->ip && !opts->no_bounds;
+    /*
+     * Bounds pay off for narrow vectors (PQ sub-quantizers: a third of the points skipped in later
+     * iterations). For wide ones the distances concentrate, few points are ever settled by the
+     * bounds (measured: >= 90% re-measured on the gaussian anchor set) and the second-nearest search
+     * costs more than it saves.
+     */
+    km.bounds = !opts->ip && !opts->no_bounds && d <= KNN__KMEANS_SMALL_D;
     km.centroids = centroids;
     km.n_train = n;
     if (opts->max_points_per_centroid && n / opts->max_points_per_centroid >= k &&
@@ -977,9 +987,9 @@ int knn__kmeans_train(
     km.upper = knn_malloc_array(km.n_train, sizeof(float));
     km.lower = knn_malloc_array(km.n_train, sizeof(float));
     km.half_sep = knn_malloc_array(k, sizeof(float));
-    km.sums = knn_malloc_array(k * d, sizeof(double));
+    km.sums = knn_malloc_array(k * d, sizeof(float));
     km.count = knn_malloc_array(k, sizeof(size_t));
-    km.kpad = km.use_small || km.ip ? k : (k + 15) / 16 * 16;
+    km.kpad = km.use_small ? k : (k + 15) / 16 * 16;
     km.cnorms = knn_malloc_array(km.kpad, sizeof(float));
     if (km.kpad == k) {
         km.pcent = centroids;
@@ -988,7 +998,7 @@ int knn__kmeans_train(
         goto on_error;
     }
     km.scratch = knn_malloc_array(scratch_floats, sizeof(float));
-    km.scratch_ids = knn_malloc_array(km.nworkers * S_BLOCK * 2, sizeof(int64_t));
+    km.scratch_ids = knn_malloc_array(km.nworkers * S_BLOCK, sizeof(int64_t));
     km.scratch_rows = knn_malloc_array(km.nworkers * S_BLOCK, sizeof(size_t));
     km.measured = knn_malloc_array(km.nworkers, sizeof(size_t));
     init = knn_malloc_array(k, sizeof(size_t));
@@ -1046,7 +1056,7 @@ int knn__kmeans_train(
         KNN_LOG(KNN_LOG_TRACE, KNN_LS_ALGO, "k-means: iteration %zu: %zu of %zu points measured, %zu clusters split",
                 it, measured, km.n_train, nsplit);
     }
-    if (opts->balance > 0 && opts->balance_niter > 0 && !km.ip)
+    if (opts->balance > 0 && opts->balance_niter > 0)
         rc = s_balance(&km, opts, &rng);
 
 on_error:

@@ -16,11 +16,11 @@
  *   1/1024 in opposite directions; the points of the big cluster are split between them by the
  *   next assignment.
  *
- * Assignment: for wide vectors (d > KNN__KMEANS_SMALL_D) a Flat search through the shared tiled
- * sgemm kernel (knn__exact_search_block, k = 2); for narrow vectors (PQ sub-vectors, topic
- * vectors) a fused register-blocked scan that never materializes the n x k distance matrix
- * (struct knn__centroids below, also used to PQ-encode). For L2, Hamerly's bounds (kmeans.c)
- * skip the points whose nearest centroid cannot have changed since the last iteration.
+ * Assignment: for wide vectors (d > KNN__KMEANS_SMALL_D) a Flat search through the shared batch
+ * kernel (knn__exact_search_block, k = 1); for narrow vectors (PQ sub-vectors, topic vectors) a
+ * fused register-blocked scan that never materializes the n x k distance matrix (struct
+ * knn__centroids below, also used to PQ-encode), where, for L2, Hamerly's bounds (kmeans.c) skip
+ * the points whose nearest centroid cannot have changed since the last iteration.
  *
  * Determinism: for a given seed, data and thread count, the centroids are bit-identical between
  * runs. With a different thread count they can differ in the last bits (the BLAS tiles differ).
@@ -40,11 +40,12 @@ struct knn__kmeans_options {
     size_t threads; /* 0 = all cores */
     int no_bounds;  /* plain Lloyd's iterations even for L2 (tests compare the two) */
     /*
-     * Balancing (L2 only; 0 = off): after the niter plain iterations, balance_niter iterations on
+     * Balancing (0 = off): after the niter plain iterations, balance_niter iterations on
      * balance_points_per_centroid * k of the training points in which a point goes to the centroid
      * minimizing ||x - c||^2 + balance * mean_d2 * size_c / mean_size, where size_c is the number
      * of points nearest to c and mean_d2 the mean squared distance to the nearest centroid. Dense
-     * regions get more centroids, so inverted lists come out even (see index_ivf.c).
+     * regions get more centroids, so inverted lists come out even (see index_ivf.c). With ip, the
+     * centroids are unit vectors, whose IP order is their L2 order: balancing runs in L2.
      */
     double balance;
     size_t balance_niter;
@@ -57,7 +58,7 @@ struct knn__kmeans_options {
  * Train k centroids on n points of x (n x d, row-major) into `centroids` (k x d, caller-owned).
  * Needs 1 <= k <= n: KNN_EINVAL otherwise (the caller decides whether to clamp k; the IVF index
  * refuses, as FAISS does, and the model clamps nlist to the sample size before). KNN_ENOMEM.
- * L2 runs use Hamerly's bounds to skip points whose nearest centroid cannot have changed.
+ * Narrow L2 runs use Hamerly's bounds to skip points whose nearest centroid cannot have changed.
  */
 int knn__kmeans_train(
     float *centroids, const struct knn__kmeans_options *opts, size_t n, size_t d, const float *x, size_t k);
