@@ -154,8 +154,7 @@ static int s_write_ivf(struct s_writer *w, const struct knn_index *index)
     const struct knn_index *quantizer = knn__ivf_quantizer(index);
     int rc;
     if (!index->is_trained || !quantizer)
-        return knn_error_set(KNN_EINDEX_NOT_TRAINED, "FAISS index: cannot write an untrained %s",
-                             index->vtable->name);
+        return knn_error_set(KNN_EINDEX_NOT_TRAINED, "FAISS index: cannot write an untrained %s", index->vtable->name);
     if ((rc = s_write_header(w, pq ? "IwPQ" : "IwFl", index)) || (rc = s_put_u64(w, index->opts.nlist)) ||
         (rc = s_put_u64(w, index->opts.nprobe)) || (rc = s_write_flat(w, quantizer)))
         return rc;
@@ -179,9 +178,11 @@ int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, vo
         return knn_error_set(KNN_EINVAL, "FAISS index: NULL argument");
     struct s_writer w = {write, user};
     switch (index->opts.type) {
-    case KNN_INDEX_FLAT: return s_write_flat(&w, index);
-    case KNN_INDEX_IVFFLAT:
-    case KNN_INDEX_IVFPQ: return s_write_ivf(&w, index);
+        case KNN_INDEX_FLAT:
+            return s_write_flat(&w, index);
+        case KNN_INDEX_IVFFLAT:
+        case KNN_INDEX_IVFPQ:
+            return s_write_ivf(&w, index);
     }
     return knn_error_set(KNN_EINVAL, "FAISS index: unknown index type %d", (int)index->opts.type);
 }
@@ -206,8 +207,9 @@ static uint64_t s_left(const struct s_reader *r)
 static int s_get(struct s_reader *r, void *p, size_t n, const char *field)
 {
     if (n > s_left(r))
-        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": %s: needs %zu bytes, the file has %" PRIu64 " left",
-                             r->off, field, n, s_left(r));
+        return knn_error_set(
+            KNN_ETRUNCATED, "byte %" PRIu64 ": %s: needs %zu bytes, the file has %" PRIu64 " left", r->off, field, n,
+            s_left(r));
     if (n == 0)
         return 0;
     int rc = r->read(r->user, p, n);
@@ -236,8 +238,9 @@ static int s_get_u64(struct s_reader *r, uint64_t *v, const char *field)
 static int s_skip(struct s_reader *r, uint64_t n, const char *field)
 {
     if (n > s_left(r))
-        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": %s: needs %" PRIu64 " bytes, the file has %" PRIu64
-                             " left", r->off, field, n, s_left(r));
+        return knn_error_set(
+            KNN_ETRUNCATED, "byte %" PRIu64 ": %s: needs %" PRIu64 " bytes, the file has %" PRIu64 " left", r->off,
+            field, n, s_left(r));
     uint8_t buf[4096];
     while (n > 0) {
         size_t c = n < sizeof(buf) ? (size_t)n : sizeof(buf);
@@ -293,7 +296,8 @@ static int s_read_header(struct s_reader *r, struct s_header *h)
         return rc;
     if (h->ntotal > (uint64_t)INT64_MAX)
         return s_bad(at, "index header: ntotal", "%" PRIu64 " is negative", h->ntotal);
-    if ((rc = s_get(r, &dummy, 8, "index header: unused field")) || (rc = s_get(r, &dummy, 8, "index header: unused field")))
+    if ((rc = s_get(r, &dummy, 8, "index header: unused field")) ||
+        (rc = s_get(r, &dummy, 8, "index header: unused field")))
         return rc;
     at = r->off;
     if ((rc = s_get_u8(r, &trained, "index header: is_trained")))
@@ -304,8 +308,11 @@ static int s_read_header(struct s_reader *r, struct s_header *h)
     if ((rc = s_get_i32(r, &metric, "index header: metric_type")))
         return rc;
     if (metric != KNN_METRIC_L2 && metric != KNN_METRIC_INNER_PRODUCT)
-        return knn_error_set(KNN_EUNSUPPORTED, "byte %" PRIu64 ": index header: metric_type %d is not L2 (1) or "
-                             "inner product (0)", at, (int)metric);
+        return knn_error_set(
+            KNN_EUNSUPPORTED,
+            "byte %" PRIu64 ": index header: metric_type %d is not L2 (1) or "
+            "inner product (0)",
+            at, (int)metric);
     h->d = (size_t)d;
     h->is_trained = trained;
     h->metric = (enum knn_metric)metric;
@@ -334,8 +341,9 @@ static int s_read_flat(struct s_reader *r, struct knn_index **out, uint32_t four
     if (h.ntotal > UINT64_MAX / h.d || n != h.ntotal * h.d)
         return s_bad(at, "Flat vectors: count", "%" PRIu64 " floats, expected ntotal * d", n);
     if (n > s_left(r) / sizeof(float))
-        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": Flat vectors: %" PRIu64 " floats, the file has %"
-                             PRIu64 " bytes left", r->off, n, s_left(r));
+        return knn_error_set(
+            KNN_ETRUNCATED, "byte %" PRIu64 ": Flat vectors: %" PRIu64 " floats, the file has %" PRIu64 " bytes left",
+            r->off, n, s_left(r));
 
     struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
     o.type = KNN_INDEX_FLAT;
@@ -386,8 +394,8 @@ static int s_check_finite(struct s_reader *r, uint64_t at, const float *v, size_
 {
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(v[i]))
-            return knn_error_set(KNN_ERANGE, "byte %" PRIu64 ": inverted lists: vector value is not finite",
-                                 at + 4 * i);
+            return knn_error_set(
+                KNN_ERANGE, "byte %" PRIu64 ": inverted lists: vector value is not finite", at + 4 * i);
     }
     return 0;
 }
@@ -407,8 +415,11 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
     if (h != S_FOURCC("ilar")) {
         char t[5];
         s_fourcc_text(h, t);
-        return knn_error_set(KNN_EUNSUPPORTED, "byte %" PRIu64 ": inverted lists: type \"%s\" (only \"ilar\", "
-                             "lists stored in the file, is supported)", at, t);
+        return knn_error_set(
+            KNN_EUNSUPPORTED,
+            "byte %" PRIu64 ": inverted lists: type \"%s\" (only \"ilar\", "
+            "lists stored in the file, is supported)",
+            at, t);
     }
     at = r->off;
     if ((rc = s_get_u64(r, &v, "inverted lists: nlist")))
@@ -422,8 +433,9 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
         return s_bad(at, "inverted lists: code_size", "%" PRIu64 " differs from the index's code size", v);
 
     if (nlist > s_left(r) / 8)
-        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": inverted lists: %zu list sizes, the file has %" PRIu64
-                             " bytes left", r->off, nlist, s_left(r));
+        return knn_error_set(
+            KNN_ETRUNCATED, "byte %" PRIu64 ": inverted lists: %zu list sizes, the file has %" PRIu64 " bytes left",
+            r->off, nlist, s_left(r));
     if (!(sizes = knn_calloc(nlist, sizeof(uint64_t))))
         return KNN_ENOMEM;
     at = r->off;
@@ -461,8 +473,11 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
     } else {
         char t[5];
         s_fourcc_text(h, t);
-        rc = knn_error_set(KNN_EFORMAT, "byte %" PRIu64 ": inverted lists: size encoding \"%s\" is not \"full\" or "
-                           "\"sprs\"", at, t);
+        rc = knn_error_set(
+            KNN_EFORMAT,
+            "byte %" PRIu64 ": inverted lists: size encoding \"%s\" is not \"full\" or "
+            "\"sprs\"",
+            at, t);
         goto on_error;
     }
 
@@ -470,15 +485,21 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
     uint64_t sum = 0, per = code_size + 8;
     for (size_t l = 0; l < nlist; l++) {
         if (sizes[l] > s_left(r) / per || sum + sizes[l] > s_left(r) / per) {
-            rc = knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": inverted lists: list %zu has %" PRIu64 " entries, "
-                               "more than the %" PRIu64 " bytes left can hold", r->off, l, sizes[l], s_left(r));
+            rc = knn_error_set(
+                KNN_ETRUNCATED,
+                "byte %" PRIu64 ": inverted lists: list %zu has %" PRIu64 " entries, "
+                "more than the %" PRIu64 " bytes left can hold",
+                r->off, l, sizes[l], s_left(r));
             goto on_error;
         }
         sum += sizes[l];
     }
     if (sum != ntotal) {
-        rc = knn_error_set(KNN_EFORMAT, "byte %" PRIu64 ": inverted lists: they hold %" PRIu64 " entries, the header "
-                           "says ntotal = %" PRIu64, r->off, sum, ntotal);
+        rc = knn_error_set(
+            KNN_EFORMAT,
+            "byte %" PRIu64 ": inverted lists: they hold %" PRIu64 " entries, the header "
+            "says ntotal = %" PRIu64,
+            r->off, sum, ntotal);
         goto on_error;
     }
     if (ntotal > 0 && !(seen = knn_calloc((size_t)((ntotal + 7) / 8), 1))) {
@@ -531,8 +552,11 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
     if (nlist == 0 || nlist > INT32_MAX)
         return s_bad(at, "IVF: nlist", "%" PRIu64 " is outside [1, 2^31 - 1]", nlist);
     if (nlist > s_left(r) / (h.d * sizeof(float)))
-        return knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": IVF: nlist: %" PRIu64 " centroids of d = %zu do not "
-                             "fit in the %" PRIu64 " bytes left", at, nlist, h.d, s_left(r));
+        return knn_error_set(
+            KNN_ETRUNCATED,
+            "byte %" PRIu64 ": IVF: nlist: %" PRIu64 " centroids of d = %zu do not "
+            "fit in the %" PRIu64 " bytes left",
+            at, nlist, h.d, s_left(r));
     at = r->off;
     if ((rc = s_get_u64(r, &nprobe, "IVF: nprobe")))
         return rc;
@@ -545,8 +569,9 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
         goto on_error;
     }
     if (quantizer->opts.type != KNN_INDEX_FLAT || quantizer->opts.dim != h.d || quantizer->ntotal != nlist) {
-        rc = knn_error_set(KNN_EFORMAT, "byte %" PRIu64 ": IVF quantizer: not a Flat index of nlist = %" PRIu64
-                           " vectors of d = %zu", at, nlist, h.d);
+        rc = knn_error_set(
+            KNN_EFORMAT, "byte %" PRIu64 ": IVF quantizer: not a Flat index of nlist = %" PRIu64 " vectors of d = %zu",
+            at, nlist, h.d);
         goto on_error;
     }
 
@@ -601,8 +626,11 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
             goto on_error;
         }
         if (nbits != KNN__PQ_NBITS) {
-            rc = knn_error_set(KNN_EUNSUPPORTED, "byte %" PRIu64 ": product quantizer: nbits = %" PRIu64 " (only 8 "
-                               "is supported)", at_pq + 16, nbits);
+            rc = knn_error_set(
+                KNN_EUNSUPPORTED,
+                "byte %" PRIu64 ": product quantizer: nbits = %" PRIu64 " (only 8 "
+                "is supported)",
+                at_pq + 16, nbits);
             goto on_error;
         }
         if (code_size != m) {
@@ -622,8 +650,10 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
             goto on_error;
         }
         if (n > s_left(r) / sizeof(float)) {
-            rc = knn_error_set(KNN_ETRUNCATED, "byte %" PRIu64 ": product quantizer: centroids need %" PRIu64
-                               " bytes, the file has %" PRIu64 " left", r->off, n * 4, s_left(r));
+            rc = knn_error_set(
+                KNN_ETRUNCATED,
+                "byte %" PRIu64 ": product quantizer: centroids need %" PRIu64 " bytes, the file has %" PRIu64 " left",
+                r->off, n * 4, s_left(r));
             goto on_error;
         }
         if (!(centroids = knn_malloc_array((size_t)n, sizeof(float)))) {
@@ -635,8 +665,8 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
             goto on_error;
         for (uint64_t i = 0; i < n; i++) {
             if (!isfinite(centroids[i])) {
-                rc = knn_error_set(KNN_ERANGE, "byte %" PRIu64 ": product quantizer: centroid value is not finite",
-                                   at + 4 * i);
+                rc = knn_error_set(
+                    KNN_ERANGE, "byte %" PRIu64 ": product quantizer: centroid value is not finite", at + 4 * i);
                 goto on_error;
             }
         }
@@ -675,10 +705,16 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
     char t[5];
     s_fourcc_text(h, t);
     if (depth > 0)
-        return knn_error_set(KNN_EUNSUPPORTED, "byte %" PRIu64 ": index fourcc \"%s\": an IVF quantizer must be a "
-                             "Flat index (IxF2 or IxFI)", at, t);
-    return knn_error_set(KNN_EUNSUPPORTED, "byte %" PRIu64 ": index fourcc \"%s\" is not one we read (IxF2, IxFI, "
-                         "IwFl, IwPQ)", at, t);
+        return knn_error_set(
+            KNN_EUNSUPPORTED,
+            "byte %" PRIu64 ": index fourcc \"%s\": an IVF quantizer must be a "
+            "Flat index (IxF2 or IxFI)",
+            at, t);
+    return knn_error_set(
+        KNN_EUNSUPPORTED,
+        "byte %" PRIu64 ": index fourcc \"%s\" is not one we read (IxF2, IxFI, "
+        "IwFl, IwPQ)",
+        at, t);
 }
 
 int knn_index_read_faiss(struct knn_index **out, knn_read_fn *read, void *user, uint64_t total_len)
@@ -693,8 +729,8 @@ int knn_index_read_faiss(struct knn_index **out, knn_read_fn *read, void *user, 
         return rc;
     if (s_left(&r) != 0) {
         knn_index_destroy(index);
-        return knn_error_set(KNN_EFORMAT, "byte %" PRIu64 ": %" PRIu64 " bytes follow the end of the index", r.off,
-                             s_left(&r));
+        return knn_error_set(
+            KNN_EFORMAT, "byte %" PRIu64 ": %" PRIu64 " bytes follow the end of the index", r.off, s_left(&r));
     }
     *out = index;
     return 0;

@@ -147,8 +147,9 @@ static int s_precompute(struct knn_index *index)
         return 0;
     size_t tsize = ivf->pq.m * ivf->pq.ksub, total;
     if (knn_mul_size(&total, tsize, ivf->nlist) != 0 || total > S_PRECOMPUTED_MAX_BYTES / sizeof(float)) {
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_ALGO, "IVFPQ: %zu lists x %zu sub-quantizers: distance tables made per query",
-                ivf->nlist, ivf->pq.m);
+        KNN_LOG(
+            KNN_LOG_INFO, KNN_LS_ALGO, "IVFPQ: %zu lists x %zu sub-quantizers: distance tables made per query",
+            ivf->nlist, ivf->pq.m);
         return 0;
     }
     if (!(ivf->precomputed = knn_malloc_array(total, sizeof(float))))
@@ -286,15 +287,16 @@ static int s_train(struct knn_index *index, size_t n, const float *x)
     int rc = 0;
 
     if (index->ntotal > 0)
-        return knn_error_set(KNN_EINVAL, "%s train: the index already holds %zu vectors", index->vtable->name,
-                             index->ntotal);
+        return knn_error_set(
+            KNN_EINVAL, "%s train: the index already holds %zu vectors", index->vtable->name, index->ntotal);
     if (n < ivf->nlist)
-        return knn_error_set(KNN_EINVAL, "%s train: %zu training vectors for nlist = %zu (need at least nlist)",
-                             index->vtable->name, n, ivf->nlist);
+        return knn_error_set(
+            KNN_EINVAL, "%s train: %zu training vectors for nlist = %zu (need at least nlist)", index->vtable->name, n,
+            ivf->nlist);
     if (ivf->is_pq && n < KNN__PQ_KSUB)
-        return knn_error_set(KNN_EINVAL,
-                             "%s train: %zu training vectors, need at least %d (256 centroids per sub-quantizer)",
-                             index->vtable->name, n, KNN__PQ_KSUB);
+        return knn_error_set(
+            KNN_EINVAL, "%s train: %zu training vectors, need at least %d (256 centroids per sub-quantizer)",
+            index->vtable->name, n, KNN__PQ_KSUB);
 
     if (!(cent = knn_malloc_array(ivf->nlist, d * sizeof(float))))
         return KNN_ENOMEM;
@@ -474,8 +476,8 @@ static void s_order_ties(float *dist, int64_t *ids, size_t k)
     }
 }
 
-static int s_search_flat_block(
-    const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
+static int
+s_search_flat_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
 {
     const struct knn_index *index = ctx->index;
     const struct s_ivf *ivf = s_ivf(index);
@@ -514,8 +516,7 @@ static int s_search_flat_block(
         if (list->size > 0) {
             for (size_t r = begin; r < end; r++) {
                 size_t q = order[r];
-                knn__scan_one(ctx->x + (q0 + q) * d, (const float *)list->codes, list->size, d, &heaps[q],
-                              s_enc(l, 0));
+                knn__scan_one(ctx->x + (q0 + q) * d, (const float *)list->codes, list->size, d, &heaps[q], s_enc(l, 0));
             }
         }
         begin = end;
@@ -588,13 +589,13 @@ __attribute__((always_inline)) static inline void s_adc_scan(
     }
 }
 
-#define S_ADC_FIXED(M)                                                                                              \
-    static void s_adc_m##M(                                                                                         \
-        const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids,                 \
-        struct knn__topk *h)                                                                                        \
-    {                                                                                                               \
-        (void)m;                                                                                                    \
-        s_adc_scan(codes, n, M, sim, dis0, ids, h);                                                                 \
+#define S_ADC_FIXED(M)                                                                                                 \
+    static void s_adc_m##M(                                                                                            \
+        const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids,                    \
+        struct knn__topk *h)                                                                                           \
+    {                                                                                                                  \
+        (void)m;                                                                                                       \
+        s_adc_scan(codes, n, M, sim, dis0, ids, h);                                                                    \
     }
 S_ADC_FIXED(4)
 S_ADC_FIXED(8)
@@ -613,16 +614,21 @@ typedef void(s_adc_fn)(
 static s_adc_fn *s_adc_pick(size_t m)
 {
     switch (m) {
-    case 4: return s_adc_m4;
-    case 8: return s_adc_m8;
-    case 16: return s_adc_m16;
-    case 32: return s_adc_m32;
-    default: return s_adc_any;
+        case 4:
+            return s_adc_m4;
+        case 8:
+            return s_adc_m8;
+        case 16:
+            return s_adc_m16;
+        case 32:
+            return s_adc_m32;
+        default:
+            return s_adc_any;
     }
 }
 
-static int s_search_pq_block(
-    const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
+static int
+s_search_pq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
 {
     const struct knn_index *index = ctx->index;
     const struct s_ivf *ivf = s_ivf(index);
@@ -784,8 +790,8 @@ int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *o
         if (opts->metric != KNN_METRIC_L2)
             return knn_error_set(KNN_EINVAL, "%s: only the L2 metric is supported (as in SageMaker)", name);
         if (opts->pq_m == 0 || opts->dim % opts->pq_m != 0)
-            return knn_error_set(KNN_EINVAL, "%s: pq_m = %zu must divide the dimension %zu", name, opts->pq_m,
-                                 opts->dim);
+            return knn_error_set(
+                KNN_EINVAL, "%s: pq_m = %zu must divide the dimension %zu", name, opts->pq_m, opts->dim);
     }
     if (opts->dim > SIZE_MAX / sizeof(float) / 64)
         return knn_error_set(KNN_EINVAL, "%s: dimension %zu is too large", name, opts->dim);
@@ -855,15 +861,16 @@ int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const
     int rc = 0;
     if (quantizer->opts.type != KNN_INDEX_FLAT || quantizer->opts.dim != index->opts.dim ||
         quantizer->ntotal != ivf->nlist) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s: the quantizer holds %zu vectors of %zu floats, expected %zu of %zu",
-                           index->vtable->name, quantizer->ntotal, quantizer->opts.dim, ivf->nlist, index->opts.dim);
+        rc = knn_error_set(
+            KNN_EMISMATCH, "%s: the quantizer holds %zu vectors of %zu floats, expected %zu of %zu",
+            index->vtable->name, quantizer->ntotal, quantizer->opts.dim, ivf->nlist, index->opts.dim);
         knn_index_destroy(quantizer);
         return rc;
     }
     if (ivf->is_pq && quantizer->opts.metric != KNN_METRIC_L2) {
         knn_index_destroy(quantizer);
-        return knn_error_set(KNN_EUNSUPPORTED, "%s: an inner-product coarse quantizer is not supported",
-                             index->vtable->name);
+        return knn_error_set(
+            KNN_EUNSUPPORTED, "%s: an inner-product coarse quantizer is not supported", index->vtable->name);
     }
     knn_index_destroy(ivf->quantizer);
     ivf->quantizer = quantizer;

@@ -52,8 +52,7 @@ int knn__ivf_by_residual(const struct knn_index *ivf);
  * (a Flat index of nlist vectors of dim floats) whatever the outcome; `pq_centroids` (IVFPQ:
  * pq_m * 256 * dim / pq_m floats) is copied. Marks the index trained.
  */
-int knn__ivf_install(
-    struct knn_index *ivf, struct knn_index *quantizer, const float *pq_centroids, int by_residual);
+int knn__ivf_install(struct knn_index *ivf, struct knn_index *quantizer, const float *pq_centroids, int by_residual);
 
 /**
  * Reader: give the (empty) list l `size` entries and return where their codes and ids go. The

@@ -97,8 +97,7 @@ void knn__centroids_clean_up(struct knn__centroids *c)
  * orders centroids as ||x - c||^2 does) or -1 (IP: -x.c). The smallest score wins; s1 and s2 are
  * the smallest and second smallest scores.
  */
-static void s_scan_generic(
-    const struct knn__centroids *c, const float *xi, int32_t *idx, float *s1, float *s2)
+static void s_scan_generic(const struct knn__centroids *c, const float *xi, int32_t *idx, float *s1, float *s2)
 {
     const size_t d = c->d;
     const float alpha = c->ip ? -1.0f : -2.0f;
@@ -215,7 +214,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_avx
     }
     /* Centroid index of each lane's minimum: group * 8 + lane. */
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i ia = _mm256_add_epi32(_mm256_slli_epi32(ga, 3), lane), ib = _mm256_add_epi32(_mm256_slli_epi32(gb, 3), lane);
+    __m256i ia = _mm256_add_epi32(_mm256_slli_epi32(ga, 3), lane),
+            ib = _mm256_add_epi32(_mm256_slli_epi32(gb, 3), lane);
     /* Merge the two accumulator sets lane by lane: b wins if smaller, or equal with a smaller index. */
     __m256 bwins = _mm256_or_ps(
         _mm256_cmp_ps(m1b, m1a, _CMP_LT_OQ),
@@ -249,8 +249,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_avx
  * chains are independent and the table is read once per four vectors. Scores go to buf (row r at
  * buf + r * stride_buf) and are reduced afterwards by s_select_row. `D` is a compile-time constant.
  */
-__attribute__((target("avx2,fma"), always_inline)) static inline void s_scores4_avx2(
-    const struct knn__centroids *c, const float *const *xs, size_t D, float *buf, size_t stride_buf)
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+s_scores4_avx2(const struct knn__centroids *c, const float *const *xs, size_t D, float *buf, size_t stride_buf)
 {
     const float alpha = c->ip ? -1.0f : -2.0f;
     const size_t ng = c->ngroups;
@@ -313,8 +313,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scores4_
  * smallest, in one pass: each lane keeps its minimum, the group it came from (strictly smaller
  * wins, so the earliest group keeps a tie) and, with NEED2, its second minimum.
  */
-__attribute__((target("avx2,fma"), always_inline)) static inline void s_select_row(
-    const float *row, size_t ng, int NEED2, int32_t *idx, float *s1, float *s2)
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+s_select_row(const float *row, size_t ng, int NEED2, int32_t *idx, float *s1, float *s2)
 {
     const __m256 inf = _mm256_set1_ps(INFINITY);
     __m256 m1 = inf, m2 = inf;
@@ -348,11 +348,11 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_select_r
     }
 }
 
-#define S_BLOCK4_FIXED(D)                                                                                           \
-    __attribute__((target("avx2,fma"))) static void s_scores4_d##D(                                                 \
-        const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)                      \
-    {                                                                                                               \
-        s_scores4_avx2(c, xs, D, buf, stride_buf);                                                                  \
+#define S_BLOCK4_FIXED(D)                                                                                              \
+    __attribute__((target("avx2,fma"))) static void s_scores4_d##D(                                                    \
+        const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)                         \
+    {                                                                                                                  \
+        s_scores4_avx2(c, xs, D, buf, stride_buf);                                                                     \
     }
 S_BLOCK4_FIXED(1)
 S_BLOCK4_FIXED(2)
@@ -369,8 +369,8 @@ S_BLOCK4_FIXED(20)
 S_BLOCK4_FIXED(24)
 S_BLOCK4_FIXED(32)
 
-__attribute__((target("avx2,fma"))) static void s_scores4_any(
-    const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)
+__attribute__((target("avx2,fma"))) static void
+s_scores4_any(const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)
 {
     s_scores4_avx2(c, xs, c->d, buf, stride_buf);
 }
@@ -379,8 +379,9 @@ typedef void(s_scores4_fn)(const struct knn__centroids *c, const float *const *x
 
 static s_scores4_fn *s_scores4_pick(size_t d)
 {
-#define S_CASE(D)                                                                                                   \
-    case D: return s_scores4_d##D;
+#define S_CASE(D)                                                                                                      \
+    case D:                                                                                                            \
+        return s_scores4_d##D;
     switch (d) {
         S_CASE(1)
         S_CASE(2)
@@ -396,31 +397,34 @@ static s_scores4_fn *s_scores4_pick(size_t d)
         S_CASE(20)
         S_CASE(24)
         S_CASE(32)
-    default: return s_scores4_any;
+        default:
+            return s_scores4_any;
     }
 #undef S_CASE
 }
 
-__attribute__((target("avx2,fma"))) static void s_select1(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
+__attribute__((target("avx2,fma"))) static void
+s_select1(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
 {
     s_select_row(row, ng, 0, idx, s1, s2);
 }
 
-__attribute__((target("avx2,fma"))) static void s_select2(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
+__attribute__((target("avx2,fma"))) static void
+s_select2(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
 {
     s_select_row(row, ng, 1, idx, s1, s2);
 }
 
-#define S_SCAN_FIXED(D)                                                                                             \
-    __attribute__((target("avx2,fma"))) static void s_scan1_d##D(                                                   \
-        const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)            \
-    {                                                                                                               \
-        s_scan_avx2(c, xi, D, 0, buf, idx, s1, s2);                                                                 \
-    }                                                                                                               \
-    __attribute__((target("avx2,fma"))) static void s_scan2_d##D(                                                   \
-        const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)            \
-    {                                                                                                               \
-        s_scan_avx2(c, xi, D, 1, buf, idx, s1, s2);                                                                 \
+#define S_SCAN_FIXED(D)                                                                                                \
+    __attribute__((target("avx2,fma"))) static void s_scan1_d##D(                                                      \
+        const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)               \
+    {                                                                                                                  \
+        s_scan_avx2(c, xi, D, 0, buf, idx, s1, s2);                                                                    \
+    }                                                                                                                  \
+    __attribute__((target("avx2,fma"))) static void s_scan2_d##D(                                                      \
+        const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)               \
+    {                                                                                                                  \
+        s_scan_avx2(c, xi, D, 1, buf, idx, s1, s2);                                                                    \
     }
 S_SCAN_FIXED(1)
 S_SCAN_FIXED(2)
@@ -437,24 +441,26 @@ S_SCAN_FIXED(20)
 S_SCAN_FIXED(24)
 S_SCAN_FIXED(32)
 
-__attribute__((target("avx2,fma"))) static void s_scan1_any(
-    const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)
+__attribute__((target("avx2,fma"))) static void
+s_scan1_any(const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)
 {
     s_scan_avx2(c, xi, c->d, 0, buf, idx, s1, s2);
 }
 
-__attribute__((target("avx2,fma"))) static void s_scan2_any(
-    const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)
+__attribute__((target("avx2,fma"))) static void
+s_scan2_any(const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)
 {
     s_scan_avx2(c, xi, c->d, 1, buf, idx, s1, s2);
 }
 
-typedef void(s_scan_fn)(const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2);
+typedef void(s_scan_fn)(
+    const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2);
 
 static s_scan_fn *s_scan_pick(size_t d, int need2)
 {
-#define S_CASE(D)                                                                                                   \
-    case D: return need2 ? s_scan2_d##D : s_scan1_d##D;
+#define S_CASE(D)                                                                                                      \
+    case D:                                                                                                            \
+        return need2 ? s_scan2_d##D : s_scan1_d##D;
     switch (d) {
         S_CASE(1)
         S_CASE(2)
@@ -470,7 +476,8 @@ static s_scan_fn *s_scan_pick(size_t d, int need2)
         S_CASE(20)
         S_CASE(24)
         S_CASE(32)
-    default: return need2 ? s_scan2_any : s_scan1_any;
+        default:
+            return need2 ? s_scan2_any : s_scan1_any;
     }
 #undef S_CASE
 }
@@ -618,13 +625,13 @@ struct s_kmeans {
     size_t d, k;
     const size_t *rows; /* the training rows (n_train), or NULL for 0..n_train-1 */
     size_t n_train;
-    int ip;           /* inner product: spherical centroids (unit norm after each update) */
-    int bounds;       /* Hamerly's bounds in use (L2) */
-    int first;        /* first assignment: measure everything */
-    float *centroids; /* k x d */
-    float *cnorms;    /* kpad, for the sgemm path (L2); +INFINITY beyond k */
-    float *pcent;     /* kpad x d: the centroids and zero rows, for the sgemm path (L2) */
-    size_t kpad;      /* k rounded up to 16 (L2 sgemm path), else k */
+    int ip;                      /* inner product: spherical centroids (unit norm after each update) */
+    int bounds;                  /* Hamerly's bounds in use (L2) */
+    int first;                   /* first assignment: measure everything */
+    float *centroids;            /* k x d */
+    float *cnorms;               /* kpad, for the sgemm path (L2); +INFINITY beyond k */
+    float *pcent;                /* kpad x d: the centroids and zero rows, for the sgemm path (L2) */
+    size_t kpad;                 /* k rounded up to 16 (L2 sgemm path), else k */
     struct knn__centroids small; /* for the fused path */
     int use_small;
     int32_t *assign; /* n_train */
@@ -922,9 +929,11 @@ static int s_balance(struct s_kmeans *km, const struct knn__kmeans_options *opts
             biggest = km->count[c] > biggest ? km->count[c] : biggest;
             empty += km->count[c] == 0;
         }
-        KNN_LOG(KNN_LOG_TRACE, KNN_LS_ALGO,
-                "k-means: balancing iteration %zu on %zu points: mean d2 %.4g, largest cluster %zu (mean %.1f), "
-                "%zu empty", it, km->n_train, md, biggest, mean_size, empty);
+        KNN_LOG(
+            KNN_LOG_TRACE, KNN_LS_ALGO,
+            "k-means: balancing iteration %zu on %zu points: mean d2 %.4g, largest cluster %zu (mean %.1f), "
+            "%zu empty",
+            it, km->n_train, md, biggest, mean_size, empty);
     }
 done:
     knn_free(sel);
@@ -1053,8 +1062,9 @@ int knn__kmeans_train(
                 km.lower[i] -= (a == j1 ? m2 : m1) * (1.0f + S_BOUND_SLACK);
             }
         }
-        KNN_LOG(KNN_LOG_TRACE, KNN_LS_ALGO, "k-means: iteration %zu: %zu of %zu points measured, %zu clusters split",
-                it, measured, km.n_train, nsplit);
+        KNN_LOG(
+            KNN_LOG_TRACE, KNN_LS_ALGO, "k-means: iteration %zu: %zu of %zu points measured, %zu clusters split", it,
+            measured, km.n_train, nsplit);
     }
     if (opts->balance > 0 && opts->balance_niter > 0)
         rc = s_balance(&km, opts, &rng);

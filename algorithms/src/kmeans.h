@@ -52,7 +52,10 @@ struct knn__kmeans_options {
     size_t balance_points_per_centroid;
 };
 
-#define KNN__KMEANS_OPTIONS_INIT {10, 256, 0, 1234, 0, 0, 0.0, 0, 0}
+#define KNN__KMEANS_OPTIONS_INIT                                                                                       \
+    {                                                                                                                  \
+        10, 256, 0, 1234, 0, 0, 0.0, 0, 0                                                                              \
+    }
 
 /**
  * Train k centroids on n points of x (n x d, row-major) into `centroids` (k x d, caller-owned).
@@ -69,10 +72,10 @@ int knn__kmeans_train(
  */
 struct knn__centroids {
     size_t k, d;
-    size_t ngroups;  /* ceil(k / 8) */
-    int ip;          /* nearest = largest inner product instead of smallest L2 distance */
-    float *table;    /* ngroups * d * 8 floats (32-byte aligned) */
-    float *bias;     /* ngroups * 8: ||c||^2 (L2) or 0 (IP); +INFINITY for padding lanes */
+    size_t ngroups; /* ceil(k / 8) */
+    int ip;         /* nearest = largest inner product instead of smallest L2 distance */
+    float *table;   /* ngroups * d * 8 floats (32-byte aligned) */
+    float *bias;    /* ngroups * 8: ||c||^2 (L2) or 0 (IP); +INFINITY for padding lanes */
 };
 
 int knn__centroids_init(struct knn__centroids *c, const float *centroids, size_t k, size_t d, int ip);

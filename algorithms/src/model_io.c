@@ -221,9 +221,8 @@ static int s_build_json(json_t **out, const struct knn_model *model, const char 
         (rc = s_json_set(j, "index_type", json_string(knn_index_type_name(io->type)))) ||
         (rc = s_json_set(j, "index_metric", json_string(knn_model_metric_name(c->metric)))))
         goto on_error;
-    if (io->type != KNN_INDEX_FLAT &&
-        ((rc = s_json_set(j, "nlist", json_integer((json_int_t)io->nlist))) ||
-         (rc = s_json_set(j, "nprobe", json_integer((json_int_t)io->nprobe)))))
+    if (io->type != KNN_INDEX_FLAT && ((rc = s_json_set(j, "nlist", json_integer((json_int_t)io->nlist))) ||
+                                       (rc = s_json_set(j, "nprobe", json_integer((json_int_t)io->nprobe)))))
         goto on_error;
     if (io->type == KNN_INDEX_IVFPQ && (rc = s_json_set(j, "pq_m", json_integer((json_int_t)io->pq_m))))
         goto on_error;
@@ -314,8 +313,9 @@ static int s_read_small(const char *path, const char *name, size_t max, char **o
         goto done;
     }
     if ((uint64_t)st.st_size > max) {
-        rc = knn_error_set(KNN_ETOOBIG, "%s: %" PRIu64 " bytes, more than the %zu a model file may have", name,
-                           (uint64_t)st.st_size, max);
+        rc = knn_error_set(
+            KNN_ETOOBIG, "%s: %" PRIu64 " bytes, more than the %zu a model file may have", name, (uint64_t)st.st_size,
+            max);
         goto done;
     }
     size_t n = (size_t)st.st_size;
@@ -389,8 +389,8 @@ static int s_get_sha(json_t *sums, const char *key, char out[65])
         return 0;
     const char *s = json_string_value(x);
     if (!s || strlen(s) != 64 || strspn(s, "0123456789abcdef") != 64)
-        return knn_error_set(KNN_EFORMAT, "%s: key \"sha256\".\"%s\": expected 64 lowercase hex digits", S_JSON_NAME,
-                             key);
+        return knn_error_set(
+            KNN_EFORMAT, "%s: key \"sha256\".\"%s\": expected 64 lowercase hex digits", S_JSON_NAME, key);
     memcpy(out, s, 65);
     return 0;
 }
@@ -401,8 +401,9 @@ static int s_parse_json(struct s_meta *m, const char *text, size_t len)
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
     int rc = 0;
     if (!j)
-        return knn_error_set(KNN_EFORMAT, "%s: line %d, column %d (byte %d): %s", S_JSON_NAME, err.line, err.column,
-                             err.position, err.text);
+        return knn_error_set(
+            KNN_EFORMAT, "%s: line %d, column %d (byte %d): %s", S_JSON_NAME, err.line, err.column, err.position,
+            err.text);
     if (!json_is_object(j)) {
         rc = knn_error_set(KNN_EFORMAT, "%s: not a JSON object", S_JSON_NAME);
         goto done;
@@ -420,8 +421,8 @@ static int s_parse_json(struct s_meta *m, const char *text, size_t len)
     }
     x = json_object_get(j, "version");
     if (x && (!json_is_string(x) || strncmp(json_string_value(x), "1.", 2) != 0)) {
-        rc = knn_error_set(KNN_EUNSUPPORTED, "%s: key \"version\": only version 1.x models are understood",
-                           S_JSON_NAME);
+        rc =
+            knn_error_set(KNN_EUNSUPPORTED, "%s: key \"version\": only version 1.x models are understood", S_JSON_NAME);
         goto done;
     }
     x = json_object_get(j, "normalize");
@@ -501,8 +502,11 @@ static int s_verify(const char *path, const char *name, const char *want)
     if (rc)
         return rc;
     if (strcmp(got, want) != 0)
-        return knn_error_set(KNN_ECHECKSUM, "%s: SHA-256 %s, but %s says %s (the file is corrupt or from another "
-                             "model)", name, got, S_JSON_NAME, want);
+        return knn_error_set(
+            KNN_ECHECKSUM,
+            "%s: SHA-256 %s, but %s says %s (the file is corrupt or from another "
+            "model)",
+            name, got, S_JSON_NAME, want);
     return 0;
 }
 
@@ -510,8 +514,8 @@ static int s_load_labels(const char *path, size_t ntotal, float **out)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: cannot open: %s", S_LABELS_NAME,
-                             strerror(errno));
+        return knn_error_set(
+            errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: cannot open: %s", S_LABELS_NAME, strerror(errno));
     struct stat st;
     float *labels = NULL;
     int rc = 0;
@@ -520,9 +524,11 @@ static int s_load_labels(const char *path, size_t ntotal, float **out)
         goto done;
     }
     if ((uint64_t)st.st_size != (uint64_t)ntotal * sizeof(float)) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s: %" PRIu64 " bytes, but the index holds %zu vectors (expected %" PRIu64
-                           " bytes: one float32 label each)", S_LABELS_NAME, (uint64_t)st.st_size, ntotal,
-                           (uint64_t)ntotal * sizeof(float));
+        rc = knn_error_set(
+            KNN_EMISMATCH,
+            "%s: %" PRIu64 " bytes, but the index holds %zu vectors (expected %" PRIu64
+            " bytes: one float32 label each)",
+            S_LABELS_NAME, (uint64_t)st.st_size, ntotal, (uint64_t)ntotal * sizeof(float));
         goto done;
     }
     if (!(labels = knn_malloc_array(ntotal ? ntotal : 1, sizeof(float)))) {
@@ -549,8 +555,8 @@ done:
 
 static int s_mismatch(const char *what, size_t json_value, size_t index_value)
 {
-    return knn_error_set(KNN_EMISMATCH, "%s says %s = %zu, but %s has %zu", S_JSON_NAME, what, json_value,
-                         S_INDEX_NAME, index_value);
+    return knn_error_set(
+        KNN_EMISMATCH, "%s says %s = %zu, but %s has %zu", S_JSON_NAME, what, json_value, S_INDEX_NAME, index_value);
 }
 
 int knn_model_load(struct knn_model **out, const char *dir)
@@ -571,8 +577,11 @@ int knn_model_load(struct knn_model **out, const char *dir)
         (rc = s_read_small(path, S_JSON_NAME, S_JSON_MAX_BYTES, &text, &len)) || (rc = s_parse_json(&m, text, len)))
         goto on_error;
     if (m.has_dimred && !m.has_rng) {
-        rc = knn_error_set(KNN_EUNSUPPORTED, "%s: \"dimension_reduction\" of a model made by SageMaker: its random "
-                           "projection cannot be rebuilt outside SageMaker", S_JSON_NAME);
+        rc = knn_error_set(
+            KNN_EUNSUPPORTED,
+            "%s: \"dimension_reduction\" of a model made by SageMaker: its random "
+            "projection cannot be rebuilt outside SageMaker",
+            S_JSON_NAME);
         goto on_error;
     }
 
@@ -601,8 +610,9 @@ int knn_model_load(struct knn_model **out, const char *dir)
     c->predictor = m.predictor;
     c->index_type = io->type;
     if (m.ours && m.index_type != io->type) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s says index_type %s, but %s holds a %s index", S_JSON_NAME,
-                           knn_index_type_name(m.index_type), S_INDEX_NAME, knn_index_type_name(io->type));
+        rc = knn_error_set(
+            KNN_EMISMATCH, "%s says index_type %s, but %s holds a %s index", S_JSON_NAME,
+            knn_index_type_name(m.index_type), S_INDEX_NAME, knn_index_type_name(io->type));
         goto on_error;
     }
     if (io->metric == KNN_METRIC_L2)
@@ -610,14 +620,15 @@ int knn_model_load(struct knn_model **out, const char *dir)
     else
         c->metric = m.normalize ? KNN_MODEL_METRIC_COSINE : KNN_MODEL_METRIC_INNER_PRODUCT;
     if (m.normalize && io->metric != KNN_METRIC_INNER_PRODUCT) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s says normalize (COSINE), but %s is an L2 index", S_JSON_NAME,
-                           S_INDEX_NAME);
+        rc = knn_error_set(
+            KNN_EMISMATCH, "%s says normalize (COSINE), but %s is an L2 index", S_JSON_NAME, S_INDEX_NAME);
         goto on_error;
     }
     if (m.has_metric && m.metric != c->metric) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s says index_metric %s, but %s with normalize = %s means %s", S_JSON_NAME,
-                           knn_model_metric_name(m.metric), S_INDEX_NAME, m.normalize ? "true" : "false",
-                           knn_model_metric_name(c->metric));
+        rc = knn_error_set(
+            KNN_EMISMATCH, "%s says index_metric %s, but %s with normalize = %s means %s", S_JSON_NAME,
+            knn_model_metric_name(m.metric), S_INDEX_NAME, m.normalize ? "true" : "false",
+            knn_model_metric_name(c->metric));
         goto on_error;
     }
     if (io->type != KNN_INDEX_FLAT) {
@@ -649,8 +660,9 @@ int knn_model_load(struct knn_model **out, const char *dir)
         c->dimred_seed = m.dimred_seed;
     }
     if (m.has_dimred && m.feature_dim && m.feature_dim != m.dimred_input) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s: feature_dim = %zu, but dimension_reduction.input_dim = %zu",
-                           S_JSON_NAME, m.feature_dim, m.dimred_input);
+        rc = knn_error_set(
+            KNN_EMISMATCH, "%s: feature_dim = %zu, but dimension_reduction.input_dim = %zu", S_JSON_NAME, m.feature_dim,
+            m.dimred_input);
         goto on_error;
     }
     c->feature_dim = m.has_dimred ? m.dimred_input : m.feature_dim ? m.feature_dim : io->dim;
@@ -659,8 +671,11 @@ int knn_model_load(struct knn_model **out, const char *dir)
         goto on_error;
     }
     if (model->effective_dim != io->dim) {
-        rc = knn_error_set(KNN_EMISMATCH, "%s describes vectors of %zu floats for the index, but %s holds vectors of "
-                           "%zu", S_JSON_NAME, model->effective_dim, S_INDEX_NAME, io->dim);
+        rc = knn_error_set(
+            KNN_EMISMATCH,
+            "%s describes vectors of %zu floats for the index, but %s holds vectors of "
+            "%zu",
+            S_JSON_NAME, model->effective_dim, S_INDEX_NAME, io->dim);
         goto on_error;
     }
 

@@ -26,9 +26,9 @@
 
 struct knn__pq {
     size_t d, m, dsub, ksub;
-    float *centroids;            /* m * ksub * dsub */
-    float *norms;                /* m * ksub: ||c||^2 of every centroid (after prepare) */
-    struct knn__centroids *sub;  /* m prepared sub-quantizers (after prepare) */
+    float *centroids;           /* m * ksub * dsub */
+    float *norms;               /* m * ksub: ||c||^2 of every centroid (after prepare) */
+    struct knn__centroids *sub; /* m prepared sub-quantizers (after prepare) */
 };
 
 /**

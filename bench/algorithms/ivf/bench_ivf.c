@@ -115,19 +115,32 @@ int main(int argc, char **argv)
     size_t nlist = 0, m = 16, threads = 1, repeats = 3, k = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
-        if (!strcmp(a, "--base")) base = v;
-        else if (!strcmp(a, "--query")) query = v;
-        else if (!strcmp(a, "--gt")) gt = v;
-        else if (!strcmp(a, "--index")) kind = v;
-        else if (!strcmp(a, "--metric")) metric = v;
-        else if (!strcmp(a, "--nlist")) nlist = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--m")) m = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--nprobe")) nprobes = v;
-        else if (!strcmp(a, "--threads")) threads = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--repeats")) repeats = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--k")) k = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--name")) name = v;
-        else if (!strcmp(a, "--cache")) cache = v; /* index file: loaded if present, else written */
+        if (!strcmp(a, "--base"))
+            base = v;
+        else if (!strcmp(a, "--query"))
+            query = v;
+        else if (!strcmp(a, "--gt"))
+            gt = v;
+        else if (!strcmp(a, "--index"))
+            kind = v;
+        else if (!strcmp(a, "--metric"))
+            metric = v;
+        else if (!strcmp(a, "--nlist"))
+            nlist = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--m"))
+            m = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--nprobe"))
+            nprobes = v;
+        else if (!strcmp(a, "--threads"))
+            threads = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--repeats"))
+            repeats = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--k"))
+            k = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--name"))
+            name = v;
+        else if (!strcmp(a, "--cache"))
+            cache = v; /* index file: loaded if present, else written */
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -228,12 +241,15 @@ int main(int argc, char **argv)
             ns++;
         }
         double single_qps = ns / (s_now() - s0);
-        printf("{\"impl\": \"knn\", \"dataset\": \"%s\", \"index\": \"%s\", \"metric\": \"%s\", \"N\": %zu, \"d\": %zu, "
-               "\"nlist\": %zu, \"m\": %zu, \"threads\": %zu, \"nprobe\": %zu, \"train_s\": %.4f, \"add_s\": %.4f, "
-               "\"train_cpu_s\": %.4f, \"add_cpu_s\": %.4f, \"qps\": %.1f, \"qps_cpu\": %.1f, \"single_qps\": %.1f, \"recall_at_10\": %.4f, \"rss_data_mb\": %.1f, "
-               "\"rss_built_mb\": %.1f, \"peak_rss_mb\": %.1f}\n",
-               name, kind, metric, n, d, nlist, o.type == KNN_INDEX_IVFPQ ? m : 0, threads, sp.nprobe, t_train, t_add,
-               c_train, c_add, nq / best, nq / best_cpu, single_qps, (double)hits / (nq * k), rss_data, rss_built, s_rss_mb());
+        printf(
+            "{\"impl\": \"knn\", \"dataset\": \"%s\", \"index\": \"%s\", \"metric\": \"%s\", \"N\": %zu, \"d\": %zu, "
+            "\"nlist\": %zu, \"m\": %zu, \"threads\": %zu, \"nprobe\": %zu, \"train_s\": %.4f, \"add_s\": %.4f, "
+            "\"train_cpu_s\": %.4f, \"add_cpu_s\": %.4f, \"qps\": %.1f, \"qps_cpu\": %.1f, \"single_qps\": %.1f, "
+            "\"recall_at_10\": %.4f, \"rss_data_mb\": %.1f, "
+            "\"rss_built_mb\": %.1f, \"peak_rss_mb\": %.1f}\n",
+            name, kind, metric, n, d, nlist, o.type == KNN_INDEX_IVFPQ ? m : 0, threads, sp.nprobe, t_train, t_add,
+            c_train, c_add, nq / best, nq / best_cpu, single_qps, (double)hits / (nq * k), rss_data, rss_built,
+            s_rss_mb());
         fflush(stdout);
     }
     knn_index_destroy(index);

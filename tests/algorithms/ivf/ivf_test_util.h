@@ -34,5 +34,4 @@ void iu_brute_force(
 /* |found top-k ∩ true top-k| / (nq * k). */
 double iu_recall(const int64_t *found, const int64_t *truth, size_t nq, size_t k);
 
-
 #endif

@@ -65,8 +65,9 @@ static uint64_t s_get_u64(const uint8_t *p)
 }
 
 /* A trained and filled index of the given kind over n clustered vectors of d floats. */
-static int s_make(struct knn_index **out, enum knn_index_type type, enum knn_metric metric, size_t d, size_t n,
-                  size_t nlist, size_t m, size_t nadd)
+static int s_make(
+    struct knn_index **out, enum knn_index_type type, enum knn_metric metric, size_t d, size_t n, size_t nlist,
+    size_t m, size_t nadd)
 {
     float *x = malloc(n * d * sizeof(float));
     iu_clustered(x, n, d, 8, 2.0, 301);
@@ -124,7 +125,7 @@ int test_index_file_layout_is_faiss(void)
     ASSERT_UINT_EQ(2, s_get_u64(m.data + 45));
     ASSERT_MEM_EQ("IxFI", 4, m.data + 53, 4);
     size_t q_end = 53 + 37 + 8 + 3 * 4 * 4;
-    ASSERT_INT_EQ(0, m.data[q_end]);                 /* direct map type: none */
+    ASSERT_INT_EQ(0, m.data[q_end]);                  /* direct map type: none */
     ASSERT_UINT_EQ(0, s_get_u64(m.data + q_end + 1)); /* its empty array */
     ASSERT_MEM_EQ("ilar", 4, m.data + q_end + 9, 4);
     ASSERT_UINT_EQ(3, s_get_u64(m.data + q_end + 13));
@@ -141,10 +142,8 @@ int test_index_round_trip_every_type(void)
         enum knn_metric metric;
         size_t nlist, m, nadd;
     } cases[] = {
-        {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 500},
-        {KNN_INDEX_FLAT, KNN_METRIC_INNER_PRODUCT, 0, 0, 500},
-        {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 16, 0, 500},
-        {KNN_INDEX_IVFFLAT, KNN_METRIC_INNER_PRODUCT, 16, 0, 500},
+        {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 500},     {KNN_INDEX_FLAT, KNN_METRIC_INNER_PRODUCT, 0, 0, 500},
+        {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 16, 0, 500}, {KNN_INDEX_IVFFLAT, KNN_METRIC_INNER_PRODUCT, 16, 0, 500},
         {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 64, 0, 10}, /* mostly empty lists: "sprs" sizes */
         {KNN_INDEX_IVFPQ, KNN_METRIC_L2, 16, 4, 500},
     };
@@ -186,12 +185,14 @@ int test_index_reader_refuses_every_truncation(void)
         ASSERT_OK(s_make(&a, types[t], KNN_METRIC_L2, 4, 300, 3, 2, 40));
         struct s_mem m;
         ASSERT_OK(s_serialize(a, &m));
-        for (size_t len = 0; len < m.len; len += (types[t] == KNN_INDEX_IVFPQ && len > 200 && len < m.len - 400) ? 61 : 1) {
+        for (size_t len = 0; len < m.len;
+             len += (types[t] == KNN_INDEX_IVFPQ && len > 200 && len < m.len - 400) ? 61 : 1) {
             knn_error_clear();
             int rc = s_read(&b, m.data, len);
             if (rc != KNN_ETRUNCATED)
-                FAIL("type %d, %zu of %zu bytes: rc %d (%s), expected KNN_ETRUNCATED", (int)types[t], len, m.len, rc,
-                     knn_error_message());
+                FAIL(
+                    "type %d, %zu of %zu bytes: rc %d (%s), expected KNN_ETRUNCATED", (int)types[t], len, m.len, rc,
+                    knn_error_message());
             ASSERT_TRUE(b == NULL);
             ASSERT_CONTAINS(knn_error_message(), "byte ");
         }
@@ -202,8 +203,8 @@ int test_index_reader_refuses_every_truncation(void)
 }
 
 /* Read a copy of `file` with `patch` applied at `off`; expect `code` and `needle` in the message. */
-static int s_expect_refused(const struct s_mem *file, size_t off, const void *patch, size_t plen, size_t new_len,
-                            int code, const char *needle)
+static int s_expect_refused(
+    const struct s_mem *file, size_t off, const void *patch, size_t plen, size_t new_len, int code, const char *needle)
 {
     uint8_t *copy = malloc(file->len + 16);
     memcpy(copy, file->data, file->len);

@@ -96,10 +96,11 @@ int test_faiss_reads_our_indexes(void)
         ASSERT_INT_EQ(0, s_write_raw(dir, path, ids, nq * k * sizeof(int64_t)));
         snprintf(path, sizeof(path), "%s.dist", t->name);
         ASSERT_INT_EQ(0, s_write_raw(dir, path, dist, nq * k * sizeof(float)));
-        jl += (size_t)snprintf(json + jl, sizeof(json) - jl,
-                               "%s{\"name\": \"%s\", \"kind\": \"%s\", \"d\": %zu, \"nq\": %zu, \"k\": %zu, "
-                               "\"nprobe\": %zu, \"ntotal\": %zu}",
-                               c ? ", " : "", t->name, t->kind, d, nq, k, t->nprobe, nadd);
+        jl += (size_t)snprintf(
+            json + jl, sizeof(json) - jl,
+            "%s{\"name\": \"%s\", \"kind\": \"%s\", \"d\": %zu, \"nq\": %zu, \"k\": %zu, "
+            "\"nprobe\": %zu, \"ntotal\": %zu}",
+            c ? ", " : "", t->name, t->kind, d, nq, k, t->nprobe, nadd);
         knn_index_destroy(index);
     }
     jl += (size_t)snprintf(json + jl, sizeof(json) - jl, "]\n");
@@ -140,8 +141,8 @@ static int s_mem_write(void *user, const void *data, size_t len)
     return 0;
 }
 
-static int s_same(const char *name, const float *d1, const int64_t *i1, const float *d2, const int64_t *i2,
-                  size_t nq, size_t k)
+static int
+s_same(const char *name, const float *d1, const int64_t *i1, const float *d2, const int64_t *i2, size_t nq, size_t k)
 {
     for (size_t i = 0; i < nq * k; i++) {
         double tol = isfinite(d1[i]) ? 1e-4 * (1 + fabs(d1[i])) : 0;
@@ -155,8 +156,9 @@ static int s_same(const char *name, const float *d1, const int64_t *i1, const fl
             for (size_t j = 0; j < k; j++)
                 found |= i2[q * k + j] == i1[i] && fabs((double)d2[q * k + j] - d1[i]) <= tol;
             if (!found) {
-                fprintf(stderr, "%s: query %zu rank %zu: id %lld, FAISS %lld\n", name, q, i % k, (long long)i2[i],
-                        (long long)i1[i]);
+                fprintf(
+                    stderr, "%s: query %zu rank %zu: id %lld, FAISS %lld\n", name, q, i % k, (long long)i2[i],
+                    (long long)i1[i]);
                 return 0;
             }
         }

@@ -47,8 +47,8 @@ static float *s_queries(void)
     return q;
 }
 
-static int s_build(struct knn_index **out, enum knn_index_type type, enum knn_metric metric, size_t m,
-                   const float *x, size_t n)
+static int
+s_build(struct knn_index **out, enum knn_index_type type, enum knn_metric metric, size_t m, const float *x, size_t n)
 {
     struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
     o.type = type;
@@ -67,8 +67,9 @@ static int s_build(struct knn_index **out, enum knn_index_type type, enum knn_me
 }
 
 /* Same ids, except where the two orders differ only among distances equal within tol. */
-static int s_same_results(const float *dist, const int64_t *ids, const double *tdist, const int64_t *tids, size_t nq,
-                          size_t k, double rel_tol)
+static int s_same_results(
+    const float *dist, const int64_t *ids, const double *tdist, const int64_t *tids, size_t nq, size_t k,
+    double rel_tol)
 {
     for (size_t i = 0; i < nq * k; i++) {
         double tol = rel_tol * (1.0 + fabs(tdist[i]));
@@ -83,8 +84,9 @@ static int s_same_results(const float *dist, const int64_t *ids, const double *t
             for (size_t j = 0; j < k; j++)
                 found |= ids[q * k + j] == tids[i] && fabs(dist[q * k + j] - tdist[i]) <= tol;
             if (!found) {
-                fprintf(stderr, "query %zu rank %zu: id %lld, expected %lld\n", q, i % k, (long long)ids[i],
-                        (long long)tids[i]);
+                fprintf(
+                    stderr, "query %zu rank %zu: id %lld, expected %lld\n", q, i % k, (long long)ids[i],
+                    (long long)tids[i]);
                 return 0;
             }
         }
@@ -143,8 +145,9 @@ int test_ivfflat_recall_at_default_nprobe(void)
     sp.nprobe = 1;
     ASSERT_OK(knn_index_search(index, N_QUERY, q, k, dist, ids, &sp));
     double r1 = iu_recall(ids, tids, N_QUERY, k);
-    fprintf(stderr, "IVFFlat recall@10: nprobe 1: %.4f, default nprobe %zu: %.4f\n", r1,
-            knn_index_get_options(index)->nprobe, r_default);
+    fprintf(
+        stderr, "IVFFlat recall@10: nprobe 1: %.4f, default nprobe %zu: %.4f\n", r1,
+        knn_index_get_options(index)->nprobe, r_default);
     ASSERT_TRUE(r_default >= 0.95);
     ASSERT_TRUE(r1 < r_default);
     knn_index_destroy(index);
@@ -211,8 +214,9 @@ int test_ivfpq_returns_best_adc_candidates_and_recall(void)
                     for (size_t t = 0; t < k; t++)
                         in |= ids[i * k + t] == (int64_t)j;
                     if (!in && all[j] < dist[i * k + r] - tol)
-                        FAIL("query %zu: id %zu has ADC distance %g, better than the k-th %g", i, j, all[j],
-                             dist[i * k + r]);
+                        FAIL(
+                            "query %zu: id %zu has ADC distance %g, better than the k-th %g", i, j, all[j],
+                            dist[i * k + r]);
                 }
             }
         }

@@ -134,7 +134,8 @@ int test_kmeans_is_deterministic_per_seed(void)
     for (size_t di = 0; di < 2; di++) {
         size_t n = 3000, d = dims[di], k = 20;
         float *x = malloc(n * d * sizeof(float));
-        float *c1 = malloc(k * d * sizeof(float)), *c2 = malloc(k * d * sizeof(float)), *c3 = malloc(k * d * sizeof(float));
+        float *c1 = malloc(k * d * sizeof(float)), *c2 = malloc(k * d * sizeof(float)),
+              *c3 = malloc(k * d * sizeof(float));
         iu_clustered(x, n, d, 30, 4.0, 11);
         struct knn__kmeans_options o = KNN__KMEANS_OPTIONS_INIT;
         o.seed = 5;
@@ -321,8 +322,8 @@ int test_pq_encode_is_nearest_centroid(void)
     }
     ASSERT_TRUE(err < 0.25 * var);
     for (size_t s = 0; s < m; s++)
-        ASSERT_MEM_EQ(pq.centroids + (s * 256 + codes[s]) * dsub, dsub * sizeof(float), rec + s * dsub,
-                      dsub * sizeof(float));
+        ASSERT_MEM_EQ(
+            pq.centroids + (s * 256 + codes[s]) * dsub, dsub * sizeof(float), rec + s * dsub, dsub * sizeof(float));
     knn__pq_clean_up(&pq);
     free(x);
     free(rec);

@@ -292,8 +292,8 @@ int test_model_loads_sagemaker_json(void)
     struct knn_model *m, *m1;
     ASSERT_OK(s_build(&m, &cfg, 800));
     ASSERT_OK(knn_model_save(m, dir));
-    json_t *j = json_pack("{s:i, s:s, s:b, s:s}", "k", 5, "predictor_type", "classifier", "normalize", 1, "version",
-                          "1.0");
+    json_t *j =
+        json_pack("{s:i, s:s, s:b, s:s}", "k", 5, "predictor_type", "classifier", "normalize", 1, "version", "1.0");
     ASSERT_INT_EQ(0, s_save_json(dir, j));
     ASSERT_OK(knn_model_load(&m1, dir));
     ASSERT_INT_EQ(KNN_MODEL_METRIC_COSINE, knn_model_get_config(m1)->metric);
@@ -308,8 +308,9 @@ int test_model_loads_sagemaker_json(void)
     knn_model_destroy(m1);
 
     /* SageMaker's reduction is its own random projection: refused, not silently wrong. */
-    json_object_set_new(j, "dimension_reduction",
-                        json_pack("{s:s, s:i, s:i, s:i}", "type", "sign", "seed", 3, "target_dim", 4, "input_dim", 10));
+    json_object_set_new(
+        j, "dimension_reduction",
+        json_pack("{s:s, s:i, s:i, s:i}", "type", "sign", "seed", 3, "target_dim", 4, "input_dim", 10));
     ASSERT_INT_EQ(0, s_save_json(dir, j));
     ASSERT_ERR(KNN_EUNSUPPORTED, knn_model_load(&m1, dir));
     ASSERT_CONTAINS(knn_error_message(), "model made by SageMaker");
