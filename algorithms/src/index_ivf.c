@@ -627,6 +627,51 @@ static s_adc_fn *s_adc_pick(size_t m)
     }
 }
 
+/*
+ * The query's part of the IVFPQ distance tables: with precomputed per-list tables, qtab =
+ * -2 x.r (for every sub-quantizer and centroid); without residuals, the L2 table itself (into sim,
+ * the same for every list).
+ */
+static void s_pq_query_table(const struct s_ivf *ivf, const float *xq, float *qtab, float *sim)
+{
+    const struct knn__pq *pq = &ivf->pq;
+    if (!ivf->by_residual) {
+        knn__pq_l2_table(pq, xq, sim);
+    } else if (ivf->precomputed) {
+        const size_t tsize = pq->m * pq->ksub;
+        knn__pq_dot_table(pq, xq, qtab);
+        for (size_t j = 0; j < tsize; j++)
+            qtab[j] *= -2.0f;
+    }
+}
+
+/*
+ * The distance table of list l for the query into sim, and the constant every code's sum starts
+ * from (dis0): by residual with precomputed tables, ||x - c||^2 (the coarse distance) and
+ * sim = (||r||^2 + 2 c.r) + (-2 x.r); by residual without them, 0 and the L2 table of x - c;
+ * without residuals, 0 and the query's table (already in sim).
+ */
+static float s_pq_list_table(
+    const struct s_ivf *ivf, size_t d, const float *xq, const float *qtab, size_t l, float coarse, float *sim,
+    float *res)
+{
+    const struct knn__pq *pq = &ivf->pq;
+    const size_t tsize = pq->m * pq->ksub;
+    if (!ivf->by_residual)
+        return 0.0f;
+    if (ivf->precomputed) {
+        const float *t1 = ivf->precomputed + l * tsize;
+        for (size_t j = 0; j < tsize; j++)
+            sim[j] = t1[j] + qtab[j];
+        return coarse;
+    }
+    const float *c = knn__index_flat_vectors(ivf->quantizer) + l * d;
+    for (size_t j = 0; j < d; j++)
+        res[j] = xq[j] - c[j];
+    knn__pq_l2_table(pq, res, sim);
+    return 0.0f;
+}
+
 static int
 s_search_pq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
 {
@@ -635,7 +680,6 @@ s_search_pq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const fl
     const struct knn__pq *pq = &ivf->pq;
     const size_t d = index->opts.dim, k = ctx->k, nprobe = ctx->nprobe;
     const size_t tsize = pq->m * pq->ksub;
-    const float *cent = knn__index_flat_vectors(ivf->quantizer);
     float *qtab = NULL, *sim = NULL, *res = NULL;
     s_adc_fn *adc = s_adc_pick(pq->m);
 
@@ -650,32 +694,13 @@ s_search_pq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const fl
         const float *xq = ctx->x + (q0 + q) * d;
         struct knn__topk h;
         knn__topk_init(&h, k, 0, ctx->distances + (q0 + q) * k, ctx->labels + (q0 + q) * k);
-        if (!ivf->by_residual) {
-            knn__pq_l2_table(pq, xq, sim);
-        } else if (ivf->precomputed) {
-            knn__pq_dot_table(pq, xq, qtab);
-            for (size_t j = 0; j < tsize; j++)
-                qtab[j] *= -2.0f;
-        }
+        s_pq_query_table(ivf, xq, qtab, sim);
         for (size_t p = 0; p < nprobe; p++) {
             int64_t l = clab[q * nprobe + p];
-            if (l < 0)
+            if (l < 0 || ivf->lists[l].size == 0)
                 continue;
             const struct s_list *list = &ivf->lists[l];
-            if (list->size == 0)
-                continue;
-            float dis0 = 0.0f;
-            if (ivf->by_residual && ivf->precomputed) {
-                const float *t1 = ivf->precomputed + (size_t)l * tsize;
-                for (size_t j = 0; j < tsize; j++)
-                    sim[j] = t1[j] + qtab[j];
-                dis0 = cdist[q * nprobe + p];
-            } else if (ivf->by_residual) {
-                const float *c = cent + (size_t)l * d;
-                for (size_t j = 0; j < d; j++)
-                    res[j] = xq[j] - c[j];
-                knn__pq_l2_table(pq, res, sim);
-            }
+            float dis0 = s_pq_list_table(ivf, d, xq, qtab, (size_t)l, cdist[q * nprobe + p], sim, res);
             adc(list->codes, list->size, pq->m, sim, dis0, list->ids, &h);
         }
         knn__topk_finish(&h);
@@ -718,6 +743,122 @@ on_error:
     return rc;
 }
 
+/*
+ * One query over many probed entries: the probes are split over the workers, each keeping its own
+ * top k, merged at the end. Worth it from about this many list entries (a hand-off to the pool
+ * costs tens of microseconds; this many entries take about a millisecond).
+ */
+#define S_SPLIT_MIN_ENTRIES 32768
+
+struct s_split_ctx {
+    const struct knn_index *index;
+    const float *xq;
+    size_t k;
+    const float *cdist;
+    const int64_t *clab;
+    const float *qtab; /* IVFPQ: the query's table (s_pq_query_table) */
+    float *wdist;      /* per worker: k results */
+    int64_t *wlab;
+    float *wsim; /* IVFPQ, per worker: a table and a residual */
+    float *wres;
+};
+
+static int s_split_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
+{
+    const struct s_split_ctx *ctx = ctx_;
+    const struct knn_index *index = ctx->index;
+    const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim, k = ctx->k;
+    const int ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    struct knn__topk h;
+    knn__topk_resume(&h, k, ip, ctx->wdist + worker * k, ctx->wlab + worker * k);
+    for (size_t p = begin; p < end; p++) {
+        int64_t l = ctx->clab[p];
+        if (l < 0 || ivf->lists[l].size == 0)
+            continue;
+        const struct s_list *list = &ivf->lists[l];
+        if (!ivf->is_pq) {
+            knn__scan_one(ctx->xq, (const float *)list->codes, list->size, d, &h, s_enc((size_t)l, 0));
+            continue;
+        }
+        const size_t tsize = ivf->pq.m * ivf->pq.ksub;
+        float *sim = ctx->wsim + worker * tsize, *res = ctx->wres + worker * d;
+        if (!ivf->by_residual)
+            memcpy(sim, ctx->qtab, tsize * sizeof(float));
+        float dis0 = s_pq_list_table(ivf, d, ctx->xq, ctx->qtab, (size_t)l, ctx->cdist[p], sim, res);
+        s_adc_pick(ivf->pq.m)(list->codes, list->size, ivf->pq.m, sim, dis0, list->ids, &h);
+    }
+    knn__topk_finish(&h);
+    return 0;
+}
+
+static int s_search_one_split(
+    const struct knn_index *index, const float *xq, size_t k, size_t nprobe, size_t nthreads, float *distances,
+    int64_t *labels)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim;
+    const int ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    const size_t tsize = ivf->is_pq ? ivf->pq.m * ivf->pq.ksub : 0;
+    struct s_split_ctx ctx = {index, xq, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    float *cdist = NULL, *qtab = NULL;
+    int64_t *clab = NULL;
+    int rc = 0;
+
+    if (!(cdist = knn_malloc_array(nprobe, sizeof(float))) || !(clab = knn_malloc_array(nprobe, sizeof(int64_t))) ||
+        !(ctx.wdist = knn_malloc_array(nthreads * k, sizeof(float))) ||
+        !(ctx.wlab = knn_malloc_array(nthreads * k, sizeof(int64_t))) ||
+        (ivf->is_pq && (!(qtab = knn_malloc_array(tsize, sizeof(float))) ||
+                        !(ctx.wsim = knn_malloc_array(nthreads * tsize, sizeof(float))) ||
+                        !(ctx.wres = knn_malloc_array(nthreads * d, sizeof(float)))))) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    if ((rc = s_coarse(index, 1, xq, nprobe, cdist, clab)) != 0)
+        goto done;
+    size_t entries = 0;
+    for (size_t p = 0; p < nprobe; p++)
+        entries += clab[p] >= 0 ? ivf->lists[clab[p]].size : 0;
+    size_t workers = entries >= S_SPLIT_MIN_ENTRIES ? nthreads : 1;
+    for (size_t i = 0; i < workers * k; i++) {
+        ctx.wdist[i] = ip ? -INFINITY : INFINITY;
+        ctx.wlab[i] = -1;
+    }
+    if (ivf->is_pq)
+        s_pq_query_table(ivf, xq, qtab, qtab);
+    ctx.cdist = cdist;
+    ctx.clab = clab;
+    ctx.qtab = qtab;
+    if ((rc = knn__parallel_for(nprobe, workers, s_split_chunk, &ctx)) != 0)
+        goto done;
+    /* Merge the workers' lists, then (IVFFlat) turn list positions into ids. */
+    struct knn__topk h;
+    knn__topk_init(&h, k, ip, distances, labels);
+    for (size_t w = 0; w < workers; w++)
+        for (size_t j = 0; j < k && ctx.wlab[w * k + j] >= 0; j++)
+            knn__topk_push(&h, ctx.wdist[w * k + j], ctx.wlab[w * k + j]);
+    knn__topk_finish(&h);
+    if (!ivf->is_pq) {
+        for (size_t j = 0; j < k; j++) {
+            if (labels[j] < 0)
+                continue;
+            size_t l = (size_t)((uint64_t)labels[j] >> 32), pos = (size_t)(labels[j] & 0xffffffff);
+            labels[j] = ivf->lists[l].ids[pos];
+        }
+        s_order_ties(distances, labels, k);
+    }
+
+done:
+    knn_free(cdist);
+    knn_free(clab);
+    knn_free(qtab);
+    knn_free(ctx.wdist);
+    knn_free(ctx.wlab);
+    knn_free(ctx.wsim);
+    knn_free(ctx.wres);
+    return rc;
+}
+
 static int s_search(
     const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
     const struct knn_search_params *params)
@@ -729,6 +870,17 @@ static int s_search(
     if (nprobe == 0)
         nprobe = 1;
     size_t threads = params->threads ? params->threads : index->opts.threads;
+    size_t all = knn__resolve_threads(threads, SIZE_MAX);
+    if (n < all) {
+        /* Fewer queries than workers (one, typically): split each query's lists over the workers. */
+        for (size_t i = 0; i < n; i++) {
+            int rc =
+                s_search_one_split(index, x + i * index->opts.dim, k, nprobe, all, distances + i * k, labels + i * k);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
     size_t nthreads = knn__resolve_threads(threads, n);
     size_t block = (n + nthreads - 1) / nthreads;
     if (block > S_QUERY_BLOCK)

@@ -360,3 +360,39 @@ int test_ivf_default_nprobe_rule(void)
     ASSERT_UINT_EQ(67, knn__ivf_default_nprobe(4472));
     return 0;
 }
+
+/* One query over many probed entries is split over the workers; the answer does not change. */
+int test_ivf_single_query_split_matches(void)
+{
+    const size_t n = 40000, d = 8, k = 10;
+    float *x = malloc(n * d * sizeof(float));
+    iu_clustered(x, n, d, 20, 2.0, 111);
+    for (int type = 0; type < 2; type++) {
+        struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
+        o.type = type ? KNN_INDEX_IVFPQ : KNN_INDEX_IVFFLAT;
+        o.dim = d;
+        o.nlist = 4;
+        o.pq_m = 4;
+        o.nprobe = 4; /* every list: 40,000 entries, above the split threshold */
+        struct knn_index *index;
+        ASSERT_OK(knn_index_new(&index, &o));
+        ASSERT_OK(knn_index_train(index, n, x));
+        ASSERT_OK(knn_index_add(index, n, x));
+        float d1[10], d2[10];
+        int64_t i1[10], i2[10];
+        for (size_t q = 0; q < 5; q++) {
+            struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
+            sp.threads = 1;
+            ASSERT_OK(knn_index_search(index, 1, x + q * 997 * d, k, d1, i1, &sp));
+            sp.threads = 2;
+            ASSERT_OK(knn_index_search(index, 1, x + q * 997 * d, k, d2, i2, &sp));
+            ASSERT_MEM_EQ(i1, sizeof(i1), i2, sizeof(i2));
+            ASSERT_MEM_EQ(d1, sizeof(d1), d2, sizeof(d2));
+            if (type == 0)
+                ASSERT_INT_EQ((int64_t)(q * 997), i1[0]); /* a base vector finds itself first */
+        }
+        knn_index_destroy(index);
+    }
+    free(x);
+    return 0;
+}
