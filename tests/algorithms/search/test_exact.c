@@ -253,6 +253,46 @@ int test_exact_gaussian_within_float_precision(void)
     return 0;
 }
 
+int test_exact_same_answer_whatever_the_split(void)
+{
+    /* Real-valued data: the split over threads (base or queries, any chunking) must not change a
+     * single bit of the answer, because each distance is computed the same way wherever it lands. */
+    struct tu_rng r = {17};
+    size_t d = 24, nb = 30000, nq = 600, k = 7;
+    float *base = knn_malloc_array(nb * d, sizeof(float));
+    float *q = knn_malloc_array(nq * d, sizeof(float));
+    tu_fill_gauss(&r, base, nb * d);
+    tu_fill_gauss(&r, q, nq * d);
+    float *d1 = knn_malloc_array(nq * k, sizeof(float)), *d2 = knn_malloc_array(nq * k, sizeof(float));
+    int64_t *i1 = knn_malloc_array(nq * k, sizeof(int64_t)), *i2 = knn_malloc_array(nq * k, sizeof(int64_t));
+    size_t nqs[] = {1, 5, 40, 600};
+    for (int ip = 0; ip <= 1; ip++) {
+        struct knn_index *index = NULL;
+        struct knn_index_options opts = KNN_INDEX_OPTIONS_INIT;
+        opts.metric = ip ? KNN_METRIC_INNER_PRODUCT : KNN_METRIC_L2;
+        opts.dim = d;
+        ASSERT_OK(knn_index_new(&index, &opts));
+        ASSERT_OK(knn_index_add(index, nb, base));
+        for (size_t a = 0; a < 4; a++) {
+            struct knn_search_params p1 = KNN_SEARCH_PARAMS_INIT, p2 = KNN_SEARCH_PARAMS_INIT;
+            p1.threads = 1;
+            p2.threads = 2;
+            ASSERT_OK(knn_index_search(index, nqs[a], q, k, d1, i1, &p1));
+            ASSERT_OK(knn_index_search(index, nqs[a], q, k, d2, i2, &p2));
+            ASSERT_MEM_EQ(i1, nqs[a] * k * sizeof(int64_t), i2, nqs[a] * k * sizeof(int64_t));
+            ASSERT_MEM_EQ(d1, nqs[a] * k * sizeof(float), d2, nqs[a] * k * sizeof(float));
+        }
+        knn_index_destroy(index);
+    }
+    knn_free(base);
+    knn_free(q);
+    knn_free(d1);
+    knn_free(d2);
+    knn_free(i1);
+    knn_free(i2);
+    return 0;
+}
+
 int test_exact_k_beyond_ntotal_is_padded(void)
 {
     struct tu_rng r = {14};
