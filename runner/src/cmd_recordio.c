@@ -15,6 +15,7 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/common/file.h"
 #include "knn/recordio/csv.h"
 #include "knn/recordio/reader.h"
 #include "knn/recordio/record.h"
@@ -90,84 +91,33 @@ static int s_read_chunks(const char *path, s_chunk_fn *fn, void *user, uint64_t 
     return rc;
 }
 
-/* ---- output: stdout, or a temporary file renamed into place at the end ---- */
+/* ---- output: stdout, a device, or a temporary file renamed into place at the end ---- */
 
 struct s_output {
-    FILE *f;
-    char *tmp_path; /* NULL for stdout */
-    const char *path;
+    struct knn_file_writer w;
 };
 
 static int s_output_open(struct s_output *out, const char *path)
 {
-    memset(out, 0, sizeof(*out));
-    out->path = path;
-    if (strcmp(path, "-") == 0) {
-        out->f = stdout;
-        return 0;
-    }
-    const char *slash = strrchr(path, '/');
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    const char *base = slash ? slash + 1 : path;
-    if (!*base)
-        return knn_error_set(KNN_EINVAL, "%s: not a file name", path);
-    size_t n = strlen(path) + 32;
-    if (!(out->tmp_path = knn_malloc(n)))
-        return KNN_ENOMEM;
-    snprintf(out->tmp_path, n, "%.*s.%s.tmp.XXXXXX", (int)dir_len, path, base);
-    int fd = mkstemp(out->tmp_path);
-    if (fd < 0) {
-        int e = errno;
-        knn_free(out->tmp_path);
-        out->tmp_path = NULL;
-        return knn_error_set(KNN_EIO, "%s: cannot create a file in its folder: %s", path, strerror(e));
-    }
-    /* mkstemp makes it 0600; give it the usual mode (0666 less the umask). */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(out->f = fdopen(fd, "wb"))) {
-        int e = errno;
-        close(fd);
-        unlink(out->tmp_path);
-        knn_free(out->tmp_path);
-        out->tmp_path = NULL;
-        return knn_error_set(KNN_EIO, "%s: %s", path, strerror(e));
-    }
-    return 0;
+    return knn_file_writer_open(&out->w, path);
 }
 
 static int s_output_write(struct s_output *out, struct knn_buf *buf)
 {
-    if (buf->len && fwrite(buf->data, 1, buf->len, out->f) != buf->len)
-        return knn_error_set(KNN_EIO, "%s: write failed: %s", s_display(out->path), strerror(errno));
+    int rc = knn_file_writer_write(&out->w, buf->data, buf->len);
+    if (rc)
+        return rc;
     knn_buf_reset(buf);
     return 0;
 }
 
-/* Finish: on success flush and rename into place; on failure remove the temporary file. */
+/* Finish: on success commit (rename into place); on failure drop the temporary file. */
 static int s_output_close(struct s_output *out, int ok)
 {
-    int rc = 0;
-    if (!out->f)
-        return 0;
-    if (!out->tmp_path) {
-        if (fflush(out->f) != 0 && ok)
-            rc = knn_error_set(KNN_EIO, "stdout: write failed: %s", strerror(errno));
-        out->f = NULL;
-        return rc;
-    }
-    if (ok && (fflush(out->f) != 0 || fsync(fileno(out->f)) != 0))
-        rc = knn_error_set(KNN_EIO, "%s: write failed: %s", out->path, strerror(errno));
-    if (fclose(out->f) != 0 && ok && !rc)
-        rc = knn_error_set(KNN_EIO, "%s: write failed: %s", out->path, strerror(errno));
-    out->f = NULL;
-    if (ok && !rc && rename(out->tmp_path, out->path) != 0)
-        rc = knn_error_set(KNN_EIO, "%s: cannot rename the finished file into place: %s", out->path, strerror(errno));
-    if (!ok || rc)
-        unlink(out->tmp_path);
-    knn_free(out->tmp_path);
-    out->tmp_path = NULL;
-    return rc;
+    if (ok)
+        return knn_file_writer_commit(&out->w);
+    knn_file_writer_abort(&out->w);
+    return 0;
 }
 
 /* ---- inspect ---- */

@@ -2,6 +2,7 @@
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
+#include "knn/common/file.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -24,16 +25,19 @@ int knn_archive_pack(const char *tar_path, const char *dir, const char *const *n
 int knn_archive_pack_level(const char *tar_path, const char *dir, const char *const *names, size_t nnames,
                            int gzip_level)
 {
-    char tmp[4096], src[4096], level[2] = {(char)('0' + gzip_level), '\0'};
+    char src[4096], level[2] = {(char)('0' + gzip_level), '\0'};
+    struct knn_file_writer out;
     struct archive *a = NULL;
     struct archive_entry *e = NULL;
     uint8_t *chunk = NULL;
     int fd = -1, rc = 0;
 
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", tar_path) >= sizeof(tmp))
-        return knn_error_set(KNN_EINVAL, "%s: path too long", tar_path);
     if (!(chunk = knn_malloc(S_IO_CHUNK)))
         return KNN_ENOMEM;
+    if ((rc = knn_file_writer_open(&out, tar_path)) != 0) {
+        knn_free(chunk);
+        return rc;
+    }
     a = archive_write_new();
     e = archive_entry_new();
     if (!a || !e) {
@@ -44,8 +48,8 @@ int knn_archive_pack_level(const char *tar_path, const char *dir, const char *co
         gzip_level = -1;
     if (archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
         (gzip_level >= 0 && archive_write_set_filter_option(a, "gzip", "compression-level", level) != ARCHIVE_OK) ||
-        archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
-        rc = knn_error_set(KNN_EIO, "%s: %s", tmp, archive_error_string(a));
+        archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || archive_write_open_fd(a, out.fd) != ARCHIVE_OK) {
+        rc = knn_error_set(KNN_EIO, "%s: %s", tar_path, archive_error_string(a));
         goto on_error;
     }
     for (size_t i = 0; i < nnames; i++) {
@@ -68,7 +72,7 @@ int knn_archive_pack_level(const char *tar_path, const char *dir, const char *co
         archive_entry_set_size(e, st.st_size);
         archive_entry_set_mtime(e, st.st_mtime, 0);
         if (archive_write_header(a, e) != ARCHIVE_OK) {
-            rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tmp, base, archive_error_string(a));
+            rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tar_path, base, archive_error_string(a));
             goto on_error;
         }
         for (;;) {
@@ -82,7 +86,7 @@ int knn_archive_pack_level(const char *tar_path, const char *dir, const char *co
             if (n == 0)
                 break;
             if (archive_write_data(a, chunk, (size_t)n) != n) {
-                rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tmp, base, archive_error_string(a));
+                rc = knn_error_set(KNN_EIO, "%s: member %s: %s", tar_path, base, archive_error_string(a));
                 goto on_error;
             }
         }
@@ -90,13 +94,11 @@ int knn_archive_pack_level(const char *tar_path, const char *dir, const char *co
         fd = -1;
     }
     if (archive_write_close(a) != ARCHIVE_OK) {
-        rc = knn_error_set(KNN_EIO, "%s: %s", tmp, archive_error_string(a));
+        rc = knn_error_set(KNN_EIO, "%s: %s", tar_path, archive_error_string(a));
         goto on_error;
     }
-    if (rename(tmp, tar_path) != 0) {
-        rc = knn_error_set(KNN_EIO, "rename %s to %s: %s", tmp, tar_path, strerror(errno));
+    if ((rc = knn_file_writer_commit(&out)) != 0)
         goto on_error;
-    }
     archive_entry_free(e);
     archive_write_free(a);
     knn_free(chunk);
@@ -108,7 +110,7 @@ on_error:
         archive_entry_free(e);
     if (a)
         archive_write_free(a);
-    unlink(tmp);
+    knn_file_writer_abort(&out);
     knn_free(chunk);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/common/file.h"
 #include "knn/common/log.h"
 #include "knn/s3/client.h"
 #include "knn/s3/reader.h"
@@ -361,34 +362,14 @@ int knn_train_output_put(const char *uri, const void *data, size_t len, const ch
         return rc;
     }
     const char *path = s_local_path(uri);
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-        return knn_error_set(KNN_EINVAL, "%s: path too long", path);
-    if ((rc = knn_train_make_parent_dirs(path)) < 0)
+    struct knn_file_writer w;
+    if ((rc = knn_train_make_parent_dirs(path)) < 0 || (rc = knn_file_writer_open(&w, path)) < 0)
         return rc;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return knn_error_set(KNN_EIO, "%s: %s", tmp, strerror(errno));
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left && rc == 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = knn_error_set(KNN_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        else {
-            p += n;
-            left -= (size_t)n;
-        }
+    if ((rc = knn_file_writer_write(&w, data, len)) < 0) {
+        knn_file_writer_abort(&w);
+        return rc;
     }
-    if (close(fd) != 0 && rc == 0)
-        rc = knn_error_set(KNN_EIO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = knn_error_set(KNN_EIO, "%s: rename failed: %s", path, strerror(errno));
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
+    return knn_file_writer_commit(&w);
 }
 
 int knn_train_output_delete(const char *uri, struct knn_s3_client *s3)

@@ -229,20 +229,13 @@ int knn_transform_writer_open(struct knn_transform_writer **out, struct knn_tran
     if (!w)
         return KNN_ENOMEM;
     w->kind = KNN__STORE_LOCAL;
-    w->fd = -1;
     int rc = 0;
-    if ((size_t)snprintf(w->path, sizeof(w->path), "%s/%s", store->location, name) >= sizeof(w->path) ||
-        (size_t)snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", w->path) >= sizeof(w->tmp)) {
+    if ((size_t)snprintf(w->path, sizeof(w->path), "%s/%s", store->location, name) >= sizeof(w->path)) {
         rc = knn_error_set(KNN_EINVAL, "%s/%s: path too long", store->location, name);
         goto on_error;
     }
-    if ((rc = s_mkdirs_for(w->path)) != 0)
+    if ((rc = s_mkdirs_for(w->path)) != 0 || (rc = knn_file_writer_open(&w->file, w->path)) != 0)
         goto on_error;
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        rc = knn_error_set(KNN_EIO, "%s: %s", w->tmp, strerror(errno));
-        goto on_error;
-    }
     *out = w;
     return 0;
 on_error:
@@ -254,30 +247,14 @@ int knn_transform_writer_write(struct knn_transform_writer *w, const void *data,
 {
     if (w->kind == KNN__STORE_S3)
         return knn__transform_writer_write_s3(w, data, len);
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t n = write(w->fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return knn_error_set(KNN_EIO, "%s: write: %s", w->tmp, strerror(errno));
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return knn_file_writer_write(&w->file, data, len);
 }
 
 int knn_transform_writer_commit(struct knn_transform_writer *w)
 {
     if (w->kind == KNN__STORE_S3)
         return knn__transform_writer_commit_s3(w);
-    int rc = 0;
-    if (close(w->fd) != 0)
-        rc = knn_error_set(KNN_EIO, "%s: close: %s", w->tmp, strerror(errno));
-    else if (rename(w->tmp, w->path) != 0)
-        rc = knn_error_set(KNN_EIO, "rename %s: %s", w->tmp, strerror(errno));
-    if (rc)
-        unlink(w->tmp);
+    int rc = knn_file_writer_commit(&w->file);
     knn_free(w);
     return rc;
 }
@@ -290,7 +267,6 @@ void knn_transform_writer_abort(struct knn_transform_writer *w)
         knn__transform_writer_abort_s3(w);
         return;
     }
-    close(w->fd);
-    unlink(w->tmp);
+    knn_file_writer_abort(&w->file);
     knn_free(w);
 }

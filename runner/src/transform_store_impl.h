@@ -5,6 +5,8 @@
 
 #include "transform_store.h"
 
+#include "knn/common/file.h"
+
 enum knn__store_kind {
     KNN__STORE_LOCAL = 0,
     KNN__STORE_S3 = 1,
@@ -24,9 +26,9 @@ struct knn_transform_reader {
 
 struct knn_transform_writer {
     enum knn__store_kind kind;
-    int fd; /* local */
+    struct knn_file_writer file; /* local */
     char path[4096];
-    char tmp[4096];
+    char tmp[4096]; /* S3: the object's URI, for messages */
     void *s3; /* S3: the upload */
 };
 

@@ -225,7 +225,6 @@ int knn__transform_writer_open_s3(struct knn_transform_writer **out, struct knn_
         goto on_error;
     }
     w->kind = KNN__STORE_S3;
-    w->fd = -1;
     w->s3 = sw;
     if ((size_t)snprintf(w->path, sizeof(w->path), "%s%s", st->write_dir, name) >= sizeof(w->path)) {
         rc = knn_error_set(KNN_EINVAL, "s3://%s/%s%s: key too long", st->uri.bucket, st->write_dir, name);

@@ -132,3 +132,90 @@ int test_log_level_and_sink(void)
     knn_log_set_level(saved);
     return 0;
 }
+
+/* ---- knn_file_writer ---- */
+
+#include "knn/common/file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Number of entries in a folder, not counting . and .. */
+static int s_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+int test_file_writer_commit_and_abort(void)
+{
+    char dir[512], path[600];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    struct knn_file_writer w;
+    ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/out.bin", dir);
+
+    /* Nothing appears at the target before commit; commit puts exactly the bytes there. */
+    ASSERT_OK(knn_file_writer_open(&w, path));
+    ASSERT_OK(knn_file_writer_write(&w, "hello ", 6));
+    ASSERT_OK(knn_file_writer_write(&w, "world", 5));
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    ASSERT_OK(knn_file_writer_commit(&w));
+    ASSERT_OK(knn_test_read_file(path, &data, &len));
+    ASSERT_MEM_EQ("hello world", 11, data, len);
+    knn_free(data);
+    ASSERT_INT_EQ(1, s_count_entries(dir));
+
+    /* Abort leaves the old file untouched and no temporary file behind. */
+    ASSERT_OK(knn_file_writer_open(&w, path));
+    ASSERT_OK(knn_file_writer_write(&w, "partial", 7));
+    knn_file_writer_abort(&w);
+    knn_file_writer_abort(&w); /* twice is harmless */
+    ASSERT_OK(knn_test_read_file(path, &data, &len));
+    ASSERT_MEM_EQ("hello world", 11, data, len);
+    knn_free(data);
+    ASSERT_INT_EQ(1, s_count_entries(dir));
+
+    /* A folder is refused; a missing folder is an error that leaves nothing. */
+    ASSERT_ERR(KNN_EINVAL, knn_file_writer_open(&w, dir));
+    snprintf(path, sizeof(path), "%s/missing/out.bin", dir);
+    ASSERT_ERR(KNN_EIO, knn_file_writer_open(&w, path));
+    ASSERT_INT_EQ(1, s_count_entries(dir));
+    ASSERT_OK(knn_test_rmtree(dir));
+    return 0;
+}
+
+int test_file_writer_writes_into_fifo(void)
+{
+    char dir[512], path[600], got[16] = {0};
+    struct knn_file_writer w;
+    struct stat st;
+    ASSERT_OK(knn_test_mkdtemp(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/pipe", dir);
+    ASSERT_TRUE(mkfifo(path, 0600) == 0);
+    int reader = open(path, O_RDONLY | O_NONBLOCK);
+    ASSERT_TRUE(reader >= 0);
+
+    ASSERT_OK(knn_file_writer_open(&w, path));
+    ASSERT_OK(knn_file_writer_write(&w, "rows", 4));
+    ASSERT_OK(knn_file_writer_commit(&w));
+    ASSERT_INT_EQ(4, read(reader, got, sizeof(got)));
+    ASSERT_STR_EQ("rows", got);
+    close(reader);
+    /* Still a FIFO: written into, not replaced by a renamed regular file. */
+    ASSERT_TRUE(stat(path, &st) == 0 && S_ISFIFO(st.st_mode));
+    ASSERT_INT_EQ(1, s_count_entries(dir));
+    ASSERT_OK(knn_test_rmtree(dir));
+    return 0;
+}

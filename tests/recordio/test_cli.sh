@@ -128,6 +128,17 @@ expect_failure "keep existing" "bad magic" \
 [ "$(cat "$tmp/out/keep.csv")" = keep ] || fail "a failed conversion changed an existing OUT"
 [ "$(ls -A "$tmp/out")" = keep.csv ] || fail "temporary files left: $(ls -A "$tmp/out")"
 
+# A FIFO (or a device such as /dev/null) as OUT is written into, never replaced by a renamed file
+# (as root, renaming over /dev/null would replace the device for the whole machine).
+mkfifo "$tmp/out/pipe"
+cat "$tmp/out/pipe" >"$tmp/from-pipe.csv" &
+reader=$!
+"$runner" recordio convert --to csv "$fx/dense_f32_labels.rec" "$tmp/out/pipe" || fail "convert into a FIFO"
+wait $reader
+[ -p "$tmp/out/pipe" ] || fail "the FIFO was replaced by a regular file"
+cmp -s "$tmp/from-pipe.csv" "$tmp/dense_f32_labels.csv" || fail "what went through the FIFO differs from the file output"
+rm -f "$tmp/out/pipe"
+
 # 5. Usage errors exit 2.
 for args in "" "frobnicate" "convert --to xml a b" "convert --to csv a" "convert --to recordio --label-size 2 a b" \
             "inspect --bogus f"; do
