@@ -315,32 +315,17 @@ static size_t s_panel_block(size_t d)
     return b < 64 ? 64 : b;
 }
 
-/* Pack nb (a multiple of 8) base vectors into panels of 8: panel p holds d x 8 floats. */
-static void s_pack_panels(const float *base, size_t nb, size_t d, float *packed)
+/*
+ * Pack nb base vectors into panels of 8 (panel p holds d x 8 floats), zero-filled up to `padded`
+ * vectors (a multiple of 16).
+ */
+static void s_pack_panels(const float *base, size_t nb, size_t padded, size_t d, float *packed)
 {
-    for (size_t p = 0; p < nb; p += 8) {
+    for (size_t p = 0; p < padded; p += 8) {
         float *dst = packed + p * d;
         for (size_t j = 0; j < d; j++)
             for (size_t l = 0; l < 8; l++)
-                dst[j * 8 + l] = base[(p + l) * d + j];
-    }
-}
-
-/* Scalar distances of queries [0, nq) to base vectors [b0, b1), in the kernel's formula. */
-static void s_small_tail(
-    const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t b0, size_t b1,
-    size_t d, int ip, struct knn__topk *heaps, int64_t id0)
-{
-    for (size_t i = 0; i < nq; i++) {
-        for (size_t j = b0; j < b1; j++) {
-            float dot = 0;
-            for (size_t t = 0; t < d; t++)
-                dot = fmaf(q[i * d + t], base[j * d + t], dot);
-            float v = ip ? dot : fmaf(dot, -2.0f, bnorms[j]) + qnorms[i];
-            v = ip || v > 0 ? v : 0;
-            if (ip ? v >= knn__topk_threshold(&heaps[i]) : v <= knn__topk_threshold(&heaps[i]))
-                knn__topk_push(&heaps[i], v, id0 + (int64_t)j);
-        }
+                dst[j * 8 + l] = p + l < nb ? base[(p + l) * d + j] : 0.0f;
     }
 }
 
@@ -395,10 +380,13 @@ static void s_small_push(
         _mm256_storeu_ps(vbuf + r * 16 + 8, a##r##1);                                                                  \
     } while (0)
 
-/* Queries [0, nq) against nb (a multiple of 16) packed base vectors with ids from id0. */
+/*
+ * Queries [0, nq) against nb (a multiple of 16) packed base vectors with ids from id0; of the last
+ * 16, only the lanes set in last_valid exist.
+ */
 __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
     const float *q, const float *qnorms, size_t nq, const float *packed, const float *bnorms, size_t nb, size_t d,
-    int ip, struct knn__topk *heaps, float *thr, int64_t id0)
+    int ip, struct knn__topk *heaps, float *thr, int64_t id0, unsigned last_valid)
 {
     const __m256 neg2 = _mm256_set1_ps(-2.0f);
     float vbuf[96];
@@ -447,6 +435,15 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
             S_ROW_EPILOGUE(3);
             S_ROW_EPILOGUE(4);
             S_ROW_EPILOGUE(5);
+            if (p + 16 == nb && last_valid != 0xFFFFu) {
+                /* lanes past the end of the base: zero padding, never a result */
+                m0 &= last_valid;
+                m1 &= last_valid;
+                m2 &= last_valid;
+                m3 &= last_valid;
+                m4 &= last_valid;
+                m5 &= last_valid;
+            }
             if ((m0 | m1 | m2 | m3 | m4 | m5) == 0)
                 continue;
             S_ROW_STORE(0);
@@ -464,32 +461,43 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
 }
 #endif
 
+#if S_HAVE_X86
 /* All of a query tile against the base with the register-blocked kernel. packed: s_panel_block(d) x d. */
 static void s_small_search(
     const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t nb, size_t d, int ip,
     struct knn__topk *heaps, float *thr, float *packed, int64_t id_offset)
 {
-#if S_HAVE_X86
     for (size_t i = 0; i < nq; i++)
         thr[i] = knn__topk_threshold(&heaps[i]);
     size_t block = s_panel_block(d);
+    float tail_norms[16];
     for (size_t b0 = 0; b0 < nb; b0 += block) {
         size_t bn = nb - b0 < block ? nb - b0 : block;
-        size_t full = bn / 16 * 16;
-        if (full > 0) {
-            s_pack_panels(base + b0 * d, full, d, packed);
-            s_small_block_avx2(
-                q, qnorms, nq, packed, ip ? NULL : bnorms + b0, full, d, ip, heaps, thr, id_offset + (int64_t)b0);
+        size_t padded = (bn + 15) / 16 * 16;
+        unsigned last_valid = bn % 16 ? (1u << (bn % 16)) - 1 : 0xFFFFu;
+        const float *norms = ip ? NULL : bnorms + b0;
+        if (!ip && padded > bn) {
+            /* the last 16 norms, padded (the padded lanes are masked out) */
+            size_t last = padded - 16;
+            for (size_t l = 0; l < 16; l++)
+                tail_norms[l] = last + l < bn ? bnorms[b0 + last + l] : 0.0f;
         }
-        if (full < bn)
-            s_small_tail(q, qnorms, nq, base, bnorms, b0 + full, b0 + bn, d, ip, heaps, id_offset);
+        s_pack_panels(base + b0 * d, bn, padded, d, packed);
+        if (padded > bn && padded > 16) {
+            /* the full panels first, then the padded last 16 with their own norms */
+            s_small_block_avx2(
+                q, qnorms, nq, packed, norms, padded - 16, d, ip, heaps, thr, id_offset + (int64_t)b0, 0xFFFFu);
+            s_small_block_avx2(
+                q, qnorms, nq, packed + (padded - 16) * d, ip ? NULL : tail_norms, 16, d, ip, heaps, thr,
+                id_offset + (int64_t)(b0 + padded - 16), last_valid);
+        } else {
+            s_small_block_avx2(
+                q, qnorms, nq, packed, padded > bn ? tail_norms : norms, padded, d, ip, heaps, thr,
+                id_offset + (int64_t)b0, last_valid);
+        }
     }
-#else
-    (void)thr;
-    (void)packed;
-    s_small_tail(q, qnorms, nq, base, bnorms, 0, nb, d, ip, heaps, id_offset);
-#endif
 }
+#endif
 
 /* ---- batches: tiled sgemm ---- */
 
@@ -548,8 +556,10 @@ int knn__exact_search_block(
         }
         if (!ip)
             knn__norms_sqr(q, qn, d, qnorms);
+#if S_HAVE_X86
         if (small)
             s_small_search(q, qnorms, qn, base, base_norms, nb, d, ip, heaps, thr, packed, id_offset);
+#endif
         for (size_t b0 = 0; !small && b0 < nb; b0 += bt) {
             size_t bn = nb - b0 < bt ? nb - b0 : bt;
             cblas_sgemm(
