@@ -28,6 +28,8 @@ struct knn_recordio_rows {
     size_t n;        /* rows in the batch */
     uint64_t count;
     int failed;
+    unsigned char head[4]; /* the stream's first bytes, to recognise data of the other format */
+    size_t head_len;
 };
 
 int knn_recordio_rows_new(
@@ -244,15 +246,47 @@ static int s_csv_feed(struct knn_recordio_rows *r, const char *p, size_t len)
     return 0;
 }
 
+/*
+ * After a decoding error: if the stream's first bytes show the data is in the other format (the
+ * RecordIO magic where CSV was declared, or text where RecordIO was), say so. Declaring the wrong
+ * ContentType is the common cause, and "line 2: 1 columns, expected 14" does not tell it.
+ */
+static int s_hint_format(struct knn_recordio_rows *r, int rc)
+{
+    static const unsigned char magic[4] = {0x0a, 0x23, 0xd7, 0xce};
+    char message[1024];
+    if (r->count > 0 || r->head_len < 4 || rc == KNN_ENOMEM || rc > 0)
+        return rc;
+    snprintf(message, sizeof(message), "%s", knn_error_message()); /* the thread's buffer is rewritten below */
+    if (r->o.format == KNN_RECORDIO_CSV && memcmp(r->head, magic, 4) == 0)
+        return knn_error_set(
+            rc, "%s (the data starts with the RecordIO magic: it is RecordIO-protobuf, not text/csv)", message);
+    int text = 1;
+    for (size_t i = 0; i < 4; i++)
+        text &= (r->head[i] >= 0x20 && r->head[i] < 0x7f) || r->head[i] == '\n' || r->head[i] == '\r';
+    if (r->o.format == KNN_RECORDIO_PROTOBUF && text)
+        return knn_error_set(
+            rc, "%s (the data starts with text, not the RecordIO magic: if it is CSV, its content type is text/csv)",
+            message);
+    return rc;
+}
+
 int knn_recordio_rows_feed(struct knn_recordio_rows *rows, const void *data, size_t len)
 {
     if (rows->failed)
         return knn_error_set(rows->failed, "row decoder already stopped by an earlier error");
+    if (rows->head_len < sizeof(rows->head)) {
+        size_t n = sizeof(rows->head) - rows->head_len;
+        if (n > len)
+            n = len;
+        memcpy(rows->head + rows->head_len, data, n);
+        rows->head_len += n;
+    }
     int rc = rows->o.format == KNN_RECORDIO_PROTOBUF
                  ? knn_recordio_reader_feed(rows->reader, data, len, s_on_record, rows)
                  : s_csv_feed(rows, data, len);
     if (rc)
-        rows->failed = rc;
+        rows->failed = rc = s_hint_format(rows, rc);
     return rc;
 }
 
@@ -270,6 +304,6 @@ int knn_recordio_rows_finish(struct knn_recordio_rows *rows)
     if (!rc)
         rc = s_flush(rows);
     if (rc)
-        rows->failed = rc;
+        rows->failed = rc = s_hint_format(rows, rc);
     return rc;
 }

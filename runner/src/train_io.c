@@ -309,6 +309,33 @@ int knn_train_make_parent_dirs(const char *path)
     return 0;
 }
 
+/* Stops a listing at its first entry: one page is enough to know the bucket is there. */
+static int s_stop_listing(void *user, const struct knn_s3_list_entry *entry)
+{
+    return 1;
+}
+
+/*
+ * A HEAD of a missing object is a bodiless 404 whether the key or the whole bucket is missing. List
+ * the key's own prefix (one short page) so a missing bucket fails the job now, not after training.
+ * A listing we may not do (AccessDenied) proves nothing either way: writing may still be allowed.
+ */
+static int s_check_bucket(struct knn_s3_client *s3, const struct knn_s3_uri *u)
+{
+    int rc = knn_s3_list_each(s3, u->bucket, u->key, NULL, s_stop_listing, NULL);
+    if (rc == 1 || rc == 0)
+        return 0;
+    if (rc == KNN_ES3_ACCESS_DENIED) {
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_JOB, "cannot list s3://%s/%s to check the output bucket (access denied); going on",
+                u->bucket, u->key);
+        knn_error_clear();
+        return 0;
+    }
+    if (rc == KNN_ES3_NO_SUCH_BUCKET)
+        return knn_error_set(rc, "the output bucket '%s' does not exist", u->bucket);
+    return rc;
+}
+
 int knn_train_output_exists(int *exists, const char *uri, struct knn_s3_client *s3)
 {
     int rc;
@@ -319,6 +346,8 @@ int knn_train_output_exists(int *exists, const char *uri, struct knn_s3_client *
             return rc;
         if ((rc = knn_s3_uri_parse(&u, uri)) == 0)
             rc = knn_s3_exists(exists, s3, u.bucket, u.key);
+        if (rc == 0 && !*exists)
+            rc = s_check_bucket(s3, &u);
         knn_s3_uri_clean_up(&u);
         return rc;
     }

@@ -461,3 +461,50 @@ int test_rows_sink_error(void)
     knn_recordio_rows_destroy(rows);
     return 0;
 }
+
+/* Data in the other format than declared: the error says which format the bytes are in. */
+int test_rows_wrong_format_hint(void)
+{
+    char path[1024];
+    uint8_t *rec = NULL;
+    size_t rec_len = 0;
+    struct s_sink s;
+    struct knn_recordio_rows *rows;
+    ASSERT_OK(knn_test_read_file(
+        knn_test_shared_path(path, sizeof(path), "fixtures/recordio/dense_f32_labels.rec"), &rec, &rec_len));
+
+    /* RecordIO bytes declared as CSV (the SDK's files are often uploaded with a text/csv channel). */
+    memset(&s, 0, sizeof(s));
+    s.dim = 7;
+    struct knn_recordio_rows_options o = KNN_RECORDIO_ROWS_OPTIONS_INIT;
+    o.format = KNN_RECORDIO_CSV;
+    o.label_size = 1;
+    o.feature_dim = 7;
+    ASSERT_OK(knn_recordio_rows_new(&rows, &o, s_sink, &s));
+    int rc = knn_recordio_rows_feed(rows, rec, rec_len);
+    if (rc == 0)
+        rc = knn_recordio_rows_finish(rows);
+    knn_recordio_rows_destroy(rows);
+    knn_free(rec);
+    ASSERT_TRUE(rc < 0);
+    ASSERT_CONTAINS(knn_error_message(), "line ");
+    ASSERT_CONTAINS(knn_error_message(), "it is RecordIO-protobuf, not text/csv");
+
+    /* CSV text declared as RecordIO-protobuf: the bad magic at offset 0 says it looks like text. */
+    memset(&s, 0, sizeof(s));
+    struct knn_recordio_rows_options p = KNN_RECORDIO_ROWS_OPTIONS_INIT;
+    p.format = KNN_RECORDIO_PROTOBUF;
+    p.feature_dim = 2;
+    s.dim = 2;
+    ASSERT_OK(knn_recordio_rows_new(&rows, &p, s_sink, &s));
+    rc = knn_recordio_rows_feed(rows, "1,2.5,3\n0,4,5\n", 14);
+    knn_recordio_rows_destroy(rows);
+    ASSERT_ERR(KNN_ERECORDIO_MAGIC, rc);
+    ASSERT_CONTAINS(knn_error_message(), "offset 0: bad magic");
+    ASSERT_CONTAINS(knn_error_message(), "its content type is text/csv");
+
+    /* A plain CSV error in real CSV data carries no such hint. */
+    ASSERT_TRUE(s_csv_rows(&s, "1,2,3\n0,4\n", 64, 1, KNN_RECORDIO_LABELS_REQUIRE, 2, 16, 2) < 0);
+    ASSERT_TRUE(strstr(knn_error_message(), "RecordIO") == NULL);
+    return 0;
+}

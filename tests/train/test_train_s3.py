@@ -258,6 +258,7 @@ def case_bad_inputs(ctx):
     ctx.stage(("wide/a.pbr"), t.recordio_bytes(np.hstack([x, x]), y))
     ctx.stage(("csv/a.csv"), b"1,1,2,3,4,5,6,7,8\n1,1,2,3,4,5,6,7\n")
     ctx.upload()
+    missing_bucket = "knn-no-such-bucket-%s" % uuid.uuid4().hex[:6]
     cases = [
         ("hyperparameters", dict(hps={"feature_dim": "8", "k": "5", "sample_size": "10", "predictor_type": "classifier",
                                       "index_type": "faiss.IVFPQ"}),
@@ -270,10 +271,17 @@ def case_bad_inputs(ctx):
         ("wrong-width", dict(train="wide/"), "wide/a.pbr: record 0"),
         ("csv-columns", dict(train="csv/", ct="text/csv"), "csv/a.csv: line 2"),
         ("bad-endpoint", dict(extra={"EndpointUrl": "http://127.0.0.1:1"}), "Error: "),
+        # Found before any data is read, not at upload time after the whole job.
+        ("no-output-bucket", dict(out_uri="s3://%s/out" % missing_bucket),
+         "the output bucket '%s' does not exist" % missing_bucket),
+        # Data in the other format than the channel declares: the message says which it is.
+        ("recordio-as-csv", dict(train="good/", ct="text/csv"), "it is RecordIO-protobuf, not text/csv"),
+        ("csv-as-recordio", dict(train="csv/"), "if it is CSV, its content type is text/csv"),
     ]
     for name, c, want in cases:
         train_uri = c.get("train_uri") or ctx.uri(c.get("train", "good/"))
-        m = t.manifest("bad-" + name, c.get("hps", HPS), train_uri, ctx.uri("out"), train_ct=c.get("ct"),
+        m = t.manifest("bad-" + name, c.get("hps", HPS), train_uri, c.get("out_uri") or ctx.uri("out"),
+                       train_ct=c.get("ct"),
                        extra=c.get("extra"))
         r = ctx.job("bad-" + name, m, ["--no-progress"])
         t.check(r.rc == 1, "%s: exit %d\n%s" % (name, r.rc, r.show()))
