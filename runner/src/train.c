@@ -333,6 +333,9 @@ static int s_plan_output(struct s_job *job)
             char path[4096];
             struct stat st;
             snprintf(path, sizeof(path), "%s/%s", job->artifact, s_model_files[i]);
+            /* SageMaker creates the model folder; a local /opt/ml tree may lack it. */
+            if (i == 0 && (rc = knn_train_make_parent_dirs(path)) < 0)
+                return rc;
             exists = stat(path, &st) == 0;
         }
         if (exists && !job->opts->overwrite)

@@ -169,7 +169,9 @@ def case_bad_inputs(tmp):
 
 def _opt_ml(tmp, inputdataconfig, hps):
     base = os.path.join(tmp, "opt_ml")
-    for d in ["input/config", "input/data", "model", "output/data"]:
+    # Only the inputs, as a local user lays them out: the job creates model/ and output/ itself
+    # (SageMaker makes them; a hand-made tree may not have them).
+    for d in ["input/config", "input/data"]:
         os.makedirs(os.path.join(base, d), exist_ok=True)
     t.write_json(os.path.join(base, "input/config/hyperparameters.json"), hps)
     t.write_json(os.path.join(base, "input/config/inputdataconfig.json"), inputdataconfig)
