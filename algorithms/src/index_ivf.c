@@ -25,7 +25,6 @@
 #include "knn/common/log.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /*
@@ -43,6 +42,9 @@
 #define S_BALANCE_POINTS 64
 /* Vectors assigned and encoded per step of add: bounds add's scratch memory. */
 #define S_ADD_CHUNK 16384
+/* IVFFlat: each query scans its nearest list first when d or the whole index is at most this. */
+#define S_PRIME_MAX_D 32
+#define S_PRIME_MAX_BYTES ((size_t)16 << 20)
 /* Largest block of queries one worker searches at once. */
 #define S_QUERY_BLOCK 512
 /* Cap on the precomputed IVFPQ tables (nlist * m * 256 floats); above it tables are per query. */
@@ -497,15 +499,34 @@ s_search_flat_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const 
     for (size_t q = 0; q < nq; q++)
         knn__topk_init(&heaps[q], k, ip, ctx->distances + (q0 + q) * k, ctx->labels + (q0 + q) * k);
 
+    /*
+     * Lists are scanned in list order below, so a query would meet its probed lists in no
+     * particular order and fill its heap with poor candidates first. When the index is in cache
+     * anyway, or the vectors are narrow (a heap push costs several distance computations), each
+     * query first scans its nearest list alone: its threshold then starts close to final. (On the
+     * topics set: ~20% more queries per CPU second; on the gaussian set, 100 MB of lists, the extra
+     * cold pass cost more than it saved.)
+     */
+    size_t first = 0;
+    if (d <= S_PRIME_MAX_D || index->ntotal * ivf->code_size <= S_PRIME_MAX_BYTES) {
+        for (size_t q = 0; q < nq; q++) {
+            int64_t l = clab[q * nprobe];
+            if (l >= 0 && ivf->lists[l].size > 0)
+                knn__scan_one(
+                    ctx->x + (q0 + q) * d, (const float *)ivf->lists[l].codes, ivf->lists[l].size, d, &heaps[q],
+                    s_enc((size_t)l, 0));
+        }
+        first = 1;
+    }
     /* Counting sort of the (query, list) pairs by list. */
     for (size_t i = 0; i < nq * nprobe; i++) {
-        if (clab[i] >= 0)
+        if (clab[i] >= 0 && i % nprobe >= first)
             start[clab[i] + 1]++;
     }
     for (size_t l = 0; l < ivf->nlist; l++)
         start[l + 1] += start[l];
     for (size_t i = 0; i < nq * nprobe; i++) {
-        if (clab[i] >= 0)
+        if (clab[i] >= 0 && i % nprobe >= first)
             order[start[clab[i]]++] = (uint32_t)(i / nprobe);
     }
     /* start[l] now holds the end of list l's run; the run begins at start[l - 1] (0 for l = 0). */
