@@ -4,6 +4,7 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/s3/uri.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -209,8 +210,8 @@ int knn_job_parse_data_manifest(char ***uris, size_t *count, const char *text, s
         goto on_error;
     }
     const char *p = json_string_value(prefix);
-    if (strncmp(p, "s3://", 5) != 0 && strncmp(p, "file://", 7) != 0) {
-        rc = knn_error_set(KNN_ECONFIG, "manifest %s: prefix '%s' is not an s3:// or file:// URI", source, p);
+    if (!knn_s3_uri_is_s3(p) && strncmp(p, "file://", 7) != 0) {
+        rc = knn_error_set(KNN_ECONFIG, "manifest %s: prefix '%s' is not an s3://, https:// S3 or file:// URI", source, p);
         goto on_error;
     }
     size_t total = json_array_size(root) - 1;

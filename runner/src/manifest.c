@@ -8,6 +8,7 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/s3/uri.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -151,6 +152,9 @@ static int s_is_supported_uri(const char *uri)
 {
     if (strncmp(uri, "s3://", 5) == 0)
         return uri[5] != '\0' && uri[5] != '/';
+    /* an AWS https:// S3 URL: SageMaker's S3Uri pattern is ^(https|s3)://, case-sensitive */
+    if (strncmp(uri, "https://", 8) == 0 && knn_s3_uri_is_s3(uri))
+        return 1;
     if (strncmp(uri, "file://", 7) == 0)
         return uri[7] != '\0';
     return 0;
@@ -268,7 +272,7 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
             if (uri && !s_is_supported_uri(uri)) {
                 char up[300];
                 s_path(up, sizeof(up), sp, "S3Uri");
-                s_err(c, up, "'%.200s' is not an s3://bucket/prefix or file://path URI", uri);
+                s_err(c, up, "'%.200s' is not an s3://bucket/prefix, AWS https:// S3 URL or file://path URI", uri);
                 uri = NULL;
             }
             distribution = s_enum(c, sp, s3, "S3DataDistributionType", s_distributions, 0);
@@ -348,7 +352,7 @@ int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root,
         s_check_fields(&c, "OutputDataConfig", output, s_output_fields);
         const char *path = s_string(&c, "OutputDataConfig", output, "S3OutputPath", 1);
         if (path && !s_is_supported_uri(path))
-            s_err(&c, "OutputDataConfig.S3OutputPath", "'%.200s' is not an s3://bucket/prefix or file://path URI",
+            s_err(&c, "OutputDataConfig.S3OutputPath", "'%.200s' is not an s3://bucket/prefix, AWS https:// S3 URL or file://path URI",
                   path);
         else if (path)
             cfg->output_path = s_dup(&c, path);

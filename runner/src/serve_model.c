@@ -6,6 +6,7 @@
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"
+#include "knn/s3/uri.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -62,7 +63,7 @@ int knn_serve_model_load(struct knn_model **out, const char *source)
     char path[4096];
     *out = NULL;
 
-    if (strncmp(source, "s3://", 5) == 0) {
+    if (knn_s3_uri_is_s3(source)) {
         char dir[1024];
         int rc = s_make_tmpdir(dir, sizeof(dir), "download");
         if (rc)

@@ -23,7 +23,7 @@
 
 int knn_train_uri_is_s3(const char *uri)
 {
-    return strncmp(uri, "s3://", 5) == 0;
+    return knn_s3_uri_is_s3(uri);
 }
 
 static int s_need_s3(struct knn_s3_client *s3, const char *uri)

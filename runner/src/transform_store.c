@@ -4,6 +4,7 @@
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
+#include "knn/s3/uri.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,7 +77,7 @@ static int s_walk(struct knn__transform_names *l, const char *root, const char *
 int knn_transform_store_open(struct knn_transform_store **out, const char *location)
 {
     *out = NULL;
-    if (strncmp(location, "s3://", 5) == 0)
+    if (knn_s3_uri_is_s3(location))
         return knn__transform_store_open_s3(out, location);
     struct knn_transform_store *s = knn_calloc(1, sizeof(*s));
     if (!s)

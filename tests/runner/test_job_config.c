@@ -266,13 +266,22 @@ int test_manifest_uri_schemes(void)
     ASSERT_STR_EQ("file:///data/train", cfg.channels[0].uri);
     ASSERT_STR_EQ("file://out", cfg.output_path);
     knn_job_config_clean_up(&cfg);
-    static const char *const bad[] = {"http://x/y", "/local/path", "s3:///key", "s3://", "file://", "S3://b/k"};
+    /* SageMaker's S3Uri pattern is ^(https|s3)://: AWS https:// S3 URLs are accepted too. */
+    ASSERT_OK(s_manifest(&cfg, "{\"TrainingJobName\": \"j\", \"InputDataConfig\": [{\"ChannelName\": \"train\", "
+                               "\"DataSource\": {\"S3DataSource\": {\"S3DataType\": \"S3Prefix\", \"S3Uri\": "
+                               "\"https://b.s3.us-west-2.amazonaws.com/data/train/\"}}}], \"OutputDataConfig\": "
+                               "{\"S3OutputPath\": \"https://s3.us-west-2.amazonaws.com/b/out\"}}"));
+    ASSERT_STR_EQ("https://b.s3.us-west-2.amazonaws.com/data/train/", cfg.channels[0].uri);
+    ASSERT_STR_EQ("https://s3.us-west-2.amazonaws.com/b/out", cfg.output_path);
+    knn_job_config_clean_up(&cfg);
+    static const char *const bad[] = {"http://x/y", "/local/path", "s3:///key", "s3://", "file://", "S3://b/k",
+                                      "https://example.com/b/k"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ASSERT_ERR(KNN_ECONFIG,
                    s_manifest(&cfg, "{\"TrainingJobName\": \"j\", \"InputDataConfig\": [" CHANNEL_TRAIN "], "
                                     "\"OutputDataConfig\": {\"S3OutputPath\": \"%s\"}}", bad[i]));
         ASSERT_CONTAINS(knn_error_message(), "OutputDataConfig.S3OutputPath: '");
-        ASSERT_CONTAINS(knn_error_message(), "is not an s3://bucket/prefix or file://path URI");
+        ASSERT_CONTAINS(knn_error_message(), "is not an s3://bucket/prefix, AWS https:// S3 URL or file://path URI");
     }
     return 0;
 }

@@ -116,7 +116,9 @@ def main():
                     t.add(os.path.join(model_dir, name), arcname=name)
             with open(tar_path, "rb") as f:
                 store.put("job", "model.tar.gz", f.read())
-            model = store.loc("job/model.tar.gz")
+            # Given as an AWS https:// object URL (path style), as SageMaker's ModelDataUrl may be;
+            # AWS_ENDPOINT_URL sends the request to the local server.
+            model = "https://s3.us-east-1.amazonaws.com/%s/%sjob/model.tar.gz" % (store.bucket, store.prefix)
         else:
             store = Local(tmp)
             model = model_dir
