@@ -24,6 +24,8 @@ static void s_usage(FILE *out)
             "  --endpoint-url URL    S3-compatible endpoint (overrides the manifest's EndpointUrl;\n"
             "                        default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)\n"
             "  --overwrite           replace the model of an earlier job of the same name\n"
+            "  --dry-run             validate the manifest and hyperparameters, check the output path and\n"
+            "                        list the channels, then stop: no data is read, nothing is written\n"
             "  --json                print the job summary as JSON on stdout\n"
             "  --progress / --no-progress   force the live progress line on or off (default: on a terminal)\n"
             "  --threads N           decoding threads (default: the number of cores)\n"
@@ -64,6 +66,8 @@ int knn_cmd_train(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--overwrite") == 0) {
             opts.overwrite = 1;
+        } else if (strcmp(a, "--dry-run") == 0) {
+            opts.dry_run = 1;
         } else if (strcmp(a, "--json") == 0) {
             opts.json = 1;
         } else if (strcmp(a, "--progress") == 0) {

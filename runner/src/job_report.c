@@ -105,6 +105,11 @@ static int s_set(json_t *obj, const char *key, json_t *value)
     return value ? json_object_set_new(obj, key, value) : -1;
 }
 
+static const char *s_status(const struct knn_job_summary *s)
+{
+    return s->failed ? "Failed" : s->dry_run ? "Validated" : "Completed";
+}
+
 json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
 {
     static const char *const channel_names[2] = {"train", "test"};
@@ -114,7 +119,7 @@ json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
     if (bad)
         goto on_error;
     bad |= s_set(root, "TrainingJobName", json_string(s->job_name ? s->job_name : ""));
-    bad |= s_set(root, "TrainingJobStatus", json_string(s->failed ? "Failed" : "Completed"));
+    bad |= s_set(root, "TrainingJobStatus", json_string(s_status(s)));
     if (s->failed)
         bad |= s_set(root, "FailureReason", json_string(s->failure_reason ? s->failure_reason : ""));
     bad |= s_set(root, "HyperParameters", s->hyperparameters ? json_incref(s->hyperparameters) : json_null());
@@ -175,7 +180,7 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
     static const char *const channel_names[2] = {"train", "test"};
     char a[32];
     fprintf(out, "Training job%s%s: %s\n", s->job_name ? " " : "", s->job_name ? s->job_name : "",
-            s->failed ? "Failed" : "Completed");
+            s_status(s));
     if (s->failed)
         fprintf(out, "  FailureReason: %s\n", s->failure_reason ? s->failure_reason : "");
     for (int i = 0; i < 2; i++) {
@@ -185,7 +190,7 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
         fprintf(out, "  %-6s %llu object(s), %s, %llu rows\n", channel_names[i],
                 (unsigned long long)s->channels[i].objects, a, (unsigned long long)s->channels[i].rows);
     }
-    if (!s->failed)
+    if (!s->failed && !s->dry_run)
         fprintf(out, "  sample: %llu rows; index: %llu vectors\n", (unsigned long long)s->rows_sampled,
                 (unsigned long long)s->index_vectors);
     if (s->metric_name)
@@ -198,5 +203,5 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
     s_bytes(a, sizeof(a), s->peak_rss_bytes);
     fprintf(out, " total %.2f s; peak memory %s\n", s->total_seconds, a);
     if (!s->failed && s->artifact)
-        fprintf(out, "  model: %s\n", s->artifact);
+        fprintf(out, "  model%s: %s\n", s->dry_run ? " (would be written to)" : "", s->artifact);
 }

@@ -48,6 +48,7 @@ struct knn_job_summary_channel {
 struct knn_job_summary {
     const char *job_name;
     int failed;
+    int dry_run;                 /* validated and planned only (train --dry-run): status "Validated" */
     const char *failure_reason;  /* when failed */
     json_t *hyperparameters;     /* borrowed; NULL if not validated */
     struct knn_job_summary_channel channels[2]; /* train, test */

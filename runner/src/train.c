@@ -334,7 +334,7 @@ static int s_plan_output(struct s_job *job)
             struct stat st;
             snprintf(path, sizeof(path), "%s/%s", job->artifact, s_model_files[i]);
             /* SageMaker creates the model folder; a local /opt/ml tree may lack it. */
-            if (i == 0 && (rc = knn_train_make_parent_dirs(path)) < 0)
+            if (i == 0 && !job->opts->dry_run && (rc = knn_train_make_parent_dirs(path)) < 0)
                 return rc;
             exists = stat(path, &st) == 0;
         }
@@ -1030,6 +1030,11 @@ static int s_run(struct s_job *job)
     if ((rc = s_validate(job)) < 0 || (rc = s_open_s3(job)) < 0 || (rc = s_plan_output(job)) < 0 ||
         (rc = s_check_stop()) < 0 || (rc = s_list_channels(job)) < 0)
         return rc;
+    if (job->opts->dry_run) {
+        job->summary.dry_run = 1;
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "dry run: the job is valid; no data was read and nothing was written");
+        return 0;
+    }
 
     s_phase(job, KNN_PHASE_SAMPLE);
     rc = s_sample(job, &n, &x, &labels, &keep);

@@ -35,6 +35,7 @@ struct knn_train_options {
     const char *base_dir;      /* container: NULL = $SAGEMAKER_BASE_DIR or /opt/ml */
     const char *endpoint_url;  /* overrides the manifest's EndpointUrl; NULL = manifest, then environment */
     int overwrite;             /* replace an existing model */
+    int dry_run;               /* validate, check the output, list the channels; read and write nothing */
     int json;                  /* print the summary as JSON on stdout (else a few lines) */
     int progress;              /* -1: a live line if stderr is a terminal; 0 log lines; 1 live line */
     size_t streams;            /* reservoirs (decoders) per simulated host; 0 = 1 (RecordIO) or 2 (CSV) */
@@ -43,7 +44,7 @@ struct knn_train_options {
                                   (float32 index data shrinks ~7% at ~20 MB/s with deflate) */
 };
 
-#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, -1, 0, 0, -1}
+#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, 0, -1, 0, 0, -1}
 
 /** Run one job. Returns the process exit status: 0 completed, 1 failed. */
 int knn_train_run(const struct knn_train_options *opts);

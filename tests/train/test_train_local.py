@@ -270,6 +270,26 @@ def case_sigterm_container(tmp):
     t.check(os.listdir(os.path.join(base, "model")) == [], "model files after SIGTERM")
 
 
+def case_dry_run(tmp):
+    """--dry-run validates and plans, then stops: no data read, nothing written; a bad job still fails."""
+    _tree(tmp)
+    out = os.path.join(tmp, "out")
+    m = t.manifest("local-dry", HPS, "file://" + os.path.join(tmp, "train"), "file://" + out)
+    t.write_json(os.path.join(tmp, "job.json"), m)
+    r = t.run_train(["--manifest", os.path.join(tmp, "job.json"), "--dry-run", "--json"])
+    t.check(r.rc == 0, r.show())
+    s = r.summary()
+    t.check(s["TrainingJobStatus"] == "Validated", "summary %s" % s)
+    t.check(s["Channels"]["train"]["objects"] == 3 and s["Channels"]["train"]["rows"] == 0, "summary %s" % s)
+    t.check("#test_score" not in r.err and not os.path.exists(out), "a dry run wrote %s" % out)
+    # The same checks as a real job: bad hyperparameters fail, with the same reason.
+    m["HyperParameters"]["k"] = "0"
+    t.write_json(os.path.join(tmp, "job.json"), m)
+    r = t.run_train(["--manifest", os.path.join(tmp, "job.json"), "--dry-run"])
+    t.check(r.rc == 1 and "ClientError: Hyperparameter validation failed: k:" in r.err, r.show())
+    t.check(not os.path.exists(out), "a failed dry run wrote %s" % out)
+
+
 def main():
     if len(sys.argv) != 2 or not hasattr(sys.modules[__name__], "case_" + sys.argv[1]):
         t.fail("usage: test_train_local.py CASE")
