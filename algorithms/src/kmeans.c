@@ -518,9 +518,16 @@ static float s_score_value(const struct knn__centroids *c, const float *xi, floa
     return v > 0.0f ? v : 0.0f;
 }
 
+/* Row i of a scan: rows[i] if given, else x + i * stride. */
+static const float *s_row_at(const float *const *rows, const float *x, size_t stride, size_t i)
+{
+    return rows ? rows[i] : x + i * stride;
+}
+
 /* Nearest (and with d2, second nearest) of n vectors. */
 static void s_nearest(
-    const struct knn__centroids *c, size_t n, const float *x, size_t stride, int32_t *assign, float *d1, float *d2)
+    const struct knn__centroids *c, size_t n, const float *const *rows, const float *x, size_t stride, int32_t *assign,
+    float *d1, float *d2)
 {
 #ifdef S_HAVE_X86
     float stack_buf[4 * 2048] __attribute__((aligned(32)));
@@ -529,13 +536,15 @@ static void s_nearest(
     if (buf && knn__simd_enabled()) {
         size_t i = 0;
         if (c->d <= KNN__KMEANS_SMALL_D) {
-            /* four at a time, then the rest one by one */
+            /* four at a time; a last group of fewer repeats its last vector */
             s_scores4_fn *score4 = s_scores4_pick(c->d);
             void (*select)(const float *, size_t, int32_t *, float *, float *) = d2 ? s_select2 : s_select1;
-            for (; i + 4 <= n; i += 4) {
-                const float *xs[4] = {x + i * stride, x + (i + 1) * stride, x + (i + 2) * stride, x + (i + 3) * stride};
+            for (; i < n; i += 4) {
+                const float *xs[4];
+                for (size_t r = 0; r < 4; r++)
+                    xs[r] = s_row_at(rows, x, stride, i + r < n ? i + r : n - 1);
                 score4(c, xs, buf, ng8);
-                for (size_t r = 0; r < 4; r++) {
+                for (size_t r = 0; r < 4 && i + r < n; r++) {
                     float s1, s2 = INFINITY;
                     select(buf + r * ng8, c->ngroups, assign + i + r, &s1, &s2);
                     if (!d1)
@@ -558,7 +567,7 @@ static void s_nearest(
         }
         s_scan_fn *fn = s_scan_pick(c->d, d2 != NULL);
         for (; i < n; i++) {
-            const float *xi = x + i * stride;
+            const float *xi = s_row_at(rows, x, stride, i);
             float s1, s2 = INFINITY;
             fn(c, xi, buf, assign + i, &s1, &s2);
             if (d1)
@@ -574,7 +583,7 @@ static void s_nearest(
         knn_free(buf);
 #endif
     for (size_t i = 0; i < n; i++) {
-        const float *xi = x + i * stride;
+        const float *xi = s_row_at(rows, x, stride, i);
         float s1, s2;
         s_scan_generic(c, xi, assign + i, &s1, &s2);
         if (d1)
@@ -587,13 +596,13 @@ static void s_nearest(
 void knn__centroids_nearest(
     const struct knn__centroids *c, size_t n, const float *x, size_t stride, int32_t *assign, float *dist)
 {
-    s_nearest(c, n, x, stride, assign, dist, NULL);
+    s_nearest(c, n, NULL, x, stride, assign, dist, NULL);
 }
 
 void knn__centroids_nearest2(
     const struct knn__centroids *c, size_t n, const float *x, size_t stride, int32_t *assign, float *d1, float *d2)
 {
-    s_nearest(c, n, x, stride, assign, d1, d2);
+    s_nearest(c, n, NULL, x, stride, assign, d1, d2);
 }
 
 void knn__centroids_dots(const struct knn__centroids *c, const float *x, float *out)
@@ -663,6 +672,7 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
     int64_t *bids = km->scratch_ids + worker * S_BLOCK;
     size_t *todo = km->scratch_rows + worker * S_BLOCK;
     int32_t a32[S_BLOCK];
+    const float *ptrs[S_BLOCK];
 
     for (size_t i0 = begin; i0 < end; i0 += S_BLOCK) {
         size_t nb = end - i0 < S_BLOCK ? end - i0 : S_BLOCK, nt = 0;
@@ -679,7 +689,10 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
                 if (km->upper[i] <= m)
                     continue;
             }
-            memcpy(buf + nt * d, s_row(km, i), d * sizeof(float));
+            if (km->use_small)
+                ptrs[nt] = s_row(km, i); /* the fused scan reads rows in place */
+            else
+                memcpy(buf + nt * d, s_row(km, i), d * sizeof(float));
             todo[nt++] = i;
         }
         km->measured[worker] += nt;
@@ -687,7 +700,7 @@ static int s_assign_chunk(void *ctx, size_t begin, size_t end, size_t worker)
             continue;
         if (km->use_small) {
             float *d2 = km->bounds ? bd + S_BLOCK : NULL;
-            knn__centroids_nearest2(&km->small, nt, buf, d, a32, bd, d2);
+            s_nearest(&km->small, nt, ptrs, NULL, 0, a32, bd, d2);
             for (size_t t = 0; t < nt; t++) {
                 size_t i = todo[t];
                 km->assign[i] = a32[t];
