@@ -351,23 +351,20 @@ struct s_encode_ctx {
     uint8_t *codes;
 };
 
+/* Vectors encoded per step (their residuals are staged in a buffer of this many rows). */
+#define S_ENCODE_ROWS 64
+
 static int s_encode_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
 {
     struct s_encode_ctx *ctx = ctx_;
     const struct s_ivf *ivf = ctx->ivf;
     const size_t d = ctx->d;
     const float *cent = knn__index_flat_vectors(ivf->quantizer);
-    float res[64 * 64];
-    size_t rows = d <= 64 ? 64 : 1;
-    float *buf = res;
-    float *heap_buf = NULL;
-    if (d > 64) {
-        if (!(heap_buf = knn_malloc_array(d, sizeof(float))))
-            return KNN_ENOMEM;
-        buf = heap_buf;
-    }
-    for (size_t i0 = begin; i0 < end; i0 += rows) {
-        size_t nb = end - i0 < rows ? end - i0 : rows;
+    float *buf = NULL;
+    if (ivf->by_residual && !(buf = knn_malloc_array(S_ENCODE_ROWS, d * sizeof(float))))
+        return KNN_ENOMEM;
+    for (size_t i0 = begin; i0 < end; i0 += S_ENCODE_ROWS) {
+        size_t nb = end - i0 < S_ENCODE_ROWS ? end - i0 : S_ENCODE_ROWS;
         const float *src = ctx->x + i0 * d;
         if (ivf->by_residual) {
             for (size_t i = 0; i < nb; i++) {
@@ -379,7 +376,7 @@ static int s_encode_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
         }
         knn__pq_encode(&ivf->pq, nb, src, ctx->codes + i0 * ivf->code_size);
     }
-    knn_free(heap_buf);
+    knn_free(buf);
     return 0;
 }
 

@@ -536,10 +536,10 @@ static void s_nearest(
     if (buf && knn__simd_enabled()) {
         size_t i = 0;
         if (c->d <= KNN__KMEANS_SMALL_D) {
-            /* four at a time; a last group of fewer repeats its last vector */
+            /* four at a time; a last group of three repeats its last vector, one or two go alone */
             s_scores4_fn *score4 = s_scores4_pick(c->d);
             void (*select)(const float *, size_t, int32_t *, float *, float *) = d2 ? s_select2 : s_select1;
-            for (; i < n; i += 4) {
+            for (; i + 2 < n; i += 4) {
                 const float *xs[4];
                 for (size_t r = 0; r < 4; r++)
                     xs[r] = s_row_at(rows, x, stride, i + r < n ? i + r : n - 1);
