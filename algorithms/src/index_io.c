@@ -140,12 +140,25 @@ static int s_write_invlists(struct s_writer *w, const struct knn_index *index)
                 return rc;
         }
     }
+    /* The codes row-major, whatever the index's own layout: staged through one list-sized buffer. */
+    size_t most = 0;
     for (size_t l = 0; l < nlist; l++) {
         knn__ivf_list(index, l, &size, &codes, &ids);
-        if (size > 0 && ((rc = s_put(w, codes, size * code_size)) || (rc = s_put(w, ids, size * sizeof(int64_t)))))
-            return rc;
+        most = size > most ? size : most;
     }
-    return 0;
+    uint8_t *rows = most ? knn_malloc_array(most, code_size) : NULL;
+    if (most && !rows)
+        return KNN_ENOMEM;
+    for (size_t l = 0; l < nlist; l++) {
+        knn__ivf_list(index, l, &size, &codes, &ids);
+        if (size == 0)
+            continue;
+        knn__ivf_list_rows(index, l, rows);
+        if ((rc = s_put(w, rows, size * code_size)) || (rc = s_put(w, ids, size * sizeof(int64_t))))
+            break;
+    }
+    knn_free(rows);
+    return rc;
 }
 
 static int s_write_ivf(struct s_writer *w, const struct knn_index *index)
@@ -521,7 +534,7 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
             goto on_error;
         at = r->off;
         if ((rc = s_get(r, ids, (size_t)sizes[l] * 8, "inverted lists: ids")) ||
-            (rc = s_check_ids(r, at, ids, (size_t)sizes[l], ntotal, seen)))
+            (rc = s_check_ids(r, at, ids, (size_t)sizes[l], ntotal, seen)) || (rc = knn__ivf_list_finish(index, l)))
             goto on_error;
     }
     index->ntotal = (size_t)ntotal;

@@ -27,6 +27,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 /*
  * The coarse quantizer's k-means: FAISS runs 10 plain iterations on up to 256 points per list.
  * We run 5, then 10 balancing iterations on 64 points per list (kmeans.h: penalty 0.2 x the mean
@@ -42,6 +46,8 @@
 #define S_BALANCE_POINTS 64
 /* Vectors assigned and encoded per step of add: bounds add's scratch memory. */
 #define S_ADD_CHUNK 16384
+/* IVFFlat lists of vectors at most this wide are stored in blocks of 8 (struct s_ivf). */
+#define S_BLOCKED_MAX_D 32
 /* IVFFlat: each query scans its nearest list first when d or the whole index is at most this. */
 #define S_PRIME_MAX_D 32
 #define S_PRIME_MAX_BYTES ((size_t)16 << 20)
@@ -68,6 +74,13 @@ struct s_ivf {
     size_t nlist;
     size_t code_size;
     struct s_list *lists;
+    /*
+     * Narrow IVFFlat (d <= S_BLOCKED_MAX_D): lists are stored in blocks of 8 vectors, dimension
+     * major (block b: d x 8 floats, vector 8b + l at lane l), so a scan computes 8 distances with d
+     * loads, subtractions and FMAs and no horizontal sums. Padding lanes of the last block are 0.
+     * Files are row-major; index_io.c converts through knn__ivf_list_rows / knn__ivf_list_finish.
+     */
+    int blocked;
     /* IVFPQ */
     int is_pq;
     int by_residual;
@@ -97,22 +110,218 @@ static struct s_ivf *s_ivf(const struct knn_index *index)
 /* Lists                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Grow list l to `size` entries (exactly), keeping its contents. */
+/* Labels of IVFFlat results during a scan: list number in the high 32 bits, position below. */
+static int64_t s_enc(size_t list, size_t pos)
+{
+    return (int64_t)(((uint64_t)list << 32) | (uint64_t)pos);
+}
+
+/* Grow list l to `size` entries (exactly; blocked lists to whole blocks), keeping its contents. */
 static int s_list_resize(struct s_ivf *ivf, size_t l, size_t size)
 {
     struct s_list *list = &ivf->lists[l];
     if (size == list->size)
         return 0;
-    uint8_t *codes = knn_realloc_array(list->codes, size, ivf->code_size);
-    if (!codes)
-        return KNN_ENOMEM;
-    list->codes = codes;
+    if (ivf->blocked) {
+        const size_t block_bytes = 8 * ivf->code_size;
+        size_t old_blocks = (list->size + 7) / 8, blocks = (size + 7) / 8;
+        if (blocks != old_blocks) {
+            uint8_t *codes = knn_realloc_array(list->codes, blocks, block_bytes);
+            if (!codes)
+                return KNN_ENOMEM;
+            if (blocks > old_blocks)
+                memset(codes + old_blocks * block_bytes, 0, (blocks - old_blocks) * block_bytes);
+            list->codes = codes;
+        }
+    } else {
+        uint8_t *codes = knn_realloc_array(list->codes, size, ivf->code_size);
+        if (!codes)
+            return KNN_ENOMEM;
+        list->codes = codes;
+    }
     int64_t *ids = knn_realloc_array(list->ids, size, sizeof(int64_t));
     if (!ids)
         return KNN_ENOMEM;
     list->ids = ids;
     list->size = size;
     return 0;
+}
+
+/* Store entry `pos` of a list from a row-major code (a vector, for IVFFlat). */
+static void s_list_put(const struct s_ivf *ivf, struct s_list *list, size_t pos, const uint8_t *code)
+{
+    if (!ivf->blocked) {
+        memcpy(list->codes + pos * ivf->code_size, code, ivf->code_size);
+        return;
+    }
+    const size_t d = ivf->code_size / sizeof(float);
+    float *blk = (float *)list->codes + (pos / 8) * d * 8 + pos % 8;
+    const float *v = (const float *)code;
+    for (size_t j = 0; j < d; j++)
+        blk[j * 8] = v[j];
+}
+
+/* Entry `pos` of a list as a row-major code. */
+static void s_list_get(const struct s_ivf *ivf, const struct s_list *list, size_t pos, uint8_t *code)
+{
+    if (!ivf->blocked) {
+        memcpy(code, list->codes + pos * ivf->code_size, ivf->code_size);
+        return;
+    }
+    const size_t d = ivf->code_size / sizeof(float);
+    const float *blk = (const float *)list->codes + (pos / 8) * d * 8 + pos % 8;
+    float *v = (float *)code;
+    for (size_t j = 0; j < d; j++)
+        v[j] = blk[j * 8];
+}
+
+/*
+ * Blocked list scan (narrow IVFFlat): each block gives 8 squared L2 distances (or inner products)
+ * in one register; the lanes that beat the query's threshold are offered to the heap with the
+ * list's ids. `D` is a compile-time constant in the specialized callers.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_blocked_avx2(
+    const float *blocks, size_t n, size_t D, const float *q, int ip, const int64_t *ids, struct knn__topk *h)
+{
+    __m256 qb[S_BLOCKED_MAX_D];
+    for (size_t j = 0; j < D; j++)
+        qb[j] = _mm256_set1_ps(q[j]);
+    float thr = knn__topk_threshold(h);
+    __m256 vthr = _mm256_set1_ps(thr);
+    const size_t nblocks = (n + 7) / 8;
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *blk = blocks + b * D * 8;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        size_t j = 0;
+#pragma GCC unroll 16
+        for (; j + 2 <= D; j += 2) {
+            __m256 y0 = _mm256_loadu_ps(blk + j * 8), y1 = _mm256_loadu_ps(blk + j * 8 + 8);
+            if (ip) {
+                a0 = _mm256_fmadd_ps(y0, qb[j], a0);
+                a1 = _mm256_fmadd_ps(y1, qb[j + 1], a1);
+            } else {
+                __m256 t0 = _mm256_sub_ps(y0, qb[j]), t1 = _mm256_sub_ps(y1, qb[j + 1]);
+                a0 = _mm256_fmadd_ps(t0, t0, a0);
+                a1 = _mm256_fmadd_ps(t1, t1, a1);
+            }
+        }
+        if (j < D) {
+            __m256 y0 = _mm256_loadu_ps(blk + j * 8);
+            if (ip) {
+                a0 = _mm256_fmadd_ps(y0, qb[j], a0);
+            } else {
+                __m256 t0 = _mm256_sub_ps(y0, qb[j]);
+                a0 = _mm256_fmadd_ps(t0, t0, a0);
+            }
+        }
+        __m256 v = _mm256_add_ps(a0, a1);
+        unsigned m =
+            (unsigned)_mm256_movemask_ps(ip ? _mm256_cmp_ps(vthr, v, _CMP_LE_OQ) : _mm256_cmp_ps(v, vthr, _CMP_LE_OQ));
+        if (b == nblocks - 1 && n % 8)
+            m &= (1u << (n % 8)) - 1u; /* padding lanes */
+        if (!m)
+            continue;
+        float vals[8];
+        _mm256_storeu_ps(vals, v);
+        while (m) {
+            unsigned l = (unsigned)__builtin_ctz(m);
+            m &= m - 1;
+            if (ip ? vals[l] >= thr : vals[l] <= thr) {
+                knn__topk_push(h, vals[l], ids[b * 8 + l]);
+                thr = knn__topk_threshold(h);
+            }
+        }
+        vthr = _mm256_set1_ps(thr);
+    }
+}
+
+#define S_BLOCKED_FIXED(D)                                                                                             \
+    __attribute__((target("avx2,fma"))) static void s_scan_blocked_d##D(                                               \
+        const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h)      \
+    {                                                                                                                  \
+        (void)d;                                                                                                       \
+        s_scan_blocked_avx2(blocks, n, D, q, ip, ids, h);                                                              \
+    }
+S_BLOCKED_FIXED(4)
+S_BLOCKED_FIXED(8)
+S_BLOCKED_FIXED(10)
+S_BLOCKED_FIXED(12)
+S_BLOCKED_FIXED(16)
+S_BLOCKED_FIXED(20)
+S_BLOCKED_FIXED(24)
+S_BLOCKED_FIXED(32)
+
+__attribute__((target("avx2,fma"))) static void s_scan_blocked_any(
+    const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h)
+{
+    s_scan_blocked_avx2(blocks, n, d, q, ip, ids, h);
+}
+#endif
+
+static void s_scan_blocked_portable(
+    const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h)
+{
+    float thr = knn__topk_threshold(h);
+    for (size_t i = 0; i < n; i++) {
+        const float *blk = blocks + (i / 8) * d * 8 + i % 8;
+        float v = 0.0f;
+        for (size_t j = 0; j < d; j++) {
+            float y = blk[j * 8];
+            v += ip ? y * q[j] : (y - q[j]) * (y - q[j]);
+        }
+        if (ip ? v >= thr : v <= thr) {
+            knn__topk_push(h, v, ids[i]);
+            thr = knn__topk_threshold(h);
+        }
+    }
+}
+
+typedef void(s_scan_blocked_fn)(
+    const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h);
+
+static s_scan_blocked_fn *s_scan_blocked_pick(size_t d)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (knn__simd_enabled()) {
+        switch (d) {
+            case 4:
+                return s_scan_blocked_d4;
+            case 8:
+                return s_scan_blocked_d8;
+            case 10:
+                return s_scan_blocked_d10;
+            case 12:
+                return s_scan_blocked_d12;
+            case 16:
+                return s_scan_blocked_d16;
+            case 20:
+                return s_scan_blocked_d20;
+            case 24:
+                return s_scan_blocked_d24;
+            case 32:
+                return s_scan_blocked_d32;
+            default:
+                return s_scan_blocked_any;
+        }
+    }
+#endif
+    return s_scan_blocked_portable;
+}
+
+/*
+ * Scan IVFFlat list l for query q into h. Blocked lists push ids; row-major ones go through the
+ * shared single-query kernel with ids encoded as (list << 32 | position), decoded by the caller.
+ */
+static void s_scan_flat_list(const struct s_ivf *ivf, size_t l, const float *q, size_t d, struct knn__topk *h)
+{
+    const struct s_list *list = &ivf->lists[l];
+    if (list->size == 0)
+        return;
+    if (ivf->blocked)
+        s_scan_blocked_pick(d)((const float *)list->codes, list->size, d, q, h->ip, list->ids, h);
+    else
+        knn__scan_one(q, (const float *)list->codes, list->size, d, h, s_enc(l, 0));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -428,7 +637,7 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
         for (size_t i = 0; i < nb; i++) {
             struct s_list *list = &ivf->lists[lab[i]];
             size_t pos = count[lab[i]]++;
-            memcpy(list->codes + pos * ivf->code_size, src + i * ivf->code_size, ivf->code_size);
+            s_list_put(ivf, list, pos, src + i * ivf->code_size);
             list->ids[pos] = (int64_t)(index->ntotal + i0 + i);
         }
     }
@@ -453,12 +662,6 @@ struct s_search_ctx {
     float *distances;
     int64_t *labels;
 };
-
-/* Labels of IVFFlat results during a scan: list number in the high 32 bits, position below. */
-static int64_t s_enc(size_t list, size_t pos)
-{
-    return (int64_t)(((uint64_t)list << 32) | (uint64_t)pos);
-}
 
 /* Within runs of equal distances, order by id (the index.h contract), after decoding labels. */
 static void s_order_ties(float *dist, int64_t *ids, size_t k)
@@ -508,10 +711,8 @@ s_search_flat_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const 
     if (d <= S_PRIME_MAX_D || index->ntotal * ivf->code_size <= S_PRIME_MAX_BYTES) {
         for (size_t q = 0; q < nq; q++) {
             int64_t l = clab[q * nprobe];
-            if (l >= 0 && ivf->lists[l].size > 0)
-                knn__scan_one(
-                    ctx->x + (q0 + q) * d, (const float *)ivf->lists[l].codes, ivf->lists[l].size, d, &heaps[q],
-                    s_enc((size_t)l, 0));
+            if (l >= 0)
+                s_scan_flat_list(ivf, (size_t)l, ctx->x + (q0 + q) * d, d, &heaps[q]);
         }
         first = 1;
     }
@@ -530,17 +731,18 @@ s_search_flat_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const 
     size_t begin = 0;
     for (size_t l = 0; l < ivf->nlist; l++) {
         size_t end = start[l];
-        const struct s_list *list = &ivf->lists[l];
-        if (list->size > 0) {
+        if (ivf->lists[l].size > 0) {
             for (size_t r = begin; r < end; r++) {
                 size_t q = order[r];
-                knn__scan_one(ctx->x + (q0 + q) * d, (const float *)list->codes, list->size, d, &heaps[q], s_enc(l, 0));
+                s_scan_flat_list(ivf, l, ctx->x + (q0 + q) * d, d, &heaps[q]);
             }
         }
         begin = end;
     }
     for (size_t q = 0; q < nq; q++) {
         knn__topk_finish(&heaps[q]);
+        if (ivf->blocked)
+            continue; /* ids already */
         float *dq = heaps[q].dist;
         int64_t *iq = heaps[q].ids;
         for (size_t j = 0; j < k; j++) {
@@ -796,7 +998,7 @@ static int s_split_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
             continue;
         const struct s_list *list = &ivf->lists[l];
         if (!ivf->is_pq) {
-            knn__scan_one(ctx->xq, (const float *)list->codes, list->size, d, &h, s_enc((size_t)l, 0));
+            s_scan_flat_list(ivf, (size_t)l, ctx->xq, d, &h);
             continue;
         }
         const size_t tsize = ivf->pq.m * ivf->pq.ksub;
@@ -856,7 +1058,7 @@ static int s_search_one_split(
         for (size_t j = 0; j < k && ctx.wlab[w * k + j] >= 0; j++)
             knn__topk_push(&h, ctx.wdist[w * k + j], ctx.wlab[w * k + j]);
     knn__topk_finish(&h);
-    if (!ivf->is_pq) {
+    if (!ivf->is_pq && !ivf->blocked) {
         for (size_t j = 0; j < k; j++) {
             if (labels[j] < 0)
                 continue;
@@ -977,6 +1179,7 @@ int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *o
     ivf->is_pq = opts->type == KNN_INDEX_IVFPQ;
     ivf->by_residual = 1;
     ivf->code_size = ivf->is_pq ? opts->pq_m : opts->dim * sizeof(float);
+    ivf->blocked = !ivf->is_pq && opts->dim <= S_BLOCKED_MAX_D;
     if (!(ivf->lists = knn_calloc(ivf->nlist, sizeof(*ivf->lists)))) {
         rc = KNN_ENOMEM;
         goto on_error;
@@ -1056,14 +1259,55 @@ int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const
     return 0;
 }
 
+void knn__ivf_list_rows(const struct knn_index *index, size_t l, uint8_t *out)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    const struct s_list *list = &ivf->lists[l];
+    if (!ivf->blocked) {
+        memcpy(out, list->codes, list->size * ivf->code_size);
+        return;
+    }
+    for (size_t i = 0; i < list->size; i++)
+        s_list_get(ivf, list, i, out + i * ivf->code_size);
+}
+
 int knn__ivf_list_alloc(struct knn_index *index, size_t l, size_t size, uint8_t **codes, int64_t **ids)
 {
     struct s_ivf *ivf = s_ivf(index);
     KNN_ASSERT(l < ivf->nlist && ivf->lists[l].size == 0);
+    if (ivf->blocked) {
+        /* the caller writes row-major codes into a staging buffer; knn__ivf_list_finish moves them */
+        struct s_list *list = &ivf->lists[l];
+        if (!(list->codes = knn_malloc_array(size ? size : 1, ivf->code_size)) ||
+            !(list->ids = knn_malloc_array(size ? size : 1, sizeof(int64_t))))
+            return KNN_ENOMEM;
+        list->size = size;
+        *codes = list->codes;
+        *ids = list->ids;
+        return 0;
+    }
     int rc = s_list_resize(ivf, l, size);
     if (rc != 0)
         return rc;
     *codes = ivf->lists[l].codes;
     *ids = ivf->lists[l].ids;
+    return 0;
+}
+
+int knn__ivf_list_finish(struct knn_index *index, size_t l)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    struct s_list *list = &ivf->lists[l];
+    if (!ivf->blocked)
+        return 0;
+    size_t blocks = (list->size + 7) / 8;
+    uint8_t *rows = list->codes;
+    if (!(list->codes = knn_calloc(blocks ? blocks : 1, 8 * ivf->code_size))) {
+        list->codes = rows;
+        return KNN_ENOMEM;
+    }
+    for (size_t i = 0; i < list->size; i++)
+        s_list_put(ivf, list, i, rows + i * ivf->code_size);
+    knn_free(rows);
     return 0;
 }

@@ -41,8 +41,14 @@ struct knn__pq;
 const struct knn_index *knn__ivf_quantizer(const struct knn_index *ivf);
 /** Bytes per list entry: dim * 4 (IVFFlat) or pq_m (IVFPQ). */
 size_t knn__ivf_code_size(const struct knn_index *ivf);
-/** List l's entries: their count, codes (size * code_size bytes) and ids. */
+/**
+ * List l's entries: their count, codes and ids. The codes are in the index's own layout: row-major
+ * (size * code_size bytes) for IVFPQ and wide IVFFlat, blocks of 8 for narrow IVFFlat; use
+ * knn__ivf_list_rows for row-major codes whatever the layout.
+ */
 void knn__ivf_list(const struct knn_index *ivf, size_t l, size_t *size, const uint8_t **codes, const int64_t **ids);
+/** List l's codes, row-major (as in FAISS files), into out (size * code_size bytes). */
+void knn__ivf_list_rows(const struct knn_index *ivf, size_t l, uint8_t *out);
 /** IVFPQ: the product quantizer (NULL for IVFFlat), and whether codes encode residuals. */
 const struct knn__pq *knn__ivf_pq(const struct knn_index *ivf);
 int knn__ivf_by_residual(const struct knn_index *ivf);
@@ -55,9 +61,11 @@ int knn__ivf_by_residual(const struct knn_index *ivf);
 int knn__ivf_install(struct knn_index *ivf, struct knn_index *quantizer, const float *pq_centroids, int by_residual);
 
 /**
- * Reader: give the (empty) list l `size` entries and return where their codes and ids go. The
- * caller fills them, then sets index->ntotal to the total.
+ * Reader: give the (empty) list l `size` entries and return where their row-major codes and ids
+ * go. The caller fills them, calls knn__ivf_list_finish(l) (which moves the codes into the index's
+ * layout), and at the end sets index->ntotal to the total.
  */
 int knn__ivf_list_alloc(struct knn_index *ivf, size_t l, size_t size, uint8_t **codes, int64_t **ids);
+int knn__ivf_list_finish(struct knn_index *ivf, size_t l);
 
 #endif

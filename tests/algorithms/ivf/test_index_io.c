@@ -142,23 +142,27 @@ int test_index_round_trip_every_type(void)
         enum knn_metric metric;
         size_t nlist, m, nadd;
     } cases[] = {
-        {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 500},     {KNN_INDEX_FLAT, KNN_METRIC_INNER_PRODUCT, 0, 0, 500},
-        {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 16, 0, 500}, {KNN_INDEX_IVFFLAT, KNN_METRIC_INNER_PRODUCT, 16, 0, 500},
+        {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 500},
+        {KNN_INDEX_FLAT, KNN_METRIC_INNER_PRODUCT, 0, 0, 500},
+        {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 16, 0, 500},
+        {KNN_INDEX_IVFFLAT, KNN_METRIC_INNER_PRODUCT, 16, 0, 500},
         {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 64, 0, 10}, /* mostly empty lists: "sprs" sizes */
         {KNN_INDEX_IVFPQ, KNN_METRIC_L2, 16, 4, 500},
+        {KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 16, 0, 0}, /* d = 40: row-major lists (d > 32) */
     };
-    const size_t d = 8, n = 500, k = 5;
-    float *q = malloc(20 * d * sizeof(float));
-    iu_clustered(q, 20, d, 8, 2.0, 302);
+    const size_t n = 500, k = 5;
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t d = cases[c].nadd ? 8 : 40, nadd = cases[c].nadd ? cases[c].nadd : 500;
+        float *q = malloc(20 * d * sizeof(float));
+        iu_clustered(q, 20, d, 8, 2.0, 302);
         struct knn_index *a, *b;
-        ASSERT_OK(s_make(&a, cases[c].type, cases[c].metric, d, n, cases[c].nlist, cases[c].m, cases[c].nadd));
+        ASSERT_OK(s_make(&a, cases[c].type, cases[c].metric, d, n, cases[c].nlist, cases[c].m, nadd));
         struct s_mem m1, m2;
         ASSERT_OK(s_serialize(a, &m1));
         ASSERT_OK(s_read(&b, m1.data, m1.len));
         ASSERT_INT_EQ(cases[c].type, knn_index_get_options(b)->type);
         ASSERT_INT_EQ(cases[c].metric, knn_index_get_options(b)->metric);
-        ASSERT_UINT_EQ(cases[c].nadd, knn_index_ntotal(b));
+        ASSERT_UINT_EQ(nadd, knn_index_ntotal(b));
         ASSERT_OK(s_serialize(b, &m2));
         ASSERT_MEM_EQ(m1.data, m1.len, m2.data, m2.len);
         float da[20 * 5], db[20 * 5];
@@ -171,8 +175,8 @@ int test_index_round_trip_every_type(void)
         knn_free(m2.data);
         knn_index_destroy(a);
         knn_index_destroy(b);
+        free(q);
     }
-    free(q);
     return 0;
 }
 
