@@ -242,3 +242,19 @@ const float *knn__index_flat_vectors(const struct knn_index *flat)
     const struct s_flat *f = flat->impl;
     return f->xb;
 }
+
+int knn__index_flat_adopt(struct knn_index *flat, size_t n, float *x)
+{
+    struct s_flat *f = flat->impl;
+    if (flat->ntotal != 0 || f->xb)
+        return knn_error_set(KNN_EINVAL, "flat index: only an empty index can adopt vectors");
+    if (flat->opts.metric == KNN_METRIC_L2) {
+        if (!(f->norms = knn_malloc_array(n, sizeof(float))))
+            return knn_error_wrap(KNN_ENOMEM, "flat index: norms of %zu vectors", n);
+        knn__norms_sqr(x, n, flat->opts.dim, f->norms);
+    }
+    f->xb = x;
+    f->cap = n;
+    flat->ntotal = n;
+    return 0;
+}

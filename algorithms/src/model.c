@@ -6,6 +6,7 @@
 #include "model_impl.h"
 
 #include "distances.h"
+#include "index_flat.h"
 #include "index_ivf.h"
 
 #include "knn/common/alloc.h"
@@ -15,9 +16,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Rows transformed and searched per step of build and predict (bounds the scratch memory). */
 #define S_CHUNK_ROWS 4096
+/* knn_model_build_consume adds owned rows in chunks of this many, giving back each chunk's pages:
+ * the peak is the sample plus one chunk, not the sample twice. */
+#define S_CONSUME_ROWS 16384
 
 static size_t s_round_up(size_t x, size_t m)
 {
@@ -126,20 +132,65 @@ static int s_find_nonfinite(const float *x, size_t n, size_t d, size_t *row, siz
     return 0;
 }
 
-int knn_model_build(
-    struct knn_model **out, const struct knn_model_config *cfg, size_t n, const float *x, const float *labels)
+/*
+ * Give the whole pages of rows [from, to) of x back to the system: knn_model_build_consume has
+ * added them to the index and will not read them again. The block stays allocated (freed as usual
+ * at the end); a dropped page would read back as zeros. Memory is private and anonymous, so this
+ * is safe wherever the allocator put the block.
+ */
+static void s_release_rows(float *x, size_t from, size_t to, size_t dim)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    uintptr_t lo = (uintptr_t)(x + from * dim), hi = (uintptr_t)(x + to * dim);
+    lo = (lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    hi &= ~((uintptr_t)page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* Add n rows of x (already transformed) a chunk at a time; with `release`, drop each chunk's pages. */
+static int s_add_chunks(struct knn_index *index, size_t n, float *x, size_t dim, int release)
+{
+    int rc;
+    if (!release)
+        return knn_index_add(index, n, x); /* one call: a Flat index sizes its storage exactly */
+    for (size_t i = 0; i < n; i += S_CONSUME_ROWS) {
+        size_t m = n - i < S_CONSUME_ROWS ? n - i : S_CONSUME_ROWS;
+        if ((rc = knn_index_add(index, m, x + i * dim)) != 0)
+            return rc;
+        if (release)
+            s_release_rows(x, i, i + m, dim);
+    }
+    return 0;
+}
+
+/*
+ * Build from n rows. With `own` (knn_model_build_consume) x and labels are ours: they are taken
+ * into the model where possible (Flat storage, labels), released page by page as they are added
+ * elsewhere, and freed in every case; without it they are the caller's and only read.
+ */
+static int s_build(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, float *x, float *labels, int own)
 {
     struct knn_model *model = NULL;
     float *xt = NULL;
     int rc = 0;
 
-    if (!out || !cfg || (n > 0 && (!x || !labels)))
-        return knn_error_set(KNN_EINVAL, "model build: NULL argument");
+    if (!out || !cfg || (n > 0 && (!x || !labels))) {
+        rc = knn_error_set(KNN_EINVAL, "model build: NULL argument");
+        goto on_error;
+    }
     *out = NULL;
-    if (n == 0)
-        return knn_error_set(KNN_EINVAL, "model build: no rows to index");
-    if (!(model = knn_calloc(1, sizeof(*model))))
-        return KNN_ENOMEM;
+    if (n == 0) {
+        rc = knn_error_set(KNN_EINVAL, "model build: no rows to index");
+        goto on_error;
+    }
+    if (!(model = knn_calloc(1, sizeof(*model)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
     model->cfg = *cfg;
     struct knn_model_config *c = &model->cfg;
 
@@ -202,9 +253,20 @@ int knn_model_build(
         goto on_error;
 
     int identity = !model->dimred && !model->normalize && model->effective_dim == c->feature_dim;
+    /* Our own rows whose only change is COSINE's normalization: normalize them where they are. */
+    if (own && !identity && !model->dimred && model->effective_dim == c->feature_dim) {
+        knn__normalize_rows(x, n, c->feature_dim);
+        identity = 1;
+    }
     if (identity) {
-        if ((rc = knn_index_train(model->index, n, x)) != 0 || (rc = knn_index_add(model->index, n, x)) != 0)
+        if (own && c->index_type == KNN_INDEX_FLAT) {
+            if ((rc = knn__index_flat_adopt(model->index, n, x)) != 0)
+                goto on_error;
+            x = NULL; /* the index's storage now */
+        } else if ((rc = knn_index_train(model->index, n, x)) != 0 ||
+                   (rc = s_add_chunks(model->index, n, x, c->feature_dim, own)) != 0) {
             goto on_error;
+        }
     } else if (c->index_type == KNN_INDEX_FLAT) {
         /* Nothing to train: transform and add a chunk at a time. */
         if (!(xt = knn_malloc_array(S_CHUNK_ROWS, model->effective_dim * sizeof(float)))) {
@@ -216,29 +278,60 @@ int knn_model_build(
             if ((rc = knn__model_transform(model, m, x + i * c->feature_dim, xt)) != 0 ||
                 (rc = knn_index_add(model->index, m, xt)) != 0)
                 goto on_error;
+            if (own)
+                s_release_rows(x, i, i + m, c->feature_dim);
         }
     } else {
         if (!(xt = knn_malloc_array(n, model->effective_dim * sizeof(float)))) {
             rc = knn_error_wrap(KNN_ENOMEM, "%zu transformed rows", n);
             goto on_error;
         }
-        if ((rc = knn__model_transform(model, n, x, xt)) != 0 || (rc = knn_index_train(model->index, n, xt)) != 0 ||
-            (rc = knn_index_add(model->index, n, xt)) != 0)
+        if ((rc = knn__model_transform(model, n, x, xt)) != 0)
+            goto on_error;
+        if (own) {
+            knn_free(x);
+            x = NULL;
+        }
+        if ((rc = knn_index_train(model->index, n, xt)) != 0 ||
+            (rc = s_add_chunks(model->index, n, xt, model->effective_dim, 1)) != 0)
             goto on_error;
     }
-    if (!(model->labels = knn_malloc_array(n, sizeof(float)))) {
-        rc = KNN_ENOMEM;
-        goto on_error;
+    if (own) {
+        model->labels = labels;
+        labels = NULL;
+        knn_free(x);
+    } else {
+        if (!(model->labels = knn_malloc_array(n, sizeof(float)))) {
+            rc = KNN_ENOMEM;
+            goto on_error;
+        }
+        memcpy(model->labels, labels, n * sizeof(float));
     }
-    memcpy(model->labels, labels, n * sizeof(float));
     knn_free(xt);
     *out = model;
     return 0;
 
 on_error:
     knn_free(xt);
+    if (own) {
+        knn_free(x);
+        knn_free(labels);
+    }
     knn_model_destroy(model);
     return knn_error_wrap(rc, "model build");
+}
+
+int knn_model_build(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, const float *x, const float *labels)
+{
+    /* Only read when not owned: s_build writes to x and labels only with own != 0. */
+    return s_build(out, cfg, n, (float *)x, (float *)labels, 0);
+}
+
+int knn_model_build_consume(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, float *x, float *labels)
+{
+    return s_build(out, cfg, n, x, labels, 1);
 }
 
 /* ---- prediction ---- */

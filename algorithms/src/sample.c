@@ -210,3 +210,28 @@ const float *knn_reservoir_labels(const struct knn_reservoir *r)
 {
     return r->labels;
 }
+
+int knn_reservoir_detach(struct knn_reservoir *r, float **rows, float **labels, size_t *count)
+{
+    if (!r || !rows || !labels || !count)
+        return knn_error_set(KNN_EINVAL, "reservoir detach: NULL argument");
+    /* Give back the rows allocated but never filled (a stream shorter than the capacity). If a
+     * shrink fails the block just stays larger, which is harmless. */
+    if (r->count > 0 && r->count < r->alloc) {
+        float *x = knn_realloc_array(r->rows, r->count * r->dim, sizeof(float));
+        float *l = knn_realloc_array(r->labels, r->count, sizeof(float));
+        if (x)
+            r->rows = x;
+        if (l)
+            r->labels = l;
+        knn_error_clear();
+    }
+    *rows = r->rows;
+    *labels = r->labels;
+    *count = r->count;
+    r->rows = NULL;
+    r->labels = NULL;
+    r->count = 0;
+    r->alloc = 0;
+    return 0;
+}

@@ -526,7 +526,13 @@ static int s_host_name(char *buf, size_t size, struct s_job *job, size_t host)
 }
 
 /* Sample every host; on success *x_out / *labels_out hold n rows (free with knn_free), or point into *keep. */
-static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **labels_out, struct knn_reservoir **keep)
+/*
+ * Read the train channel into per-host reservoir samples and hand back the combined sample
+ * (*x_out: n rows, *labels_out: n labels) in our own memory, for knn_model_build_consume: no copy
+ * of the sample is made on the way (one host's reservoir is detached; several hosts' are appended
+ * to the first one's block, which grows in place).
+ */
+static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **labels_out)
 {
     const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TRAIN];
     const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TRAIN];
@@ -546,7 +552,6 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
 
     *n_out = 0;
     *x_out = *labels_out = NULL;
-    *keep = NULL;
     char mem[32];
     uint64_t avail = s_available_memory();
     s_human_bytes(mem, sizeof(mem), avail);
@@ -662,31 +667,37 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
         rc = knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)", ch->uri);
         goto done;
     }
-    if (hosts == 1) {
-        /* One host: its reservoir is the sample, no copy. */
-        struct s_stream *first = &pool.streams[host_first[0]];
-        *keep = first->reservoir;
-        first->reservoir = NULL;
-        *x_out = (float *)knn_reservoir_rows(*keep);
-        *labels_out = (float *)knn_reservoir_labels(*keep);
-        *n_out = total;
-        goto done;
-    }
-    if (!(x = knn_malloc_array(total, dim * sizeof(float))) || !(labels = knn_malloc_array(total, sizeof(float)))) {
-        rc = knn_error_wrap(KNN_ENOMEM, "the combined sample of %zu rows", total);
-        goto done;
-    }
+    /* The hosts' samples one after the other, in host order: the first host's block, grown in
+     * place (realloc moves big blocks by remapping, not copying), then each other host's rows
+     * appended and its reservoir freed. */
     size_t at = 0;
     for (size_t h = 0; h < hosts; h++) {
         if (!host_streams[h])
             continue;
-        struct s_stream *first = &pool.streams[host_first[h]];
-        size_t kept = knn_reservoir_count(first->reservoir);
-        memcpy(x + at * dim, knn_reservoir_rows(first->reservoir), kept * dim * sizeof(float));
-        memcpy(labels + at, knn_reservoir_labels(first->reservoir), kept * sizeof(float));
-        at += kept;
-        knn_reservoir_destroy(first->reservoir);
-        first->reservoir = NULL;
+        struct knn_reservoir **r = &pool.streams[host_first[h]].reservoir;
+        size_t kept = knn_reservoir_count(*r);
+        if (!x) {
+            if ((rc = knn_reservoir_detach(*r, &x, &labels, &at)) < 0)
+                goto done;
+            if (at < total) {
+                float *bx = knn_realloc_array(x, total, dim * sizeof(float));
+                if (bx)
+                    x = bx;
+                float *bl = bx ? knn_realloc_array(labels, total, sizeof(float)) : NULL;
+                if (bl)
+                    labels = bl;
+                if (!bx || !bl) {
+                    rc = knn_error_wrap(KNN_ENOMEM, "the combined sample of %zu rows", total);
+                    goto done;
+                }
+            }
+        } else {
+            memcpy(x + at * dim, knn_reservoir_rows(*r), kept * dim * sizeof(float));
+            memcpy(labels + at, knn_reservoir_labels(*r), kept * sizeof(float));
+            at += kept;
+        }
+        knn_reservoir_destroy(*r);
+        *r = NULL;
     }
     *x_out = x;
     *labels_out = labels;
@@ -710,7 +721,8 @@ done:
 
 /* ---- the index ---- */
 
-static int s_build(struct s_job *job, size_t n, const float *x, const float *labels)
+/* Build the model from the sample, which it takes over (freed whatever happens). */
+static int s_build(struct s_job *job, size_t n, float *x, float *labels)
 {
     struct knn_model_config mc = KNN_MODEL_CONFIG_INIT;
     const struct knn_hyperparams *hp = &job->hp;
@@ -721,8 +733,11 @@ static int s_build(struct s_job *job, size_t n, const float *x, const float *lab
     if ((rc = knn_predictor_parse(&mc.predictor, hp->predictor_type)) < 0 ||
         (rc = knn_index_type_parse(&mc.index_type, hp->index_type)) < 0 ||
         (rc = knn_model_metric_parse(&mc.metric, hp->index_metric)) < 0 ||
-        (rc = knn_dimred_type_parse(&mc.dimred, hp->dimension_reduction_type)) < 0)
+        (rc = knn_dimred_type_parse(&mc.dimred, hp->dimension_reduction_type)) < 0) {
+        knn_free(x);
+        knn_free(labels);
         return knn_error_wrap(rc, "hyperparameters");
+    }
     mc.dimred_target = (size_t)hp->dimension_reduction_target;
     mc.pq_m = (size_t)hp->pq_m;
     if (mc.index_type != KNN_INDEX_FLAT) {
@@ -752,7 +767,7 @@ static int s_build(struct s_job *job, size_t n, const float *x, const float *lab
             hp->index_metric, n, mc.feature_dim, extra);
     knn_progress_start_step(job->progress, what);
     uint64_t t0 = knn_clock_monotonic_ns();
-    rc = knn_model_build(&job->model, &mc, n, x, labels);
+    rc = knn_model_build_consume(&job->model, &mc, n, x, labels);
     knn_progress_end(job->progress);
     if (rc < 0)
         return rc;
@@ -1024,7 +1039,6 @@ static int s_run(struct s_job *job)
 {
     size_t n = 0;
     float *x = NULL, *labels = NULL;
-    struct knn_reservoir *keep = NULL;
     int rc;
 
     if ((rc = s_validate(job)) < 0 || (rc = s_open_s3(job)) < 0 || (rc = s_plan_output(job)) < 0 ||
@@ -1037,21 +1051,14 @@ static int s_run(struct s_job *job)
     }
 
     s_phase(job, KNN_PHASE_SAMPLE);
-    rc = s_sample(job, &n, &x, &labels, &keep);
+    rc = s_sample(job, &n, &x, &labels);
     if (rc < 0)
         return rc;
     job->summary.rows_sampled = n;
 
     s_phase(job, KNN_PHASE_BUILD);
-    rc = s_build(job, n, x, labels);
-    /* The sample is in the index now. */
-    if (keep)
-        knn_reservoir_destroy(keep);
-    else {
-        knn_free(x);
-        knn_free(labels);
-    }
-    if (rc < 0)
+    /* The sample goes into the model (knn_model_build_consume): x and labels are not ours any more. */
+    if ((rc = s_build(job, n, x, labels)) < 0)
         return rc;
 
     if (job->cfg.channels[KNN_CHANNEL_TEST].present) {
@@ -1062,6 +1069,9 @@ static int s_run(struct s_job *job)
     s_phase(job, KNN_PHASE_SAVE);
     if ((rc = s_save(job)) < 0 || (rc = s_check_stop()) < 0)
         return rc;
+    /* The model is on disk now: free it before the upload's part buffers are allocated. */
+    knn_model_destroy(job->model);
+    job->model = NULL;
     s_phase(job, KNN_PHASE_UPLOAD);
     if ((rc = s_upload(job)) < 0)
         return rc;

@@ -232,3 +232,44 @@ int test_reservoir_merge_rejects_what_cannot_be_uniform(void)
     knn_reservoir_destroy(c);
     return 0;
 }
+
+/* detach hands over exactly the kept rows and labels (no copy needed by the caller), and empties. */
+int test_reservoir_detach(void)
+{
+    struct knn_reservoir *a = NULL, *b = NULL;
+    float *rows = NULL, *labels = NULL;
+    size_t count = 0;
+    /* a full reservoir, and a twin to compare with */
+    ASSERT_OK(knn_reservoir_new(&a, 100, 2, 42));
+    ASSERT_OK(knn_reservoir_new(&b, 100, 2, 42));
+    ASSERT_OK(s_feed(a, 0, 1000, 7));
+    ASSERT_OK(s_feed(b, 0, 1000, 7));
+    ASSERT_OK(knn_reservoir_detach(a, &rows, &labels, &count));
+    ASSERT_UINT_EQ(100, count);
+    ASSERT_MEM_EQ(knn_reservoir_rows(b), 200 * sizeof(float), rows, 200 * sizeof(float));
+    ASSERT_MEM_EQ(knn_reservoir_labels(b), 100 * sizeof(float), labels, 100 * sizeof(float));
+    ASSERT_UINT_EQ(0, knn_reservoir_count(a));
+    knn_free(rows);
+    knn_free(labels);
+    knn_reservoir_destroy(a);
+    knn_reservoir_destroy(b);
+
+    /* a short stream (fewer rows than the capacity): only those rows, still paired with labels */
+    ASSERT_OK(knn_reservoir_new(&a, 5000, 2, 1));
+    ASSERT_OK(s_feed(a, 0, 1500, 64));
+    ASSERT_OK(knn_reservoir_detach(a, &rows, &labels, &count));
+    ASSERT_UINT_EQ(1500, count);
+    for (size_t i = 0; i < count; i++) {
+        ASSERT_NEAR(i, labels[i], 0);
+        ASSERT_NEAR(i, rows[2 * i], 0);
+        ASSERT_NEAR(-(double)i, rows[2 * i + 1], 0);
+    }
+    knn_free(rows);
+    knn_free(labels);
+    /* an empty reservoir gives nothing */
+    ASSERT_OK(knn_reservoir_detach(a, &rows, &labels, &count));
+    ASSERT_UINT_EQ(0, count);
+    ASSERT_TRUE(rows == NULL && labels == NULL);
+    knn_reservoir_destroy(a);
+    return 0;
+}

@@ -61,6 +61,17 @@ struct knn_model;
  */
 int knn_model_build(
     struct knn_model **out, const struct knn_model_config *cfg, size_t n, const float *x, const float *labels);
+
+/**
+ * As knn_model_build, but the model takes `x` and `labels` (n rows, from knn_malloc & co., e.g.
+ * knn_reservoir_detach): a Flat index keeps x as its storage (COSINE rows are normalized in
+ * place), other indexes release x page by page as the rows are added, and the labels become the
+ * model's. So the peak memory is about one copy of the sample, not two. x and labels are freed
+ * (or kept by the model) whatever the outcome: the caller must not use them afterwards.
+ */
+int knn_model_build_consume(
+    struct knn_model **out, const struct knn_model_config *cfg, size_t n, float *x, float *labels);
+
 void knn_model_destroy(struct knn_model *model);
 
 struct knn_predict_options {

@@ -28,6 +28,13 @@ int knn_reservoir_add(struct knn_reservoir *r, size_t n, const float *x, const f
  */
 int knn_reservoir_merge(struct knn_reservoir *dst, const struct knn_reservoir *src);
 
+/**
+ * Hand the kept rows (count * dim floats) and labels (count floats) to the caller without copying
+ * them, e.g. to knn_model_build_consume(); free them with knn_free(). The reservoir is left empty
+ * (only destroy it afterwards). With no rows kept, *rows and *labels are NULL and *count 0.
+ */
+int knn_reservoir_detach(struct knn_reservoir *r, float **rows, float **labels, size_t *count);
+
 /** Rows kept so far (<= capacity). */
 size_t knn_reservoir_count(const struct knn_reservoir *r);
 /** Rows offered so far. */
