@@ -386,7 +386,7 @@ static int s_owned_copy(float **x_out, float **l_out, const float *x, const floa
  */
 int test_model_build_consume_matches_build(void)
 {
-    enum { N = 40000, D = 16, Q = 50, K = 7 };
+    enum { N = 9000, D = 16, Q = 50, K = 7 }; /* 9000: three chunks of S_CHUNK_ROWS (4096) */
     struct {
         enum knn_index_type type;
         enum knn_model_metric metric;
@@ -422,7 +422,7 @@ int test_model_build_consume_matches_build(void)
         cfg.dimred = cases[c].dimred;
         cfg.dimred_target = cases[c].dimred ? 10 : 0;
         cfg.pq_m = cases[c].pq_m;
-        cfg.nlist = 64;
+        cfg.nlist = 32;
         struct knn_model *a = NULL, *b = NULL;
         struct knn_predictions pa = {0}, pb = {0};
         struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
