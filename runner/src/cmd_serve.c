@@ -35,11 +35,11 @@ static void s_usage(FILE *out)
             "                      (default: /opt/ml/model, as in a SageMaker container)\n"
             "  --port N            port (default: $SAGEMAKER_BIND_TO_PORT, else 8080; 0 = any free port)\n"
             "  --host ADDR         address to listen on (default 0.0.0.0)\n"
-            "  --workers N         HTTP worker threads (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else the\n"
+            "  --workers N         requests searching at once (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else the\n"
             "                      number of cores)\n"
             "  --max-payload-mb N  largest request body (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
             "  --search-threads N  search threads per request (default 1: requests run side by side on the\n"
-            "                      HTTP workers; 0: the cores divided among the requests searching now)\n"
+            "                      --workers; 0: the cores divided among the requests searching now)\n"
             "  --timeout S         idle and request-body timeout in seconds\n"
             "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
             "\n"
@@ -157,7 +157,7 @@ int knn_cmd_serve(int argc, char **argv)
     knn_serve_app_set_model(&app, model);
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB,
             "model: %s %s, %zu vectors of dimension %zu, k=%zu, predictor_type=%s; max payload %lu MB, "
-            "%zu HTTP workers",
+            "%zu requests searching at once",
             knn_index_type_name(cfg->index_type), knn_model_metric_name(cfg->metric), knn_model_ntotal(model),
             cfg->feature_dim, cfg->k, knn_predictor_name(cfg->predictor), payload_mb,
             workers ? (size_t)workers : s_cores());

@@ -149,9 +149,9 @@ done:
 }
 
 static const struct knn_http_route s_routes[] = {
-    {"GET", "/ping", s_ping},
-    {"POST", "/invocations", s_invocations},
-    {"GET", "/execution-parameters", s_execution_parameters},
+    {"GET", "/ping", s_ping, 0},
+    {"POST", "/invocations", s_invocations, 1},
+    {"GET", "/execution-parameters", s_execution_parameters, 0},
 };
 
 const struct knn_http_route *knn_serve_app_routes(size_t *n)

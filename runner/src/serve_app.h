@@ -11,7 +11,7 @@
  *   "MaxPayloadInMB": m} for batch transform (spec §8).
  *
  * Search threads: each request predicts with search_threads threads; knn-runner serve uses 1 (the
- * HTTP workers, one per core, give the parallelism: measured best on a busy 2-core machine, see
+ * request slots, one per core, give the parallelism: measured best on a busy 2-core machine, see
  * bench/serve/README.md). With 0, a request uses cores / (requests predicting now), at least one.
  */
 

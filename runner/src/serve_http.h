@@ -6,8 +6,9 @@
  * per-request timeouts, an access log line per request, and a drain-then-stop shutdown. It knows
  * nothing about k-NN: handlers (serve_app.c) get a whole request and fill in a response.
  *
- * Requests are served by a pool of `threads` event-loop threads (MHD_OPTION_THREAD_POOL_SIZE);
- * each handler runs on one of them, so handlers must be thread-safe.
+ * Each connection has its own thread (MHD_USE_THREAD_PER_CONNECTION), so handlers must be
+ * thread-safe; at most `threads` handlers of routes marked `limited` run at once (the others wait
+ * for a slot), which keeps the CPU-bound work to one per core while /ping still answers at once.
  */
 
 #include "knn/common/buf.h"
@@ -37,12 +38,13 @@ struct knn_http_route {
     const char *method;
     const char *path;
     knn_http_handler_fn *handler;
+    int limited; /* CPU-bound: runs in one of the server's `threads` slots */
 };
 
 struct knn_http_server_options {
     const char *host; /* address to bind ("0.0.0.0", "127.0.0.1", "::"); NULL = all IPv4 addresses */
     uint16_t port;    /* 0 = a free port (see knn_http_server_port) */
-    size_t threads;   /* event-loop threads; 0 = the number of cores */
+    size_t threads;   /* handlers of `limited` routes run at once; 0 = the number of cores */
     size_t max_body_bytes;     /* larger bodies get 413 */
     size_t max_response_bytes; /* cap on a response body */
     unsigned idle_timeout_s;   /* a connection silent this long is closed */
