@@ -7,8 +7,9 @@
  * nothing about k-NN: handlers (serve_app.c) get a whole request and fill in a response.
  *
  * Each connection has its own thread (MHD_USE_THREAD_PER_CONNECTION), so handlers must be
- * thread-safe; at most `threads` handlers of routes marked `limited` run at once (the others wait
- * for a slot), which keeps the CPU-bound work to one per core while /ping still answers at once.
+ * thread-safe; at most `threads` handlers of routes marked `limited` run at once (the others are
+ * queued, first come, first served, for a pool of `threads` workers), which keeps the CPU-bound
+ * work to one per core while /ping still answers at once.
  */
 
 #include "knn/common/buf.h"
