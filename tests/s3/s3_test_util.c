@@ -132,3 +132,16 @@ int s3t_run(char *const argv[], char *out, size_t cap)
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+void s3t_fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        if ((i & 7) == 0) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        p[i] = (uint8_t)(x >> ((i & 7) * 8));
+    }
+}

@@ -1,9 +1,10 @@
 #ifndef KNN_S3_TEST_UTIL_H
 #define KNN_S3_TEST_UTIL_H
 
-/* Helpers of the s3 test suites: child processes (fake servers, the fault proxy, awscli). */
+/* Helpers of the s3 test suites: child processes (fake servers, the fault proxy, awscli), test bytes. */
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /**
@@ -23,5 +24,8 @@ int s3t_run(char *const argv[], char *out, size_t cap);
 
 /** $KNN_PYTHON, or /usr/bin/python3. */
 const char *s3t_python(void);
+
+/** Deterministic bytes that differ at every offset and per seed (so a splice or shift shows). */
+void s3t_fill(uint8_t *p, size_t n, uint64_t seed);
 
 #endif

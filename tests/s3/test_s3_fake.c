@@ -3,6 +3,7 @@
  * ASan/UBSan build too. Also allocation-failure ("torture") runs: every allocation of an operation
  * fails in turn, and each run must end in a clean error or success, without leaks or crashes. */
 #include "fake_transport.h"
+#include "s3_test_util.h"
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
@@ -17,19 +18,6 @@
 #include <unistd.h>
 
 #define MIB (1024u * 1024u)
-
-static void s_fill(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        if ((i & 7) == 0) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        p[i] = (uint8_t)(x >> ((i & 7) * 8));
-    }
-}
 
 static int s_client(struct knn_s3_client **out, struct fake_s3 *f, int max_attempts)
 {
@@ -63,7 +51,7 @@ int test_fake_get_resumes_with_if_match(void)
     ASSERT_OK(s_client(&c, f, 5));
     size_t size = MIB + 17;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 1);
+    s3t_fill(data, size, 1);
     ASSERT_OK(fake_s3_put(f, "b", "dir/k", data, size));
     int truncate = fake_s3_fault(f, "GET", "/b/dir/k", 0, 1, FAKE_TRUNCATE, 0, NULL, 300000);
     int reset = fake_s3_fault(f, "GET", "/b/dir/k", 0, 1, FAKE_RESET, 0, NULL, 0);
@@ -111,7 +99,7 @@ int test_fake_get_changed_object_is_an_error(void)
     struct knn_s3_client *c;
     ASSERT_OK(s_client(&c, f, 5));
     uint8_t data[200000];
-    s_fill(data, sizeof(data), 2);
+    s3t_fill(data, sizeof(data), 2);
     ASSERT_OK(fake_s3_put(f, "b", "k", data, sizeof(data)));
     fake_s3_fault(f, "GET", "/b/k", 0, 1, FAKE_TRUNCATE, 0, NULL, 70000);
     struct s_changer ch = {f, 0, KNN_BUF_INIT(1 << 20)};
@@ -131,7 +119,7 @@ int test_fake_short_body_is_never_success(void)
     struct knn_s3_client *c;
     ASSERT_OK(s_client(&c, f, 2));
     uint8_t data[5000];
-    s_fill(data, sizeof(data), 3);
+    s3t_fill(data, sizeof(data), 3);
     ASSERT_OK(fake_s3_put(f, "b", "k", data, sizeof(data)));
     fake_s3_fault(f, "GET", "/b/k", 0, 2, FAKE_TRUNCATE, 0, NULL, 100);
     struct knn_buf got = KNN_BUF_INIT(1 << 20);
@@ -155,7 +143,7 @@ int test_fake_reader_in_order_with_faults(void)
     char keys[N][16];
     for (int i = 0; i < N; i++) {
         blobs[i] = knn_malloc(sizes[i] + 1);
-        s_fill(blobs[i], sizes[i], 10 + (uint64_t)i);
+        s3t_fill(blobs[i], sizes[i], 10 + (uint64_t)i);
         snprintf(keys[i], sizeof(keys[i]), "obj-%d", i);
         ASSERT_OK(fake_s3_put(f, "b", keys[i], blobs[i], sizes[i]));
     }
@@ -205,7 +193,7 @@ int test_fake_upload_retries_then_aborts(void)
     ASSERT_OK(s_client(&c, f, 3));
     size_t size = 12 * MIB + 5;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 4);
+    s3t_fill(data, size, 4);
     /* Retried: 503 twice on part 2, a reset on part 3, a 200-with-<Error> on Complete. */
     fake_s3_fault(f, "PUT", "partNumber=2&", 0, 2, FAKE_STATUS, 503, "SlowDown", 0);
     fake_s3_fault(f, "PUT", "partNumber=3&", 0, 1, FAKE_RESET, 0, NULL, 0);
@@ -244,7 +232,7 @@ int test_fake_get_file_with_faults(void)
     ASSERT_OK(s_client(&c, f, 5));
     size_t size = 16 * MIB + 3; /* 4 ranges of 5 MiB, 3 in flight */
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 7);
+    s3t_fill(data, size, 7);
     ASSERT_OK(fake_s3_put(f, "b", "big", data, size));
     fake_s3_fault(f, "GET", "/b/big", 1, 1, FAKE_TRUNCATE, 0, NULL, 99999);
     fake_s3_fault(f, "GET", "/b/big", 2, 1, FAKE_RESET, 0, NULL, 0);
@@ -278,7 +266,7 @@ int test_fake_create_answer_lost_leaves_no_orphan(void)
     ASSERT_OK(s_client(&c, f, 3));
     size_t size = 6 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 6);
+    s3t_fill(data, size, 6);
     int lost = fake_s3_fault(f, "POST", "?uploads", 0, 1, FAKE_TRUNCATE, 0, NULL, 10);
     ASSERT_OK(knn_s3_put(NULL, c, "b", "k", data, size, NULL));
     ASSERT_INT_EQ(1, fake_s3_fired(f, lost));
@@ -414,7 +402,7 @@ static int s_torture(s_op_fn *op, size_t size, int max_attempts)
     if (s_client(&c, f, max_attempts))
         FAIL("client");
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 5);
+    s3t_fill(data, size, 5);
     /* One clean run to count the allocations. */
     knn_alloc_fail_after(0);
     if (op(c, f, data, size) != 0)

@@ -19,19 +19,6 @@
 
 #define MIB (1024u * 1024u)
 
-static void s_fill(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        if ((i & 7) == 0) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        p[i] = (uint8_t)(x >> ((i & 7) * 8));
-    }
-}
-
 struct s_ctx {
     struct knn_s3_test_env env;
     struct knn_s3_client *direct; /* straight to RGW: set-up and checks */
@@ -181,7 +168,7 @@ static int s_nothing_left(struct s_ctx *c, const char *key, int must_be_absent)
 static uint8_t *s_seed_object(struct s_ctx *c, const char *key, size_t size, uint64_t seed)
 {
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, seed);
+    s3t_fill(data, size, seed);
     if (knn_s3_put(NULL, c->direct, c->env.bucket, key, data, size, NULL) != 0) {
         fprintf(stderr, "seed %s: %s\n", key, knn_error_message());
         knn_free(data);
@@ -214,7 +201,7 @@ int test_fault_slowdown_put_retried(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 100000;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 1);
+    s3t_fill(data, size, 1);
     ASSERT_OK(s_arm(&c, "action=status&status=503&method=PUT&count=2"));
     ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL));
     ASSERT_INT_EQ(2, s_fired(&c));
@@ -254,7 +241,7 @@ int test_fault_put_reset_mid_request(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 2);
+    s3t_fill(data, size, 2);
     ASSERT_OK(s_arm(&c, "action=reset&phase=request&after=100000&method=PUT"));
     ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL));
     ASSERT_INT_EQ(1, s_fired(&c));
@@ -401,7 +388,7 @@ static int s_change_once(void *user, const uint8_t *data, size_t len)
     if (!ch->changed) {
         ch->changed = 1;
         uint8_t other[1000];
-        s_fill(other, sizeof(other), 999);
+        s3t_fill(other, sizeof(other), 999);
         if (knn_s3_put(NULL, ch->c->direct, ch->c->env.bucket, ch->key, other, sizeof(other), NULL) != 0)
             return KNN_EIO;
     }
@@ -512,7 +499,7 @@ int test_fault_multipart_parts_retried(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 20 * MIB + 3;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 10);
+    s3t_fill(data, size, 10);
     ASSERT_OK(s_arm(&c, "action=status&status=503&method=PUT&query=partNumber%3D2%26&count=2"));
     ASSERT_OK(s_arm(&c, "action=reset&phase=before&method=PUT&query=partNumber%3D3%26"));
     ASSERT_OK(s_arm(&c, "action=reset&phase=request&after=2000000&method=PUT&query=partNumber%3D4%26"));
@@ -540,7 +527,7 @@ int test_fault_multipart_failure_aborts(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 30 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 11);
+    s3t_fill(data, size, 11);
     ASSERT_OK(s_arm(&c, "action=status&status=503&method=PUT&query=partNumber%3D2%26&count=100"));
     struct knn_s3_upload *u;
     ASSERT_OK(knn_s3_upload_new(&u, c.client, c.env.bucket, key, NULL));
@@ -571,7 +558,7 @@ int test_fault_complete_200_with_error_retried(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 11 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 12);
+    s3t_fill(data, size, 12);
     ASSERT_OK(s_arm(&c, "action=status&status=200&code=InternalError&method=POST&query=uploadId%3D"));
     ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL));
     ASSERT_INT_EQ(1, s_fired(&c));
@@ -611,7 +598,7 @@ int test_fault_complete_answer_lost(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 12 * MIB + 7;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 13);
+    s3t_fill(data, size, 13);
     /* The server completes the upload, the client never hears of it and asks again. */
     ASSERT_OK(s_arm(&c, "action=reset&phase=after&method=POST&query=uploadId%3D"));
     char *etag = NULL;
@@ -640,7 +627,7 @@ int test_fault_create_answer_lost_leaves_no_orphan(void)
     snprintf(key, sizeof(key), "%sobj.bin", c.prefix);
     size_t size = 7 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 14);
+    s3t_fill(data, size, 14);
     /* RGW creates the upload; the client never hears of it and asks again. */
     ASSERT_OK(s_arm(&c, "action=reset&phase=after&method=POST&query=uploads"));
     ASSERT_OK(knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL));

@@ -1,6 +1,7 @@
 /* Integration tests of s3/ against the local Ceph RGW (label s3, fixture s3_server): every
  * operation, awkward keys, more than 1,000 keys, objects of 0 B, 1 B, 5 MiB +- 1 and 64 MiB. */
 #include "knn/common/alloc.h"
+#include "s3_test_util.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
 #include "knn/s3/client.h"
@@ -17,20 +18,6 @@
 #include <unistd.h>
 
 #define MIB (1024u * 1024u)
-
-/* Deterministic bytes that differ at every offset and per seed (so a splice or shift shows). */
-static void s_fill(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        if ((i & 7) == 0) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        p[i] = (uint8_t)(x >> ((i & 7) * 8));
-    }
-}
 
 struct s_ctx {
     struct knn_s3_test_env env;
@@ -81,7 +68,7 @@ static int s_roundtrip(struct s_ctx *c, const char *name, size_t size, uint64_t 
     char *etag = NULL;
     struct knn_s3_object_info info = {0}, head = {0};
     int failed = 1;
-    s_fill(data, size, seed);
+    s3t_fill(data, size, seed);
     if (knn_s3_put(&etag, c->client, c->env.bucket, key, data, size, NULL) != 0) {
         fprintf(stderr, "put %s (%zu bytes): %s\n", key, size, knn_error_message());
         goto done;
@@ -319,7 +306,7 @@ int test_get_ranges(void)
         return rc;
     size_t size = 3 * MIB + 17;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 77);
+    s3t_fill(data, size, 77);
     char key[512];
     s_key(key, sizeof(key), &c, "ranges.bin");
     int failed = knn_s3_put(NULL, c.client, c.env.bucket, key, data, size, NULL) != 0;
@@ -395,7 +382,7 @@ int test_multipart_64mib(void)
         return rc;
     size_t size = 64 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 64);
+    s3t_fill(data, size, 64);
     char key[512];
     s_key(key, sizeof(key), &c, "big.bin");
     int failed = 0;
@@ -484,7 +471,7 @@ int test_reader_many_objects(void)
         char key[512];
         snprintf(key, sizeof(key), "%sobj-%02d", c.prefix, i);
         blobs[i] = knn_malloc(sizes[i] + 1);
-        s_fill(blobs[i], sizes[i], 500 + (uint64_t)i);
+        s3t_fill(blobs[i], sizes[i], 500 + (uint64_t)i);
         failed = knn_s3_put(NULL, c.client, c.env.bucket, key, blobs[i], sizes[i], NULL) != 0;
     }
     ASSERT_OK(knn_s3_list(&list, c.client, c.env.bucket, c.prefix));
@@ -560,7 +547,7 @@ int test_upload_abort_leaves_nothing(void)
         return rc;
     size_t size = 20 * MIB;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 9);
+    s3t_fill(data, size, 9);
     char key[512], key2[512];
     s_key(key, sizeof(key), &c, "aborted.bin");
     s_key(key2, sizeof(key2), &c, "destroyed.bin");
@@ -665,7 +652,7 @@ int test_files_roundtrip(void)
     snprintf(dst, sizeof(dst), "%s/dst.bin", dir);
     size_t size = 17 * MIB + 3;
     uint8_t *data = knn_malloc(size);
-    s_fill(data, size, 17);
+    s3t_fill(data, size, 17);
     FILE *f = fopen(src, "wb");
     ASSERT_TRUE(f && fwrite(data, 1, size, f) == size);
     fclose(f);
