@@ -196,54 +196,18 @@ static int s_row_array(struct s_parser *ps, float *dst, size_t dim)
     return s_take(ps, ']') && count == dim;
 }
 
-/* {"values": [...], "shape": ..., other keys skipped}; "keys" (sparse) is left to jansson. */
-static int s_data_features(struct s_parser *ps, float *dst, size_t dim)
-{
-    int have_values = 0;
-    if (!s_take(ps, '{') || s_take(ps, '}'))
-        return 0;
-    do {
-        const uint8_t *k;
-        size_t kl;
-        int plain;
-        if (!s_string(ps, &k, &kl, &plain) || !plain || !s_take(ps, ':'))
-            return 0;
-        if (s_key_is(k, kl, "values")) {
-            if (have_values++ || !s_row_array(ps, dst, dim))
-                return 0;
-        } else if (s_key_is(k, kl, "keys")) {
-            return 0;
-        } else if (!s_skip_value(ps)) {
-            return 0;
-        }
-    } while (s_take(ps, ','));
-    return s_take(ps, '}') && have_values;
-}
+typedef int s_member_fn(struct s_parser *ps, float *dst, size_t dim);
 
-/* {"data": {...}, other keys skipped} */
-static int s_data(struct s_parser *ps, float *dst, size_t dim)
-{
-    int have_features = 0;
-    if (!s_take(ps, '{') || s_take(ps, '}'))
-        return 0;
-    do {
-        const uint8_t *k;
-        size_t kl;
-        int plain;
-        if (!s_string(ps, &k, &kl, &plain) || !plain || !s_take(ps, ':'))
-            return 0;
-        if (s_key_is(k, kl, "features")) {
-            if (have_features++ || !s_data_features(ps, dst, dim))
-                return 0;
-        } else if (!s_skip_value(ps)) {
-            return 0;
-        }
-    } while (s_take(ps, ','));
-    return s_take(ps, '}') && have_features;
-}
+struct s_member {
+    const char *key;
+    s_member_fn *parse; /* NULL: a member the fast path leaves to jansson */
+};
 
-/* One instance: exactly one of "features" and "data" (both, or neither, go to jansson). */
-static int s_instance(struct s_parser *ps, float *dst, size_t dim)
+/*
+ * An object of which exactly one member named in `members` is present, once, and parsed; other
+ * members are skipped. Anything else (none, two, a repeat, a NULL parser) goes to jansson.
+ */
+static int s_object(struct s_parser *ps, const struct s_member *members, size_t nmembers, float *dst, size_t dim)
 {
     int have = 0;
     if (!s_take(ps, '{') || s_take(ps, '}'))
@@ -254,17 +218,35 @@ static int s_instance(struct s_parser *ps, float *dst, size_t dim)
         int plain;
         if (!s_string(ps, &k, &kl, &plain) || !plain || !s_take(ps, ':'))
             return 0;
-        if (s_key_is(k, kl, "features")) {
-            if (have++ || !s_row_array(ps, dst, dim))
-                return 0;
-        } else if (s_key_is(k, kl, "data")) {
-            if (have++ || !s_data(ps, dst, dim))
-                return 0;
-        } else if (!s_skip_value(ps)) {
+        const struct s_member *m = NULL;
+        for (size_t i = 0; i < nmembers && !m; i++)
+            if (s_key_is(k, kl, members[i].key))
+                m = &members[i];
+        if (m ? !m->parse || have++ || !m->parse(ps, dst, dim) : !s_skip_value(ps))
             return 0;
-        }
     } while (s_take(ps, ','));
     return s_take(ps, '}') && have == 1;
+}
+
+/* {"values": [...], "shape": ..., other keys skipped}; "keys" (sparse) is left to jansson. */
+static int s_data_features(struct s_parser *ps, float *dst, size_t dim)
+{
+    static const struct s_member members[] = {{"values", s_row_array}, {"keys", NULL}};
+    return s_object(ps, members, 2, dst, dim);
+}
+
+/* {"features": {...}, other keys skipped} */
+static int s_data(struct s_parser *ps, float *dst, size_t dim)
+{
+    static const struct s_member members[] = {{"features", s_data_features}};
+    return s_object(ps, members, 1, dst, dim);
+}
+
+/* One instance: exactly one of "features" and "data" (both, or neither, go to jansson). */
+static int s_instance(struct s_parser *ps, float *dst, size_t dim)
+{
+    static const struct s_member members[] = {{"features", s_row_array}, {"data", s_data}};
+    return s_object(ps, members, 2, dst, dim);
 }
 
 static int s_at_end(struct s_parser *ps)
