@@ -236,6 +236,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_blo
     }
 }
 
+/* The dimensions whose blocked scans have kernels of their own; others take s_scan_blocked_any. */
+#define S_BLOCKED_DIMS(X) X(4) X(8) X(10) X(12) X(16) X(20) X(24) X(32)
+
 #define S_BLOCKED_FIXED(D)                                                                                             \
     __attribute__((target("avx2,fma"))) static void s_scan_blocked_d##D(                                               \
         const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h)      \
@@ -243,14 +246,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_blo
         (void)d;                                                                                                       \
         s_scan_blocked_avx2(blocks, n, D, q, ip, ids, h);                                                              \
     }
-S_BLOCKED_FIXED(4)
-S_BLOCKED_FIXED(8)
-S_BLOCKED_FIXED(10)
-S_BLOCKED_FIXED(12)
-S_BLOCKED_FIXED(16)
-S_BLOCKED_FIXED(20)
-S_BLOCKED_FIXED(24)
-S_BLOCKED_FIXED(32)
+S_BLOCKED_DIMS(S_BLOCKED_FIXED)
 
 __attribute__((target("avx2,fma"))) static void s_scan_blocked_any(
     const float *blocks, size_t n, size_t d, const float *q, int ip, const int64_t *ids, struct knn__topk *h)
@@ -285,22 +281,11 @@ static s_scan_blocked_fn *s_scan_blocked_pick(size_t d)
 #if defined(__x86_64__) || defined(__i386__)
     if (knn__simd_enabled()) {
         switch (d) {
-            case 4:
-                return s_scan_blocked_d4;
-            case 8:
-                return s_scan_blocked_d8;
-            case 10:
-                return s_scan_blocked_d10;
-            case 12:
-                return s_scan_blocked_d12;
-            case 16:
-                return s_scan_blocked_d16;
-            case 20:
-                return s_scan_blocked_d20;
-            case 24:
-                return s_scan_blocked_d24;
-            case 32:
-                return s_scan_blocked_d32;
+#define S_CASE(D)                                                                                                      \
+    case D:                                                                                                            \
+        return s_scan_blocked_d##D;
+            S_BLOCKED_DIMS(S_CASE)
+#undef S_CASE
             default:
                 return s_scan_blocked_any;
         }
@@ -809,6 +794,9 @@ __attribute__((always_inline)) static inline void s_adc_scan(
     }
 }
 
+/* The sub-quantizer counts with ADC scans of their own; others take s_adc_any. */
+#define S_ADC_MS(X) X(4) X(8) X(16) X(32)
+
 #define S_ADC_FIXED(M)                                                                                                 \
     static void s_adc_m##M(                                                                                            \
         const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids,                    \
@@ -817,10 +805,7 @@ __attribute__((always_inline)) static inline void s_adc_scan(
         (void)m;                                                                                                       \
         s_adc_scan(codes, n, M, sim, dis0, ids, h);                                                                    \
     }
-S_ADC_FIXED(4)
-S_ADC_FIXED(8)
-S_ADC_FIXED(16)
-S_ADC_FIXED(32)
+S_ADC_MS(S_ADC_FIXED)
 
 static void s_adc_any(
     const uint8_t *codes, size_t n, size_t m, const float *sim, float dis0, const int64_t *ids, struct knn__topk *h)
@@ -834,14 +819,11 @@ typedef void(s_adc_fn)(
 static s_adc_fn *s_adc_pick(size_t m)
 {
     switch (m) {
-        case 4:
-            return s_adc_m4;
-        case 8:
-            return s_adc_m8;
-        case 16:
-            return s_adc_m16;
-        case 32:
-            return s_adc_m32;
+#define S_CASE(M)                                                                                                      \
+    case M:                                                                                                            \
+        return s_adc_m##M;
+        S_ADC_MS(S_CASE)
+#undef S_CASE
         default:
             return s_adc_any;
     }

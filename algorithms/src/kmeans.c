@@ -348,26 +348,16 @@ s_select_row(const float *row, size_t ng, int NEED2, int32_t *idx, float *s1, fl
     }
 }
 
+/* The dimensions with kernels of their own (the compiler unrolls them); others take the _any ones. */
+#define S_FIXED_DIMS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(10) X(12) X(16) X(20) X(24) X(32)
+
 #define S_BLOCK4_FIXED(D)                                                                                              \
     __attribute__((target("avx2,fma"))) static void s_scores4_d##D(                                                    \
         const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)                         \
     {                                                                                                                  \
         s_scores4_avx2(c, xs, D, buf, stride_buf);                                                                     \
     }
-S_BLOCK4_FIXED(1)
-S_BLOCK4_FIXED(2)
-S_BLOCK4_FIXED(3)
-S_BLOCK4_FIXED(4)
-S_BLOCK4_FIXED(5)
-S_BLOCK4_FIXED(6)
-S_BLOCK4_FIXED(7)
-S_BLOCK4_FIXED(8)
-S_BLOCK4_FIXED(10)
-S_BLOCK4_FIXED(12)
-S_BLOCK4_FIXED(16)
-S_BLOCK4_FIXED(20)
-S_BLOCK4_FIXED(24)
-S_BLOCK4_FIXED(32)
+S_FIXED_DIMS(S_BLOCK4_FIXED)
 
 __attribute__((target("avx2,fma"))) static void
 s_scores4_any(const struct knn__centroids *c, const float *const *xs, float *buf, size_t stride_buf)
@@ -383,20 +373,7 @@ static s_scores4_fn *s_scores4_pick(size_t d)
     case D:                                                                                                            \
         return s_scores4_d##D;
     switch (d) {
-        S_CASE(1)
-        S_CASE(2)
-        S_CASE(3)
-        S_CASE(4)
-        S_CASE(5)
-        S_CASE(6)
-        S_CASE(7)
-        S_CASE(8)
-        S_CASE(10)
-        S_CASE(12)
-        S_CASE(16)
-        S_CASE(20)
-        S_CASE(24)
-        S_CASE(32)
+        S_FIXED_DIMS(S_CASE)
         default:
             return s_scores4_any;
     }
@@ -426,20 +403,7 @@ s_select2(const float *row, size_t ng, int32_t *idx, float *s1, float *s2)
     {                                                                                                                  \
         s_scan_avx2(c, xi, D, 1, buf, idx, s1, s2);                                                                    \
     }
-S_SCAN_FIXED(1)
-S_SCAN_FIXED(2)
-S_SCAN_FIXED(3)
-S_SCAN_FIXED(4)
-S_SCAN_FIXED(5)
-S_SCAN_FIXED(6)
-S_SCAN_FIXED(7)
-S_SCAN_FIXED(8)
-S_SCAN_FIXED(10)
-S_SCAN_FIXED(12)
-S_SCAN_FIXED(16)
-S_SCAN_FIXED(20)
-S_SCAN_FIXED(24)
-S_SCAN_FIXED(32)
+S_FIXED_DIMS(S_SCAN_FIXED)
 
 __attribute__((target("avx2,fma"))) static void
 s_scan1_any(const struct knn__centroids *c, const float *xi, float *buf, int32_t *idx, float *s1, float *s2)
@@ -462,20 +426,7 @@ static s_scan_fn *s_scan_pick(size_t d, int need2)
     case D:                                                                                                            \
         return need2 ? s_scan2_d##D : s_scan1_d##D;
     switch (d) {
-        S_CASE(1)
-        S_CASE(2)
-        S_CASE(3)
-        S_CASE(4)
-        S_CASE(5)
-        S_CASE(6)
-        S_CASE(7)
-        S_CASE(8)
-        S_CASE(10)
-        S_CASE(12)
-        S_CASE(16)
-        S_CASE(20)
-        S_CASE(24)
-        S_CASE(32)
+        S_FIXED_DIMS(S_CASE)
         default:
             return need2 ? s_scan2_any : s_scan1_any;
     }
