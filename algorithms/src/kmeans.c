@@ -138,6 +138,23 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float s_hmin(__
 }
 
 /*
+ * The minimum of the 8 lanes of m1 into *best, and the smallest index (from im) among the lanes
+ * holding it; INT32_MAX if none does (all NaN).
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline int32_t
+s_lane_argmin(__m256 m1, __m256i im, float *best)
+{
+    *best = s_hmin(m1);
+    __m256 at_min = _mm256_cmp_ps(m1, _mm256_set1_ps(*best), _CMP_EQ_OQ);
+    __m256i cand = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(INT32_MAX)), _mm256_castsi256_ps(im), at_min));
+    __m128i cm = _mm_min_epi32(_mm256_castsi256_si128(cand), _mm256_extracti128_si256(cand, 1));
+    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0x4e));
+    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0xb1));
+    return _mm_cvtsi128_si32(cm);
+}
+
+/*
  * One vector against all centroids. Two groups of 8 centroids are scored per step into separate
  * accumulators (two independent FMA chains); each lane keeps its running minimum and the group it
  * came from (strictly smaller wins, so ties keep the earlier group), and with NEED2 its running
@@ -222,22 +239,14 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void s_scan_avx
         _mm256_and_ps(_mm256_cmp_ps(m1b, m1a, _CMP_EQ_OQ), _mm256_castsi256_ps(_mm256_cmpgt_epi32(ia, ib))));
     __m256 m1 = _mm256_blendv_ps(m1a, m1b, bwins);
     __m256i im = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(ia), _mm256_castsi256_ps(ib), bwins));
-    float best = s_hmin(m1);
-    /* The smallest index among the lanes holding the minimum. */
-    __m256 at_min = _mm256_cmp_ps(m1, _mm256_set1_ps(best), _CMP_EQ_OQ);
-    __m256i cand = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(INT32_MAX)), _mm256_castsi256_ps(im), at_min));
-    __m128i cm = _mm_min_epi32(_mm256_castsi256_si128(cand), _mm256_extracti128_si256(cand, 1));
-    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0x4e));
-    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0xb1));
-    int32_t found = _mm_cvtsi128_si32(cm);
+    int32_t found = s_lane_argmin(m1, im, s1);
     *idx = found == INT32_MAX ? 0 : found;
-    *s1 = best;
     if (NEED2) {
         /* Second smallest: every lane's second minimum, the loser of the a/b merge, and the other
          * lanes' minima (all but the winning lane). */
         __m256 m2 = _mm256_min_ps(_mm256_min_ps(m2a, m2b), _mm256_max_ps(m1a, m1b));
         __m256 winner = _mm256_castsi256_ps(_mm256_cmpeq_epi32(im, _mm256_set1_epi32(found)));
+        __m256 at_min = _mm256_cmp_ps(m1, _mm256_set1_ps(*s1), _CMP_EQ_OQ);
         __m256 others = _mm256_blendv_ps(m1, inf, _mm256_and_ps(winner, at_min));
         *s2 = s_hmin(_mm256_min_ps(m2, others));
     }
@@ -331,16 +340,8 @@ s_select_row(const float *row, size_t ng, int NEED2, int32_t *idx, float *s1, fl
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i im = _mm256_add_epi32(_mm256_slli_epi32(gi, 3), lane);
-    float best = s_hmin(m1);
-    __m256 at_min = _mm256_cmp_ps(m1, _mm256_set1_ps(best), _CMP_EQ_OQ);
-    __m256i cand = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(INT32_MAX)), _mm256_castsi256_ps(im), at_min));
-    __m128i cm = _mm_min_epi32(_mm256_castsi256_si128(cand), _mm256_extracti128_si256(cand, 1));
-    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0x4e));
-    cm = _mm_min_epi32(cm, _mm_shuffle_epi32(cm, 0xb1));
-    int32_t found = _mm_cvtsi128_si32(cm);
+    int32_t found = s_lane_argmin(m1, im, s1);
     *idx = found == INT32_MAX ? 0 : found;
-    *s1 = best;
     if (NEED2) {
         /* Lanes other than the winner's keep their minimum as a candidate for second place. */
         __m256 winner = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane, _mm256_set1_epi32(found & 7)));
