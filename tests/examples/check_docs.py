@@ -5,7 +5,7 @@
 - every relative link (and #anchor into a page) of README.md, docs/**/*.md and examples/**/*.md
   resolves;
 - the hyperparameter table of docs/hyperparameters.md has exactly the rows of the table in
-  runner/src/hyperparams.c, with the same required flags and defaults;
+  runner/src/train/hyperparams.c, with the same required flags and defaults;
 - every docs page with shell blocks to run is registered as a docs.<page> test;
 - README.md links docs/ and examples/ from its Documentation section.
 """
@@ -56,7 +56,7 @@ def check_links():
 
 
 def check_hyperparameters():
-    code = open(os.path.join(SRC, "runner", "src", "hyperparams.c")).read()
+    code = open(os.path.join(SRC, "runner", "src", "train", "hyperparams.c")).read()
     rows = re.findall(r'\[KNN_HP_\w+\]\s*=\s*\{"(\w+)",\s*(\d),\s*(NULL|"[^"]*")', code)
     check(len(rows) >= 11, f"hyperparams.c: the table parses ({len(rows)} rows)")
     documented = {}

@@ -1,7 +1,7 @@
 /* Hyperparameter validation: one case per rule of spec §1, and all violations in one message. */
 #include "knn_test.h"
 
-#include "hyperparams.h"
+#include "train/hyperparams.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

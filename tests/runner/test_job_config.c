@@ -1,9 +1,9 @@
 /* Job manifests (CreateTrainingJob shape), content types, data manifests, the /opt/ml contract. */
 #include "knn_test.h"
 
-#include "channels.h"
-#include "job_config.h"
-#include "job_report.h"
+#include "train/channels.h"
+#include "train/job_config.h"
+#include "train/job_report.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"

@@ -5,9 +5,9 @@
  * finite and the row count is within the cap; on failure a message is set.
  * Runs as libFuzzer (KNN_BUILD_FUZZERS with clang) and as a corpus replay in every build.
  */
-#include "infer_impl.h"
-#include "infer_request.h"
-#include "mime.h"
+#include "infer/infer_impl.h"
+#include "infer/infer_request.h"
+#include "infer/mime.h"
 
 #include "knn/common/error.h"
 

@@ -1,5 +1,5 @@
 /*
- * The HTTP layer's concurrency (runner/src/serve_http.c), with routes of the test's own and
+ * The HTTP layer's concurrency (runner/src/serve/serve_http.c), with routes of the test's own and
  * libcurl clients on loopback:
  * - two requests on two connections run side by side (a thread pool of event loops once put both
  *   connections on one thread, leaving a core idle);
@@ -9,7 +9,7 @@
  */
 #include "knn_test.h"
 
-#include "serve_http.h"
+#include "serve/serve_http.h"
 
 #include <curl/curl.h>
 #include <pthread.h>

@@ -2,9 +2,9 @@
  * decoding (§3.2) and response encoding (§3.3). */
 #include "knn_test.h"
 
-#include "infer_request.h"
-#include "infer_response.h"
-#include "mime.h"
+#include "infer/infer_request.h"
+#include "infer/infer_response.h"
+#include "infer/mime.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

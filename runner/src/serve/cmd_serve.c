@@ -4,9 +4,9 @@
  * /execution-parameters until SIGTERM, then finish the requests in flight and exit.
  */
 #include "commands.h"
-#include "serve_app.h"
-#include "serve_http.h"
-#include "serve_model.h"
+#include "serve/serve_app.h"
+#include "serve/serve_http.h"
+#include "serve/serve_model.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"

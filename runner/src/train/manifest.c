@@ -3,7 +3,7 @@
  * the path of its field ("InputDataConfig[1].DataSource.S3DataSource.S3Uri: ...") and reported at
  * once. Fields SageMaker has that mean nothing locally are accepted and ignored.
  */
-#include "job_config.h"
+#include "train/job_config.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

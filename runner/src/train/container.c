@@ -4,7 +4,7 @@
  * `<image> train`. The files are the platform's, so keys we do not use are ignored here (newer
  * platforms add some); the values we use are checked.
  */
-#include "job_config.h"
+#include "train/job_config.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

@@ -16,7 +16,7 @@
  * objects go on. Progress: a live line on a terminal, else a log line every few seconds.
  */
 
-#include "mime.h"
+#include "infer/mime.h"
 
 #include "knn/algorithms/model.h"
 

@@ -15,8 +15,8 @@
  * bench/serve/README.md). With 0, a request uses cores / (requests predicting now), at least one.
  */
 
-#include "mime.h"
-#include "serve_http.h"
+#include "infer/mime.h"
+#include "serve/serve_http.h"
 
 #include "knn/algorithms/model.h"
 

@@ -1,4 +1,4 @@
-#include "serve_http.h"
+#include "serve/serve_http.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/clock.h"

@@ -1,5 +1,5 @@
 /* Channel object lists: local listing, sorting, and the split among simulated hosts. */
-#include "channels.h"
+#include "train/channels.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

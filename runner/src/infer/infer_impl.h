@@ -3,7 +3,7 @@
 
 /* Internals shared by infer_request.c and infer_json_fast.c. */
 
-#include "infer_request.h"
+#include "infer/infer_request.h"
 
 /** A zeroed row at index `at` of rows (not yet counted in n); KNN_ETOOBIG past max_rows, KNN_ENOMEM. */
 int knn__infer_rows_new_row(float **out, struct knn_infer_rows *rows, size_t at);

@@ -1,6 +1,6 @@
-#include "transform_store.h"
+#include "transform/transform_store.h"
 
-#include "transform_store_impl.h"
+#include "transform/transform_store_impl.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"

@@ -3,8 +3,8 @@
  * over an S3 prefix (spec §3.5): every object x under --input becomes x.out under --output.
  */
 #include "commands.h"
-#include "serve_model.h"
-#include "transform_run.h"
+#include "serve/serve_model.h"
+#include "transform/transform_run.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"

@@ -1,6 +1,6 @@
 /* knn-runner train: a training job from a manifest, or as a SageMaker container's entrypoint. */
 #include "commands.h"
-#include "train.h"
+#include "train/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 #define _GNU_SOURCE /* nftw */
-#include "serve_model.h"
+#include "serve/serve_model.h"
 
 #include "model_archive.h"
-#include "serve_fetch.h"
+#include "serve/serve_fetch.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"

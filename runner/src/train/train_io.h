@@ -19,8 +19,8 @@
  * different lists at once with one client.
  */
 
-#include "channels.h"
-#include "job_config.h"
+#include "train/channels.h"
+#include "train/job_config.h"
 
 #include <stddef.h>
 #include <stdint.h>

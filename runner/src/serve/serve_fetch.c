@@ -1,4 +1,4 @@
-#include "serve_fetch.h"
+#include "serve/serve_fetch.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"

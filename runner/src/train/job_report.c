@@ -1,5 +1,5 @@
 /* Failure reasons (ClientError / AlgorithmError) and the job summary. */
-#include "job_report.h"
+#include "train/job_report.h"
 
 #include "knn/common/error.h"
 

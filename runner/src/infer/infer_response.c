@@ -1,4 +1,4 @@
-#include "infer_response.h"
+#include "infer/infer_response.h"
 
 #include "knn/common/error.h"
 #include "knn/recordio/writer.h"

@@ -20,7 +20,7 @@
  * Thread-safe (no shared state).
  */
 
-#include "mime.h"
+#include "infer/mime.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "mime.h"
+#include "infer/mime.h"
 
 #include "knn/common/error.h"
 

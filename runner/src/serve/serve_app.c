@@ -1,7 +1,7 @@
-#include "serve_app.h"
+#include "serve/serve_app.h"
 
-#include "infer_request.h"
-#include "infer_response.h"
+#include "infer/infer_request.h"
+#include "infer/infer_response.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"

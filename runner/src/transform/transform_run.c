@@ -1,8 +1,8 @@
-#include "transform_run.h"
+#include "transform/transform_run.h"
 
-#include "infer_request.h"
-#include "infer_response.h"
-#include "transform_store.h"
+#include "infer/infer_request.h"
+#include "infer/infer_response.h"
+#include "transform/transform_store.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

@@ -16,7 +16,7 @@
  * Thread-safe.
  */
 
-#include "mime.h"
+#include "infer/mime.h"
 
 #include "knn/algorithms/model.h"
 #include "knn/common/buf.h"

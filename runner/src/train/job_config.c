@@ -1,5 +1,5 @@
 /* Pieces shared by the manifest and the container contract: content types, JSON files, data manifests. */
-#include "job_config.h"
+#include "train/job_config.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

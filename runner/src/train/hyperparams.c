@@ -1,5 +1,5 @@
 /* SageMaker k-NN hyperparameters: one table drives parsing, defaults and validation (spec §1). */
-#include "hyperparams.h"
+#include "train/hyperparams.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

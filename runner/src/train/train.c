@@ -2,15 +2,15 @@
  * The training job: configuration -> channels -> sample -> index -> test score -> model.tar.gz.
  * See train.h for the whole story; the helpers below follow the job's order.
  */
-#include "train.h"
+#include "train/train.h"
 
-#include "channels.h"
-#include "hyperparams.h"
-#include "job_config.h"
-#include "job_report.h"
+#include "train/channels.h"
+#include "train/hyperparams.h"
+#include "train/job_config.h"
+#include "train/job_report.h"
 #include "model_archive.h"
 #include "progress.h"
-#include "train_io.h"
+#include "train/train_io.h"
 
 #include "knn/algorithms/model.h"
 #include "knn/algorithms/sample.h"

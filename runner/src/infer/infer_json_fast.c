@@ -3,7 +3,7 @@
  * grammar, and gives up (returns 0) on anything unusual, so jansson stays the reference for every
  * error and every odd case. The fuzz target fuzz_infer checks that both agree on accepted bodies.
  */
-#include "infer_impl.h"
+#include "infer/infer_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* The S3 side of transform_store.h: list a prefix, stream objects in, upload outputs. */
-#include "transform_store_impl.h"
+#include "transform/transform_store_impl.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"

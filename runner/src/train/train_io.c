@@ -1,5 +1,5 @@
 /* A training job's data in (channel listing, ordered streaming) and artifacts out, over S3 or local files. */
-#include "train_io.h"
+#include "train/train_io.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"

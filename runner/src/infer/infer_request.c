@@ -1,5 +1,5 @@
-#include "infer_request.h"
-#include "infer_impl.h"
+#include "infer/infer_request.h"
+#include "infer/infer_impl.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"

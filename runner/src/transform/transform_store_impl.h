@@ -3,7 +3,7 @@
 
 /* Internals shared by transform_store.c (local) and transform_store_s3.c (S3). */
 
-#include "transform_store.h"
+#include "transform/transform_store.h"
 
 #include "knn/common/file.h"
 
