@@ -50,9 +50,9 @@ static const char *s_env_path(char *buf, size_t size, const char *var, const cha
     return buf;
 }
 
-const char *knn_test_shared_path(char *buf, size_t size, const char *relative)
+const char *knn_test_fixture_path(char *buf, size_t size, const char *relative)
 {
-    return s_env_path(buf, size, "KNN_SHARED_DIR", "../shared", relative);
+    return s_env_path(buf, size, "KNN_FIXTURES_DIR", "tests/fixtures", relative);
 }
 
 const char *knn_test_source_path(char *buf, size_t size, const char *relative)

@@ -121,11 +121,11 @@ const char *knn_test_error_name(int code);
 const char *knn_test_error_message(void);
 
 /**
- * Path of a file in ../shared (env KNN_SHARED_DIR, set by ctest), e.g.
- * knn_test_shared_path(buf, sizeof buf, "fixtures/recordio/dense_f32_labels.rec").
+ * Path of a file in tests/fixtures (env KNN_FIXTURES_DIR, set by ctest), e.g.
+ * knn_test_fixture_path(buf, sizeof buf, "recordio/dense_f32_labels.rec").
  * Returns buf.
  */
-const char *knn_test_shared_path(char *buf, size_t size, const char *relative);
+const char *knn_test_fixture_path(char *buf, size_t size, const char *relative);
 /** Same, for a file in the source tree (env KNN_SOURCE_DIR). */
 const char *knn_test_source_path(char *buf, size_t size, const char *relative);
 

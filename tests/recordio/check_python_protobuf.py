@@ -147,8 +147,8 @@ def python_sdk_bytes(meta):
 
 
 def main():
-    shared = os.environ.get("KNN_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
-    fixtures = os.path.join(shared, "fixtures/recordio")
+    fixtures = os.path.join(os.environ.get("KNN_FIXTURES_DIR", os.path.join(os.path.dirname(__file__), "..", "fixtures")),
+                            "recordio")
     names = ["dense_f32_labels", "dense_f64_labels", "dense_int32", "dense_nolabels", "dense_f32_f64label_pad",
              "sparse_f32", "sparse_empty_rows_nolabels", "topics_like"]
     metas = {}

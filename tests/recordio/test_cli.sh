@@ -5,7 +5,7 @@
 set -uo pipefail
 runner=${KNN_RUNNER:?run through ctest}
 py=${KNN_PYTHON:-/usr/bin/python3}
-fx=${KNN_SHARED_DIR:?}/fixtures/recordio
+fx=${KNN_FIXTURES_DIR:?run through ctest}/recordio
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0

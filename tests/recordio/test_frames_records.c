@@ -173,7 +173,7 @@ int test_corrupt_variants(void)
     char path[1024];
     json_error_t jerr;
     json_t *variants =
-        json_load_file(knn_test_shared_path(path, sizeof(path), "fixtures/recordio/corrupt_variants.json"), 0, &jerr);
+        json_load_file(knn_test_fixture_path(path, sizeof(path), "recordio/corrupt_variants.json"), 0, &jerr);
     ASSERT_TRUE(variants != NULL);
     ASSERT_UINT_EQ(4, json_array_size(variants));
     for (size_t v = 0; v < json_array_size(variants); v++) {

@@ -92,15 +92,15 @@ int rt_fixture_load(struct rt_fixture *f, const char *name)
 {
     char rel[256], path[1024];
     memset(f, 0, sizeof(*f));
-    snprintf(rel, sizeof(rel), "fixtures/recordio/%s.rec", name);
-    int rc = knn_test_read_file(knn_test_shared_path(path, sizeof(path), rel), &f->data, &f->len);
+    snprintf(rel, sizeof(rel), "recordio/%s.rec", name);
+    int rc = knn_test_read_file(knn_test_fixture_path(path, sizeof(path), rel), &f->data, &f->len);
     if (rc) {
         fprintf(stderr, "cannot read %s\n", path);
         return rc;
     }
-    snprintf(rel, sizeof(rel), "fixtures/recordio/%s.json", name);
+    snprintf(rel, sizeof(rel), "recordio/%s.json", name);
     json_error_t err;
-    f->json = json_load_file(knn_test_shared_path(path, sizeof(path), rel), 0, &err);
+    f->json = json_load_file(knn_test_fixture_path(path, sizeof(path), rel), 0, &err);
     return 0;
 }
 

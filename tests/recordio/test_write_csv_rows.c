@@ -471,7 +471,7 @@ int test_rows_wrong_format_hint(void)
     struct s_sink s;
     struct knn_recordio_rows *rows;
     ASSERT_OK(knn_test_read_file(
-        knn_test_shared_path(path, sizeof(path), "fixtures/recordio/dense_f32_labels.rec"), &rec, &rec_len));
+        knn_test_fixture_path(path, sizeof(path), "recordio/dense_f32_labels.rec"), &rec, &rec_len));
 
     /* RecordIO bytes declared as CSV (the SDK's files are often uploaded with a text/csv channel). */
     memset(&s, 0, sizeof(s));

@@ -18,7 +18,6 @@ import tempfile
 import numpy as np
 
 RUNNER = os.environ.get("KNN_RUNNER", "knn-runner")
-SHARED = os.environ.get("KNN_SHARED_DIR", "")
 SKIP = 103
 
 
