@@ -238,10 +238,43 @@ int test_hp_pq_m_only_with_ivfpq(void)
     return 0;
 }
 
-int test_hp_ivfpq_requires_pq_m(void)
+/* IVFPQ without faiss_index_pq_m (optional in AWS's schema): the largest allowed m <= dim / 4. */
+static int s_auto_pq_m(const char *members, uint64_t want)
 {
-    ASSERT_REJECTED(BASE ", \"index_type\": \"faiss.IVFPQ\"",
-                    "faiss_index_pq_m is required when index_type is 'faiss.IVFPQ'");
+    struct knn_hyperparams hp;
+    ASSERT_OK(s_parse(&hp, members));
+    ASSERT_UINT_EQ(want, hp.pq_m);
+    ASSERT_TRUE(hp.values[KNN_HP_FAISS_INDEX_PQ_M] == NULL); /* not given: not in the final configuration */
+    knn_hyperparams_clean_up(&hp);
+    return 0;
+}
+
+int test_hp_ivfpq_auto_pq_m(void)
+{
+#define IVFPQ_HPS(dim) "\"feature_dim\": \"" dim "\", \"k\": \"10\", \"sample_size\": \"2000\", " \
+                       "\"predictor_type\": \"classifier\", \"index_type\": \"faiss.IVFPQ\""
+    /* 54 / 4 = 13.5: 12 (then padded to 60); SIFT's 128: 32; 784 / 4 = 196: capped at 96. */
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("54"), 12));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("128"), 32));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("784"), 96));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("16"), 4));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("15"), 3));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("8"), 2));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("7"), 1));
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("1"), 1));
+    /* With dimension reduction the reduced dimension counts: 40 / 4 = 10 -> 8. */
+    ASSERT_OK(s_auto_pq_m(IVFPQ_HPS("200") ", \"dimension_reduction_type\": \"sign\", "
+                                          "\"dimension_reduction_target\": \"40\"", 8));
+    /* A given value is kept. */
+    struct knn_hyperparams hp;
+    ASSERT_OK(s_parse(&hp, IVFPQ_HPS("128") ", \"faiss_index_pq_m\": \"3\""));
+    ASSERT_UINT_EQ(3, hp.pq_m);
+    knn_hyperparams_clean_up(&hp);
+    /* Other index types keep 0. */
+    ASSERT_OK(s_parse(&hp, BASE ", \"index_type\": \"faiss.IVFFlat\""));
+    ASSERT_UINT_EQ(0, hp.pq_m);
+    knn_hyperparams_clean_up(&hp);
+#undef IVFPQ_HPS
     return 0;
 }
 
@@ -274,8 +307,7 @@ int test_hp_all_violations_at_once(void)
         "k: '0' is not valid, expected a positive integer (a JSON integer >= 1 or a string matching ^([1-9][0-9]*)$); "
         "predictor_type: 'Classifier' is not valid, expected one of 'classifier', 'regressor' (case-sensitive); "
         "dimension_reduction_target is required when dimension_reduction_type is set; "
-        "index_metric 'COSINE' is not supported with index_type 'faiss.IVFPQ' (use 'L2'); "
-        "faiss_index_pq_m is required when index_type is 'faiss.IVFPQ'",
+        "index_metric 'COSINE' is not supported with index_type 'faiss.IVFPQ' (use 'L2')",
         knn_error_message());
     knn_hyperparams_clean_up(&hp);
     return 0;

@@ -123,6 +123,7 @@ def case_regressor_csv(ctx):
 def case_index_types(ctx):
     """Every index type and metric: the score equals brute force (IVF with every list probed) and FAISS
     searching our index file."""
+    import faiss
     x, y, tx, ty = _classifier_data(ctx, n=600, tn=150, objects=2, seed=3)
     combos = [
         ("faiss.Flat", "L2", {}),
@@ -133,6 +134,7 @@ def case_index_types(ctx):
         ("faiss.IVFFlat", "COSINE", {"faiss_index_ivf_nlists": "4"}),
         ("faiss.IVFFlat", "L2", {}),  # auto nlists
         ("faiss.IVFPQ", "L2", {"faiss_index_ivf_nlists": "4", "faiss_index_pq_m": "4"}),
+        ("faiss.IVFPQ", "L2", {"faiss_index_ivf_nlists": "4"}),  # pq_m optional: 8 / 4 -> 2
     ]
     results = []
     for i, (itype, metric, more) in enumerate(combos):
@@ -152,6 +154,10 @@ def case_index_types(ctx):
         if itype != "faiss.IVFPQ" and ("faiss_index_ivf_nlists" in more or itype == "faiss.Flat"):
             want = t.expected_score(x, y, tx, ty, 5, metric, "classifier")
             t.check(got == want, "%s %s: score %s, brute force %s" % (itype, metric, got, want))
+        if itype == "faiss.IVFPQ":
+            pq_m = int(more.get("faiss_index_pq_m", "2"))
+            t.check(faiss.downcast_index(index).pq.M == pq_m, "%s %s: FAISS reads pq.M %d, expected %d"
+                    % (itype, more, faiss.downcast_index(index).pq.M, pq_m))
         if itype == "faiss.IVFFlat" and not more:
             t.check(int(meta["nlist"]) == int(np.sqrt(600)), "auto nlists: %s" % meta)
 
@@ -261,8 +267,9 @@ def case_bad_inputs(ctx):
     missing_bucket = "knn-no-such-bucket-%s" % uuid.uuid4().hex[:6]
     cases = [
         ("hyperparameters", dict(hps={"feature_dim": "8", "k": "5", "sample_size": "10", "predictor_type": "classifier",
-                                      "index_type": "faiss.IVFPQ"}),
-         "ClientError: Hyperparameter validation failed: faiss_index_pq_m is required when index_type is 'faiss.IVFPQ'"),
+                                      "index_type": "faiss.IVFPQ", "index_metric": "COSINE"}),
+         "ClientError: Hyperparameter validation failed: index_metric 'COSINE' is not supported with index_type "
+         "'faiss.IVFPQ' (use 'L2')"),
         ("unknown-field", dict(extra={"OutputDataConfigs": {}}), "ClientError: job manifest"),
         ("no-such-prefix", dict(train="nothing/"), "ClientError: channel 'train': no objects under"),
         ("no-such-bucket", dict(train_uri="s3://knn-no-such-bucket-%s/x/" % uuid.uuid4().hex[:6]), "ClientError: "),

@@ -145,6 +145,12 @@ def expected_score(train_x, train_y, test_x, test_y, k, metric, predictor):
 TEST_SCORE = re.compile(r"#test_score \((algo-\d+)\) : \('(accuracy|mse)', ([-+0-9.eE]+|nan)\)$", re.M)
 
 
+def py2_repr(value):
+    """A float as SageMaker's #test_score prints it (Python 2's float64 repr: numpy's legacy 1.13 mode)."""
+    with np.printoptions(legacy="1.13"):
+        return repr(np.float64(value))
+
+
 class Result:
     def __init__(self, proc):
         self.rc = proc.returncode
@@ -155,6 +161,8 @@ class Result:
         found = TEST_SCORE.findall(self.err)
         check(len(found) == 1, "expected one #test_score line, found %d:\n%s" % (len(found), self.err))
         host, name, value = found[0]
+        check(value == py2_repr(float(value)), "#test_score value %r is not printed as SageMaker's Python 2 repr %r"
+              % (value, py2_repr(float(value))))
         return name, float(value)
 
     def summary(self):

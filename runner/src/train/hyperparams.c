@@ -237,6 +237,16 @@ static int s_validate_any(const struct s_row *row, const json_t *value, char **t
     return rc;
 }
 
+uint64_t knn_hyperparams_auto_pq_m(uint64_t dim)
+{
+    uint64_t m = 1;
+    for (size_t i = 0; i < sizeof(s_pq_m_allowed) / sizeof(s_pq_m_allowed[0]); i++) {
+        if (s_pq_m_allowed[i] <= dim / 4)
+            m = s_pq_m_allowed[i];
+    }
+    return m;
+}
+
 static int s_find_row(const char *name)
 {
     for (int i = 0; i < KNN_HP_COUNT; i++) {
@@ -286,11 +296,6 @@ static int s_check_rules(const struct knn_hyperparams *hp, const int *ok, const 
     }
     if (given[KNN_HP_FAISS_INDEX_PQ_M] && ok[KNN_HP_INDEX_TYPE] && !ivfpq) {
         if ((r = s_violation(errs, "faiss_index_pq_m should only be set when index_type is 'faiss.IVFPQ'")) < 0)
-            return r;
-        rc = 1;
-    }
-    if (ivfpq && !given[KNN_HP_FAISS_INDEX_PQ_M]) {
-        if ((r = s_violation(errs, "faiss_index_pq_m is required when index_type is 'faiss.IVFPQ'")) < 0)
             return r;
         rc = 1;
     }
@@ -390,6 +395,9 @@ int knn_hyperparams_parse(struct knn_hyperparams *hp, const json_t *given_obj)
     rc = 0;
     if (strcmp(hp->dimension_reduction_type, "none") == 0)
         hp->dimension_reduction_target = 0;
+    if (!bad && strcmp(hp->index_type, "faiss.IVFPQ") == 0 && !given[KNN_HP_FAISS_INDEX_PQ_M])
+        hp->pq_m = knn_hyperparams_auto_pq_m(hp->dimension_reduction_target ? hp->dimension_reduction_target
+                                                                            : hp->feature_dim);
 
     if (bad) {
         rc = knn_error_set(KNN_ECONFIG, "Hyperparameter validation failed: %s", (char *)errs.data);

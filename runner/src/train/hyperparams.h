@@ -15,8 +15,8 @@
  *   _num_kv_servers, _log_level, epochs) are accepted and ignored; any other key is rejected.
  *
  * Every violation is reported at once, in one KNN_ECONFIG message (the runner prefixes it with
- * "ClientError: "). Our decision where SageMaker documents none (spec §8): faiss.IVFPQ requires
- * faiss_index_pq_m.
+ * "ClientError: "). Where SageMaker documents no default (spec §8), faiss.IVFPQ without
+ * faiss_index_pq_m gets knn_hyperparams_auto_pq_m() of the indexed dimension.
  */
 
 #include <jansson.h>
@@ -59,7 +59,7 @@ struct knn_hyperparams {
     const char *index_type;               /* "faiss.Flat" | "faiss.IVFFlat" | "faiss.IVFPQ" */
     const char *index_metric;             /* "L2" | "INNER_PRODUCT" | "COSINE" */
     uint64_t ivf_nlists;                  /* 0 = "auto" (resolved by the job, spec §8) */
-    uint64_t pq_m;                        /* 0 when not IVFPQ */
+    uint64_t pq_m;                        /* 0 when not IVFPQ; given, or knn_hyperparams_auto_pq_m() */
     /*
      * The final configuration: every known key's value as a string (given, or the default), NULL
      * when neither. Owned (knn_malloc'ed); freed by knn_hyperparams_clean_up.
@@ -76,6 +76,17 @@ void knn_hyperparams_clean_up(struct knn_hyperparams *hp);
  * KNN_ENOMEM; hp is then left clean (as after init).
  */
 int knn_hyperparams_parse(struct knn_hyperparams *hp, const json_t *given);
+
+/**
+ * faiss_index_pq_m when faiss.IVFPQ is chosen without it: the largest value of the allowed list
+ * (1, 2, 3, 4, 8, ..., 96) that leaves at least 4 dimensions to each sub-quantizer, m <= dim / 4,
+ * and 1 below 8 dimensions. `dim` is dimension_reduction_target when reducing, else feature_dim;
+ * when m does not divide it the documented padding rule applies (spec §2.6). Why: AWS documents
+ * the key as optional and its schema allows only the list, so any choice must come from it; a
+ * sub-vector of 4 floats per 8-bit code is FAISS's usual operating point (SIFT's 128 -> PQ32),
+ * 16x smaller than the vectors with recall close to IVFFlat's, and m = 96 caps large inputs.
+ */
+uint64_t knn_hyperparams_auto_pq_m(uint64_t dim);
 
 /** The table's name of a row ("feature_dim"). */
 const char *knn_hyperparams_name(enum knn_hp_id id);

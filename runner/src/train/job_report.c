@@ -5,10 +5,28 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+const char *knn_score_repr(char *buf, size_t size, double value)
+{
+    if (isnan(value)) {
+        snprintf(buf, size, "nan");
+        return buf;
+    }
+    if (isinf(value)) {
+        snprintf(buf, size, "%sinf", value < 0 ? "-" : "");
+        return buf;
+    }
+    int n = snprintf(buf, size, "%.17g", value);
+    /* Only digits (after a sign): Python adds ".0" so the value still reads as a float. */
+    if (n > 0 && (size_t)n + 2 < size && strspn(buf + (buf[0] == '-'), "0123456789") == (size_t)n - (buf[0] == '-'))
+        memcpy(buf + n, ".0", 3);
+    return buf;
+}
 
 const char *knn_failure_class(int code)
 {

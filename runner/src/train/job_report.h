@@ -17,6 +17,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/**
+ * A metric value as SageMaker's `#test_score` line prints it: the repr of its Python 2 container,
+ * 17 significant digits ("%.17g") with ".0" added to a number that has neither a point nor an
+ * exponent, so a perfect accuracy is `1.0` and 0.561 is `0.56100000000000005` (spec §1.6: the
+ * documented lines `0.98666666666666669`, `0.013333333333333334`); `nan`, `inf`, `-inf` as Python.
+ * Writes at most `size` bytes (32 always suffice); returns buf.
+ */
+const char *knn_score_repr(char *buf, size_t size, double value);
+
 /** "ClientError" or "AlgorithmError" for a KNN_E* code. */
 const char *knn_failure_class(int code);
 

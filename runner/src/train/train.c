@@ -838,16 +838,18 @@ static int s_score(struct s_job *job)
     job->summary.channels[KNN_CHANNEL_TEST].rows = sc.n;
     if (sc.n == 0)
         return knn_error_set(KNN_EFORMAT, "channel 'test' holds no rows (%s)", ch->uri);
-    char host[64];
+    char host[64], repr[32];
     s_host_name(host, sizeof(host), job, 0);
     if (sc.classifier) {
         job->summary.metric_name = "test:accuracy";
         job->summary.metric_value = (double)sc.correct / (double)sc.n;
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('accuracy', %.17g)", host, job->summary.metric_value);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('accuracy', %s)", host,
+                knn_score_repr(repr, sizeof(repr), job->summary.metric_value));
     } else {
         job->summary.metric_name = "test:mse";
         job->summary.metric_value = sc.sse / (double)sc.n;
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('mse', %.17g)", host, job->summary.metric_value);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#test_score (%s) : ('mse', %s)", host,
+                knn_score_repr(repr, sizeof(repr), job->summary.metric_value));
     }
     return 0;
 }
