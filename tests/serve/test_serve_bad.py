@@ -3,6 +3,7 @@ naming the problem, and the server stays healthy (a /ping and a good request aft
 stalled clients time out, and SIGTERM lets a request in flight finish. Runs under ASan too."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,6 +51,27 @@ CASES = [
     ("bad label_size", "text/csv; label_size=x", None, GOOD, 400, "label_size"),
     ("latin-1 charset", "text/csv; charset=latin-1", None, GOOD, 415, "UTF-8"),
     ("binary junk as CSV", "text/csv", None, b"\x00\xff\xfe,\x01\n", 400, "row 1"),
+    # finite features whose squared distance overflows float32: no Infinity in any answer
+    ("distance overflows float32", "text/csv", None, "3e19,1,1,1\n", 400, "row 1"),
+    ("distance overflows float32, verbose", "text/csv", "application/jsonlines; verbose=true",
+     "1,1,1,1\n-3e19,1,1,1\n", 400, "row 2"),
+    ("distance overflows float32, protobuf answer", "text/csv", "application/x-recordio-protobuf",
+     "3e19,1,1,1\n", 400, "row 1"),
+    # a record that claims more bytes than the body holds is cut short, not too large
+    ("truncated one-record protobuf", "application/x-recordio-protobuf", None, h.body_recordio(X[:1])[:-3], 400,
+     "truncated"),
+]
+
+# Requests whose body cannot be delimited safely: 400 at once, and the connection is closed.
+FRAMING = [
+    ("Transfer-Encoding gzip", b"Transfer-Encoding: gzip\r\n\r\n1,2,3,4\n", "gzip"),
+    ("Transfer-Encoding gzip, chunked", b"Transfer-Encoding: gzip, chunked\r\n\r\n8\r\n1,2,3,4\n\r\n0\r\n\r\n",
+     "gzip"),
+    ("Content-Length with chunked", b"Content-Length: 8\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n1,2,3,4\n\r\n0\r\n\r\n",
+     "both"),
+    ("two different Content-Lengths", b"Content-Length: 8\r\nContent-Length: 9\r\n\r\n1,2,3,4\n", "Content-Length"),
+    ("Content-Length not a number", b"Content-Length: 8x\r\n\r\n1,2,3,4\n", ""),
+    ("Content-Length negative", b"Content-Length: -8\r\n\r\n1,2,3,4\n", ""),
 ]
 
 
@@ -92,7 +114,7 @@ def raw_request(port, data, read=True, timeout=10):
 def main():
     with h.TempDir("serve-bad") as tmp:
         model = h.make_model(os.path.join(tmp, "model"), X, LABELS, K)
-        with h.Server(model, tmp, ["--max-payload-mb", "1", "--timeout", "2"]) as srv:
+        with h.Server(model, tmp, ["--max-payload-mb", "1", "--timeout", "2", "--log-interval", "1"]) as srv:
             for name, ct, accept, body, want, words in CASES:
                 headers = {}
                 if ct is not None:
@@ -126,6 +148,34 @@ def main():
                                              for i in range(0, len(big), 65536)) + b"0\r\n\r\n")
             h.check(b" 413 " in conn_resp.split(b"\r\n", 1)[0], "chunked huge body: %r" % conn_resp[:200])
             still_healthy(srv, "chunked huge body")
+
+            # Ambiguous or unsupported body framing: 400 at once (the connection stays open on the
+            # client's side, so an answer that waited for a timeout would show), then closed.
+            for name, framing, words in FRAMING:
+                start = time.time()
+                out = raw_request(srv.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n" +
+                                  framing, timeout=5)
+                took = time.time() - start
+                head, _, rest = out.partition(b"\r\n\r\n")
+                h.check(head.startswith(b"HTTP/1.1 400 ") and took < 1.5,
+                        "%s: %r after %.1f s" % (name, out[:200], took))
+                if words:
+                    h.check(words.encode() in rest, "%s: the answer does not mention %r: %r" % (name, words, rest))
+                still_healthy(srv, name)
+            # A request line that is not HTTP: the connection is closed at once, not held.
+            for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"HELLO THERE\r\n\r\n"):
+                start = time.time()
+                out = raw_request(srv.port, junk, timeout=5)
+                h.check(b"<timeout>" not in out and time.time() - start < 1.5 and (out == b"" or out.startswith(b"HTTP/1.1 400")),
+                        "garbage request line %r: %r" % (junk, out[:200]))
+            still_healthy(srv, "garbage request lines")
+
+            # A second server on the same port is refused with a clear error (no SO_REUSEPORT).
+            second = subprocess.run([h.RUNNER, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(srv.port)],
+                                    capture_output=True, timeout=60)
+            h.check(second.returncode != 0 and b"already in use" in second.stderr,
+                    "second server on port %d: exit %d, %r" % (srv.port, second.returncode, second.stderr[-300:]))
+            still_healthy(srv, "second server")
 
             # Routes and methods.
             check_error(*srv.request("GET", "/nothing"), 404, "/nothing", "unknown path")
@@ -184,6 +234,11 @@ def main():
                 pass
             log = srv.log_text()
             h.check("SIGTERM received" in log and "stopped" in log, "no shutdown lines in the log")
+            # At INFO: no line per request and none for /ping, but summaries with counts by status.
+            h.check(re.search(r"/ping", log) is None and re.search(r"POST /invocations \d{3} rows=", log) is None,
+                    "per-request lines at INFO: %r" % log[-2000:])
+            h.check(re.search(r"last \d+ s: \d+ requests \(200: \d+, 400: \d+.*\), \d+ rows, .*p50 [0-9.]+ ms, "
+                              r"p99 [0-9.]+ ms, \d+ pings", log) is not None, "no summary line: %r" % log[-2000:])
     h.finish()
 
 

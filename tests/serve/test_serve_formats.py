@@ -31,6 +31,13 @@ def check_number_text(text, what):
             return
 
 
+def strict_json(text):
+    """json.loads as a strict parser (JavaScript's JSON.parse): NaN and Infinity are not JSON."""
+    def refuse(name):
+        raise ValueError("%s is not JSON" % name)
+    return json.loads(text, parse_constant=refuse)
+
+
 def decode(status, headers, body, accept_media, verbose, what):
     """Turn any response into (predicted, labels, distances) lists, checking its exact shape."""
     if not h.check(status == 200, "%s: HTTP %d %s" % (what, status, body[:300])):
@@ -42,14 +49,14 @@ def decode(status, headers, body, accept_media, verbose, what):
     if accept_media == "application/json":
         text = body.decode()
         check_number_text(text, what)
-        doc = json.loads(text)
+        doc = strict_json(text)
         h.check(list(doc.keys()) == ["predictions"], "%s: top-level keys %r" % (what, list(doc.keys())))
         objs = doc["predictions"]
     elif accept_media == "application/jsonlines":
         text = body.decode()
         check_number_text(text, what)
         h.check(text.endswith("\n"), "%s: JSON Lines body does not end with a newline" % what)
-        objs = [json.loads(line) for line in text.splitlines()]
+        objs = [strict_json(line) for line in text.splitlines()]
     else:
         for rec in h.parse_recordio(body):
             h.check(len(rec.features) == 0, "%s: response record has features" % what)
@@ -92,7 +99,7 @@ def main():
             "application/x-recordio-protobuf": h.body_recordio(Q),
         }
         accepts = ["application/json", "application/jsonlines", "application/x-recordio-protobuf"]
-        with h.Server(model, tmp) as srv:
+        with h.Server(model, tmp, env={"KNN_LOG_LEVEL": "debug"}) as srv:
             h.check(srv.request("GET", "/ping")[0] == 200, "/ping is not 200")
             for ct, body in bodies.items():
                 sent_ct = ct.split("; shape=")[0]
@@ -128,7 +135,7 @@ def main():
             h.check(doc.get("BatchStrategy") == "MULTI_RECORD" and doc.get("MaxPayloadInMB") == 6
                     and doc.get("MaxConcurrentTransforms", 0) >= 1, "/execution-parameters: %r" % body)
 
-            # the access log names method, path, status and rows
+            # at KNN_LOG_LEVEL=debug, a line per request names method, path, status and rows
             h.check(re.search(r"POST /invocations 200 rows=6 ", srv.log_text()) is not None, "no access log line")
 
         # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT decides a missing Accept; SAGEMAKER_BIND_TO_PORT the port.

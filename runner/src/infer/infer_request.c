@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +258,7 @@ static int s_decode_jsonlines(struct knn_infer_rows *rows, size_t *n, const uint
 struct s_recordio_sink {
     struct knn_infer_rows *rows;
     size_t *n;
+    int failed; /* the error came from here (the row cap), not from the reader */
 };
 
 static int s_recordio_rows(void *user, const float *features, const float *labels, size_t count)
@@ -265,8 +267,10 @@ static int s_recordio_rows(void *user, const float *features, const float *label
     for (size_t i = 0; i < count; i++) {
         float *dst;
         int rc = knn__infer_rows_new_row(&dst, sink->rows, *sink->n);
-        if (rc)
+        if (rc) {
+            sink->failed = 1;
             return rc;
+        }
         memcpy(dst, features + i * sink->rows->dim, sink->rows->dim * sizeof(float));
         (*sink->n)++;
     }
@@ -277,7 +281,7 @@ static int s_decode_recordio(struct knn_infer_rows *rows, size_t *n, const uint8
 {
     struct knn_recordio_rows_options ro = KNN_RECORDIO_ROWS_OPTIONS_INIT;
     struct knn_recordio_rows *dec = NULL;
-    struct s_recordio_sink sink = {rows, n};
+    struct s_recordio_sink sink = {rows, n, 0};
     ro.format = KNN_RECORDIO_PROTOBUF;
     ro.feature_dim = rows->dim;
     ro.labels = KNN_RECORDIO_LABELS_IGNORE;
@@ -289,6 +293,12 @@ static int s_decode_recordio(struct knn_infer_rows *rows, size_t *n, const uint8
     if (rc == 0)
         rc = knn_recordio_rows_finish(dec);
     knn_recordio_rows_destroy(dec);
+    if (rc == KNN_ETOOBIG && !sink.failed) {
+        /* The reader's cap is the body's length: a record longer than that is cut short. */
+        char why[256];
+        snprintf(why, sizeof(why), "%s", knn_error_message());
+        return knn_error_set(KNN_ETRUNCATED, "RecordIO-protobuf body: truncated (%zu bytes): %s", len, why);
+    }
     return rc ? knn_error_wrap(rc, "RecordIO-protobuf body") : 0;
 }
 

@@ -227,6 +227,31 @@ static int s_encode_recordio(
     return 0;
 }
 
+/*
+ * A row whose answer would hold an infinity: finite features can still square to more than
+ * float32 holds (a feature of 3e19), and a regressor's mean of huge labels can overflow. JSON has
+ * no Infinity, and an overflowed distance no longer orders the neighbours, so the row is refused
+ * (in every format, so that a row's fate does not depend on the Accept header).
+ */
+static int s_check_finite(const struct knn_predictions *p, size_t first, size_t count)
+{
+    for (size_t i = first; i < first + count; i++) {
+        if (isinf(p->predicted[i]))
+            return knn_error_set(KNN_ERANGE, "row %zu: the predicted label overflows float32 (labels too large)",
+                                 i - first + 1);
+        if (!p->distances || !p->labels)
+            continue; /* not verbose: the search kept no distances */
+        size_t found = s_found(p, i);
+        for (size_t j = 0; j < found; j++) {
+            if (!isfinite(p->distances[i * p->k + j]))
+                return knn_error_set(
+                    KNN_ERANGE, "row %zu: its distance to neighbour %zu overflows float32 (feature values too large)",
+                    i - first + 1, j + 1);
+        }
+    }
+    return 0;
+}
+
 int knn_infer_encode(
     struct knn_buf *out, const struct knn_mime *accept, const struct knn_predictions *p, size_t first, size_t count)
 {
@@ -235,6 +260,8 @@ int knn_infer_encode(
     KNN_ASSERT(first + count <= p->n);
     if (verbose && count && (!p->labels || !p->distances))
         return knn_error_set(KNN_EINTERNAL, "verbose response without neighbour labels and distances");
+    if ((rc = s_check_finite(p, first, count)) != 0)
+        return rc;
     switch (accept->media) {
     case KNN_MEDIA_JSON:
         rc = knn_buf_append_str(out, "{\"predictions\": [");

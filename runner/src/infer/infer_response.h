@@ -25,8 +25,10 @@
 
 /**
  * Append the response for rows [first, first + count) of `p` to `out`. Verbose output needs
- * p->labels and p->distances. Errors: KNN_EUNSUPPORTED for a type we cannot produce, KNN_ETOOBIG
- * past the buffer's cap, KNN_ENOMEM.
+ * p->labels and p->distances. Errors: KNN_EUNSUPPORTED for a type we cannot produce, KNN_ERANGE
+ * for a row whose answer would hold an infinity (a distance or a regressor's mean that overflows
+ * float32: JSON has no Infinity; refused in every format, naming the row), KNN_ETOOBIG past the
+ * buffer's cap, KNN_ENOMEM.
  */
 int knn_infer_encode(
     struct knn_buf *out, const struct knn_mime *accept, const struct knn_predictions *p, size_t first, size_t count);

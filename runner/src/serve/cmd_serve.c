@@ -42,6 +42,8 @@ static void s_usage(FILE *out)
             "                      --workers; 0: the cores divided among the requests searching now)\n"
             "  --timeout S         idle and request-body timeout in seconds\n"
             "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
+            "  --log-interval S    an INFO line every S seconds: requests by status, rows, p50/p99 latency\n"
+            "                      (default 60; 0 = none). Each request is logged at KNN_LOG_LEVEL=debug\n"
             "\n"
             "Responses default to $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json.\n"
             "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n");
@@ -72,6 +74,7 @@ int knn_cmd_serve(int argc, char **argv)
         {"host", required_argument, NULL, 'H'},           {"workers", required_argument, NULL, 'w'},
         {"max-payload-mb", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
         {"search-threads", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {"log-interval", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     const char *model_src = "/opt/ml/model", *host = "0.0.0.0";
@@ -79,7 +82,8 @@ int knn_cmd_serve(int argc, char **argv)
     const char *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
     const char *timeout_s = getenv("SAGEMAKER_MODEL_SERVER_TIMEOUT");
     const char *workers_s = getenv("SAGEMAKER_MODEL_SERVER_WORKERS"), *search_s = NULL;
-    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1;
+    unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1, log_interval = 60;
+    const char *log_interval_s = NULL;
     int c;
 
     optind = 1;
@@ -92,6 +96,7 @@ int knn_cmd_serve(int argc, char **argv)
         case 'M': payload_s = optarg; break;
         case 't': timeout_s = optarg; break;
         case 'S': search_s = optarg; break;
+        case 'L': log_interval_s = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -104,7 +109,8 @@ int knn_cmd_serve(int argc, char **argv)
         (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
         (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||
         (workers_s && *workers_s && s_parse_uint(&workers, workers_s, 1024, "workers")) ||
-        (search_s && s_parse_uint(&search_threads, search_s, 1024, "search threads"))) {
+        (search_s && s_parse_uint(&search_threads, search_s, 1024, "search threads")) ||
+        (log_interval_s && s_parse_uint(&log_interval, log_interval_s, 86400, "log interval (s)"))) {
         fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
         return 2;
     }
@@ -136,6 +142,7 @@ int knn_cmd_serve(int argc, char **argv)
     hopts.max_body_bytes = (size_t)payload_mb << 20;
     hopts.idle_timeout_s = (unsigned)timeout;
     hopts.request_timeout_s = (unsigned)timeout;
+    hopts.log_interval_s = (unsigned)log_interval;
     hopts.routes = knn_serve_app_routes(&nroutes);
     hopts.nroutes = nroutes;
     hopts.ctx = &app;

@@ -125,7 +125,7 @@ static void s_invocations(void *ctx, const struct knn_http_request *req, struct 
 
     size_t predicting = atomic_fetch_add(&app->predicting, 1) + 1;
     struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
-    po.verbose = accept.verbose;
+    po.verbose = 1; /* distances even when not asked for: a row whose distances overflow is refused */
     po.threads = app->search_threads ? app->search_threads : app->cores / predicting;
     if (po.threads < 1)
         po.threads = 1;
@@ -138,7 +138,7 @@ static void s_invocations(void *ctx, const struct knn_http_request *req, struct 
     }
     rc = knn_infer_encode(&resp->body, &accept, &pred, 0, pred.n);
     if (rc) {
-        knn_http_response_error(resp, rc == KNN_ETOOBIG ? 413 : 500, knn_error_message());
+        knn_http_response_error(resp, knn_serve_status_for(rc), knn_error_message());
         goto done;
     }
     resp->content_type = knn_media_name(accept.media);

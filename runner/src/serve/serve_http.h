@@ -3,7 +3,8 @@
 
 /**
  * The HTTP side of the endpoint (libmicrohttpd): a route table, capped request bodies, idle and
- * per-request timeouts, an access log line per request, and a drain-then-stop shutdown. It knows
+ * per-request timeouts, a log line per request at DEBUG and a summary every log_interval_s at
+ * INFO, and a drain-then-stop shutdown. It knows
  * nothing about k-NN: handlers (serve_app.c) get a whole request and fill in a response.
  *
  * Each connection has its own thread (MHD_USE_THREAD_PER_CONNECTION), so handlers must be
@@ -50,12 +51,13 @@ struct knn_http_server_options {
     size_t max_response_bytes; /* cap on a response body */
     unsigned idle_timeout_s;   /* a connection silent this long is closed */
     unsigned request_timeout_s; /* a request body still arriving after this long is dropped */
+    unsigned log_interval_s;    /* an INFO summary line this often (requests by status, rows, p50/p99); 0 = none */
     const struct knn_http_route *routes;
     size_t nroutes;
     void *ctx; /* passed to the handlers */
 };
 
-#define KNN_HTTP_SERVER_OPTIONS_INIT {NULL, 8080, 0, 6u << 20, 256u << 20, 60, 60, NULL, 0, NULL}
+#define KNN_HTTP_SERVER_OPTIONS_INIT {NULL, 8080, 0, 6u << 20, 256u << 20, 60, 60, 60, NULL, 0, NULL}
 
 struct knn_http_server;
 
