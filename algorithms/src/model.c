@@ -9,7 +9,9 @@
 #include "index_flat.h"
 #include "index_ivf.h"
 
+#include "knn/algorithms/recall.h"
 #include "knn/common/alloc.h"
+#include "knn/common/clock.h"
 #include "knn/common/error.h"
 #include "knn/common/log.h"
 
@@ -166,6 +168,53 @@ static int s_add_chunks(struct knn_index *index, size_t n, float *x, size_t dim,
     return 0;
 }
 
+/* The held-out queries' exact answers, from the n rows the index is being built from (index space). */
+static int s_recall_truth(struct knn_recall_truth **out, const struct knn_model *model, size_t n, const float *base)
+{
+    const struct knn_model_config *c = &model->cfg;
+    *out = NULL;
+    if (c->index_type == KNN_INDEX_FLAT || (c->recall_queries == 0 && c->target_recall <= 0.0) || n < 2)
+        return 0;
+    size_t q = c->recall_queries ? c->recall_queries : knn_recall_default_queries(n);
+    enum knn_metric metric = c->metric == KNN_MODEL_METRIC_L2 ? KNN_METRIC_L2 : KNN_METRIC_INNER_PRODUCT;
+    /* Its own seed, so the queries do not depend on the k-means draws. */
+    return knn_recall_truth_new(out, base, n, model->effective_dim, metric, q, c->k, c->seed ^ 0x726563616c6cULL,
+                                c->threads);
+}
+
+/* Measure the built index's recall on the truth's queries, tuning nprobe first when a target is set. */
+static int s_recall(struct knn_model *model, const struct knn_recall_truth *truth, uint64_t t0)
+{
+    struct knn_model_config *c = &model->cfg;
+    struct knn_model_recall *r = &model->recall;
+    int rc;
+    memset(r, 0, sizeof(*r));
+    r->k = knn_recall_truth_k(truth);
+    r->queries = knn_recall_truth_queries(truth);
+    r->param = "nprobe";
+    r->target = c->target_recall > 0.0 ? c->target_recall : 0.0;
+    if (r->target > 0.0) {
+        struct knn_recall_tuning tu;
+        if ((rc = knn_recall_tune(&tu, model->index, truth, r->target)) != 0)
+            return rc;
+        if ((rc = knn_index_set_nprobe(model->index, tu.nprobe)) != 0)
+            return rc;
+        c->nprobe = tu.nprobe;
+        r->param_value = tu.nprobe;
+        r->value = tu.recall;
+        r->reached = tu.reached;
+        r->evaluated = tu.evaluated;
+    } else {
+        if ((rc = knn_recall_measure(&r->value, model->index, truth, NULL)) != 0)
+            return rc;
+        r->param_value = knn_index_get_options(model->index)->nprobe;
+        r->evaluated = 1;
+    }
+    r->seconds = knn_clock_seconds_since(t0);
+    model->has_recall = 1;
+    return 0;
+}
+
 /*
  * Build from n rows. With `own` (knn_model_build_consume) x and labels are ours: they are taken
  * into the model where possible (Flat storage, labels), released page by page as they are added
@@ -175,6 +224,8 @@ static int s_build(
     struct knn_model **out, const struct knn_model_config *cfg, size_t n, float *x, float *labels, int own)
 {
     struct knn_model *model = NULL;
+    struct knn_recall_truth *truth = NULL;
+    uint64_t recall_ns = 0; /* time spent on recall: the exact search before adding, then the measure */
     float *xt = NULL;
     int rc = 0;
 
@@ -263,9 +314,15 @@ static int s_build(
             if ((rc = knn__index_flat_adopt(model->index, n, x)) != 0)
                 goto on_error;
             x = NULL; /* the index's storage now */
-        } else if ((rc = knn_index_train(model->index, n, x)) != 0 ||
-                   (rc = s_add_chunks(model->index, n, x, c->feature_dim, own)) != 0) {
-            goto on_error;
+        } else {
+            if ((rc = knn_index_train(model->index, n, x)) != 0)
+                goto on_error;
+            uint64_t t = knn_clock_monotonic_ns();
+            if ((rc = s_recall_truth(&truth, model, n, x)) != 0)
+                goto on_error;
+            recall_ns += knn_clock_monotonic_ns() - t;
+            if ((rc = s_add_chunks(model->index, n, x, c->feature_dim, own)) != 0)
+                goto on_error;
         }
     } else if (c->index_type == KNN_INDEX_FLAT) {
         /* Nothing to train: transform and add a chunk at a time. */
@@ -292,9 +349,22 @@ static int s_build(
             knn_free(x);
             x = NULL;
         }
-        if ((rc = knn_index_train(model->index, n, xt)) != 0 ||
-            (rc = s_add_chunks(model->index, n, xt, model->effective_dim, 1)) != 0)
+        if ((rc = knn_index_train(model->index, n, xt)) != 0)
             goto on_error;
+        uint64_t t = knn_clock_monotonic_ns();
+        if ((rc = s_recall_truth(&truth, model, n, xt)) != 0)
+            goto on_error;
+        recall_ns += knn_clock_monotonic_ns() - t;
+        if ((rc = s_add_chunks(model->index, n, xt, model->effective_dim, 1)) != 0)
+            goto on_error;
+    }
+    if (truth) {
+        knn_free(xt); /* released page by page already; the measure needs its memory no more than the index */
+        xt = NULL;
+        if ((rc = s_recall(model, truth, knn_clock_monotonic_ns() - recall_ns)) != 0)
+            goto on_error;
+        knn_recall_truth_destroy(truth);
+        truth = NULL;
     }
     if (own) {
         model->labels = labels;
@@ -312,6 +382,7 @@ static int s_build(
     return 0;
 
 on_error:
+    knn_recall_truth_destroy(truth);
     knn_free(xt);
     if (own) {
         knn_free(x);
@@ -524,6 +595,11 @@ void knn_predictions_clean_up(struct knn_predictions *p)
 const struct knn_model_config *knn_model_get_config(const struct knn_model *model)
 {
     return &model->cfg;
+}
+
+const struct knn_model_recall *knn_model_recall(const struct knn_model *model)
+{
+    return model->has_recall ? &model->recall : NULL;
 }
 
 size_t knn_model_ntotal(const struct knn_model *model)

@@ -15,6 +15,8 @@ struct knn_model {
     size_t effective_dim;        /* the index's dim: after reduction and PQ zero-padding */
     struct knn_index *index;
     float *labels;               /* one per indexed vector (ntotal) */
+    int has_recall;              /* recall was measured by the build */
+    struct knn_model_recall recall;
 };
 
 /**

@@ -33,6 +33,11 @@ static void s_usage(FILE *out)
             "                        simulated host (default: 1 for RecordIO-protobuf, 2 for CSV)\n"
             "  --gzip-level N        model.tar.gz compression, 0 (stored) to 9; default: 6 for models\n"
             "                        under 4 MiB, else 0 (float32 index data shrinks ~7%% at ~20 MB/s)\n"
+            "  --target-recall R     tune the IVF nprobe to the smallest reaching recall@k R (0 < R <= 1) on\n"
+            "                        held-out queries, store it in the model (overrides the manifest's\n"
+            "                        KnnRunner.TargetRecall)\n"
+            "  --recall-queries Q    held-out queries for the recall measurement of approximate indexes\n"
+            "                        (default min(1000, 1%% of the sample); 0 = do not measure)\n"
             "  -h, --help            this text\n"
             "\n"
             "Exit status: 0 the job completed, 1 it failed (the reason starts with ClientError: or\n"
@@ -46,6 +51,26 @@ static int s_count(const char *text, size_t *out)
     if (!*text || *end || v < 1 || v > 1024)
         return -1;
     *out = (size_t)v;
+    return 0;
+}
+
+static int s_recall_target(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (!*text || *end || !(v > 0.0 && v <= 1.0))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int s_recall_queries(const char *text, long *out)
+{
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (!*text || *end || text[0] == '-' || v > 100000)
+        return -1;
+    *out = (long)v;
     return 0;
 }
 
@@ -77,6 +102,10 @@ int knn_cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--threads") == 0 && value && s_count(value, &opts.threads) == 0) {
             i++;
         } else if (strcmp(a, "--streams") == 0 && value && s_count(value, &opts.streams) == 0) {
+            i++;
+        } else if (strcmp(a, "--target-recall") == 0 && value && s_recall_target(value, &opts.target_recall) == 0) {
+            i++;
+        } else if (strcmp(a, "--recall-queries") == 0 && value && s_recall_queries(value, &opts.recall_queries) == 0) {
             i++;
         } else if (strcmp(a, "--gzip-level") == 0 && value && value[0] >= '0' && value[0] <= '9' && !value[1]) {
             opts.gzip_level = value[0] - '0';

@@ -22,6 +22,7 @@ void knn_job_config_init(struct knn_job_config *cfg)
     cfg->instance_count = 1;
     cfg->channels[KNN_CHANNEL_TRAIN].name = "train";
     cfg->channels[KNN_CHANNEL_TEST].name = "test";
+    cfg->ext.recall_queries = -1;
 }
 
 void knn_job_config_clean_up(struct knn_job_config *cfg)

@@ -62,6 +62,19 @@ struct knn_job_channel {
     char *content_type;         /* as given (NULL if absent), for logs */
 };
 
+/**
+ * The manifest's top-level "KnnRunner" object: settings outside SageMaker's hyperparameters, so a
+ * manifest's HyperParameters stay valid for SageMaker.
+ *   "TargetRecall": R    (0 < R <= 1) tune the IVF nprobe to the smallest reaching recall@k R
+ *   "RecallQueries": Q   (0..100000) held-out queries for the recall measurement; 0 = do not measure
+ */
+struct knn_job_ext {
+    double target_recall;   /* 0: none */
+    int64_t recall_queries; /* -1: the default, min(1000, 1% of the sample) */
+};
+
+#define KNN_JOB_MAX_RECALL_QUERIES 100000
+
 struct knn_job_config {
     int container;              /* 1: the /opt/ml contract */
     char *name;                 /* TrainingJobName (container: $TRAINING_JOB_NAME or "knn-training-job") */
@@ -73,6 +86,7 @@ struct knn_job_config {
     uint64_t max_runtime_s;     /* 0 = no limit */
     char *base_dir;             /* container: <base> */
     char *current_host;         /* "algo-1", or resourceconfig's current_host */
+    struct knn_job_ext ext;     /* "KnnRunner" */
 };
 
 void knn_job_config_init(struct knn_job_config *cfg);

@@ -128,6 +128,28 @@ static const char *s_status(const struct knn_job_summary *s)
     return s->failed ? "Failed" : s->dry_run ? "Validated" : "Completed";
 }
 
+static json_t *s_recall_json(const struct knn_job_summary_recall *r)
+{
+    json_t *o = json_object();
+    int bad = !o;
+    if (o) {
+        bad |= s_set(o, "k", json_integer((json_int_t)r->k));
+        bad |= s_set(o, r->param ? r->param : "nprobe", json_integer((json_int_t)r->param_value));
+        bad |= s_set(o, "queries", json_integer((json_int_t)r->queries));
+        bad |= s_set(o, "value", json_real(r->value));
+        bad |= s_set(o, "seconds", json_real(r->seconds));
+        if (r->target > 0) {
+            bad |= s_set(o, "target", json_real(r->target));
+            bad |= s_set(o, "reached", json_boolean(r->reached));
+        }
+    }
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
 {
     static const char *const channel_names[2] = {"train", "test"};
@@ -159,6 +181,8 @@ json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
     if (s->metric_name)
         bad |= s_set(metrics, s->metric_name, json_real(s->metric_value));
     bad |= s_set(root, "FinalMetrics", json_incref(metrics));
+    if (s->recall.present)
+        bad |= s_set(root, "Recall", s_recall_json(&s->recall));
     for (int p = 0; p < KNN_PHASE_COUNT; p++)
         bad |= s_set(timings, knn_job_phase_name((enum knn_job_phase)p), json_real(s->phase_seconds[p]));
     bad |= s_set(timings, "total", json_real(s->total_seconds));
@@ -213,6 +237,10 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
                 (unsigned long long)s->index_vectors);
     if (s->metric_name)
         fprintf(out, "  %s = %.17g\n", s->metric_name, s->metric_value);
+    if (s->recall.present)
+        fprintf(out, "  recall@%llu = %.4f at %s %llu (%llu held-out queries, %.2f s)\n", (unsigned long long)s->recall.k,
+                s->recall.value, s->recall.param ? s->recall.param : "nprobe", (unsigned long long)s->recall.param_value,
+                (unsigned long long)s->recall.queries, s->recall.seconds);
     fprintf(out, "  time:");
     for (int p = 0; p < KNN_PHASE_COUNT; p++) {
         if (s->phase_seconds[p] > 0)

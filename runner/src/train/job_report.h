@@ -54,6 +54,18 @@ struct knn_job_summary_channel {
     uint64_t rows;
 };
 
+/* recall@k of an approximate index, measured by the build (knn_model_recall). */
+struct knn_job_summary_recall {
+    int present;
+    uint64_t k, queries;
+    const char *param; /* "nprobe" */
+    uint64_t param_value;
+    double value;
+    double seconds; /* what the measurement (and tuning) added to the build */
+    double target;  /* 0: none asked */
+    int reached;
+};
+
 struct knn_job_summary {
     const char *job_name;
     int failed;
@@ -66,6 +78,7 @@ struct knn_job_summary {
     uint64_t index_vectors;      /* the model's ntotal */
     const char *metric_name;     /* "test:accuracy" | "test:mse" | NULL */
     double metric_value;
+    struct knn_job_summary_recall recall; /* "Recall": {"k", <param>, "queries", "value", "seconds"[, "target", "reached"]} */
     double phase_seconds[KNN_PHASE_COUNT];
     double total_seconds;
     uint64_t peak_rss_bytes;

@@ -171,7 +171,7 @@ static char *s_dup(struct s_ctx *c, const char *s)
 /* Fields of the request that do not apply to a local job: accepted whatever their value. */
 static const char *const s_top_fields[] = {
     "TrainingJobName", "HyperParameters", "AlgorithmSpecification", "InputDataConfig", "OutputDataConfig",
-    "ResourceConfig", "StoppingCondition", "EndpointUrl",
+    "ResourceConfig", "StoppingCondition", "EndpointUrl", "KnnRunner",
     /* ignored */
     "RoleArn", "VpcConfig", "Tags", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
     "EnableManagedSpotTraining", "CheckpointConfig", "Environment", "RetryStrategy", "DebugHookConfig",
@@ -290,6 +290,26 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
         channel->content_type = s_dup(c, content_type);
 }
 
+static const char *const s_ext_fields[] = {"TargetRecall", "RecallQueries", NULL};
+
+/* "KnnRunner": our extensions (job_config.h). */
+static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *obj)
+{
+    s_check_fields(c, "KnnRunner", obj, s_ext_fields);
+    const json_t *v = json_object_get(obj, "TargetRecall");
+    if (v && (!json_is_number(v) || !(json_number_value(v) > 0.0 && json_number_value(v) <= 1.0)))
+        s_err(c, "KnnRunner.TargetRecall", "expected a number in (0, 1], found %s",
+              json_is_number(v) ? "one outside" : s_type_name(v));
+    else if (v)
+        ext->target_recall = json_number_value(v);
+    v = s_member(c, "KnnRunner", obj, "RecallQueries", JSON_INTEGER, 0);
+    if (v && (json_integer_value(v) < 0 || json_integer_value(v) > KNN_JOB_MAX_RECALL_QUERIES))
+        s_err(c, "KnnRunner.RecallQueries", "must be an integer from 0 to %d, found %lld", KNN_JOB_MAX_RECALL_QUERIES,
+              (long long)json_integer_value(v));
+    else if (v)
+        ext->recall_queries = (int64_t)json_integer_value(v);
+}
+
 int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root, const char *source)
 {
     struct s_ctx c = {KNN_BUF_INIT(16 * 1024), 0};
@@ -380,6 +400,10 @@ int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root,
         s_err(&c, "EndpointUrl", "'%.200s' is not an http:// or https:// URL", endpoint);
     else if (endpoint)
         cfg->endpoint_url = s_dup(&c, endpoint);
+
+    const json_t *ext = s_member(&c, "", root, "KnnRunner", JSON_OBJECT, 0);
+    if (ext)
+        s_parse_ext(&c, &cfg->ext, ext);
 
     if (c.oom) {
         rc = knn_error_set(KNN_ENOMEM, "job manifest %s: out of memory", source);

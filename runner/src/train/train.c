@@ -13,6 +13,7 @@
 #include "train/train_io.h"
 
 #include "knn/algorithms/model.h"
+#include "knn/algorithms/recall.h"
 #include "knn/algorithms/sample.h"
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
@@ -722,6 +723,45 @@ done:
 /* ---- the index ---- */
 
 /* Build the model from the sample, which it takes over (freed whatever happens). */
+/* Recall measurement and target (command line over the manifest's KnnRunner object). */
+static void s_recall_settings(const struct s_job *job, size_t n, struct knn_model_config *mc)
+{
+    long queries = job->opts->recall_queries >= 0 ? job->opts->recall_queries : (long)job->cfg.ext.recall_queries;
+    mc->target_recall = job->opts->target_recall > 0 ? job->opts->target_recall : job->cfg.ext.target_recall;
+    mc->recall_queries = queries >= 0 ? (size_t)queries : knn_recall_default_queries(n);
+    if (mc->index_type == KNN_INDEX_FLAT && mc->target_recall > 0)
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_JOB, "target recall %g ignored: %s is exact (recall 1)", mc->target_recall,
+                knn_index_type_name(mc->index_type));
+}
+
+/* Log the recall the build measured and put it in the job summary. */
+static void s_recall_report(struct s_job *job)
+{
+    const struct knn_model_recall *r = knn_model_recall(job->model);
+    if (!r)
+        return;
+    struct knn_job_summary_recall *sr = &job->summary.recall;
+    sr->present = 1;
+    sr->k = r->k;
+    sr->queries = r->queries;
+    sr->param = r->param;
+    sr->param_value = r->param_value;
+    sr->value = r->value;
+    sr->seconds = r->seconds;
+    sr->target = r->target;
+    sr->reached = r->reached;
+    if (r->target > 0 && !r->reached)
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_JOB,
+                "target recall %g not reached: the best setting measured is %s %zu with recall@%zu %.4f (%zu settings "
+                "tried); the model uses it",
+                r->target, r->param, r->param_value, r->k, r->value, r->evaluated);
+    else if (r->target > 0)
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "target recall %g reached with %s %zu (the smallest of %zu settings tried)",
+                r->target, r->param, r->param_value, r->evaluated);
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "#recall (%s %zu) : recall@%zu = %.4f on %zu held-out queries, measured in %.2f s",
+            r->param, r->param_value, r->k, r->value, r->queries, r->seconds);
+}
+
 static int s_build(struct s_job *job, size_t n, float *x, float *labels)
 {
     struct knn_model_config mc = KNN_MODEL_CONFIG_INIT;
@@ -765,6 +805,7 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
                  hp->dimension_reduction_type, mc.dimred_target);
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Building the index: %s, metric %s, %zu rows of %zu features%s", hp->index_type,
             hp->index_metric, n, mc.feature_dim, extra);
+    s_recall_settings(job, n, &mc);
     knn_progress_start_step(job->progress, what);
     uint64_t t0 = knn_clock_monotonic_ns();
     rc = knn_model_build_consume(&job->model, &mc, n, x, labels);
@@ -774,6 +815,7 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
     job->summary.index_vectors = knn_model_ntotal(job->model);
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Index built in %.2f s: %zu vectors", knn_clock_seconds_since(t0),
             knn_model_ntotal(job->model));
+    s_recall_report(job);
     return s_check_stop();
 }
 

@@ -42,9 +42,11 @@ struct knn_train_options {
     size_t threads;            /* worker threads for decoding; 0 = the number of cores */
     int gzip_level;            /* model.tar.gz: 0 stored .. 9; -1 auto: 6 below 4 MiB of model files, else 0
                                   (float32 index data shrinks ~7% at ~20 MB/s with deflate) */
+    double target_recall;      /* IVF nprobe tuned to this recall@k; 0 = the manifest's KnnRunner.TargetRecall */
+    long recall_queries;       /* held-out recall queries; -1 = the manifest's, else min(1000, 1%); 0 = none */
 };
 
-#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, 0, -1, 0, 0, -1}
+#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, 0, -1, 0, 0, -1, 0.0, -1}
 
 /** Run one job. Returns the process exit status: 0 completed, 1 failed. */
 int knn_train_run(const struct knn_train_options *opts);

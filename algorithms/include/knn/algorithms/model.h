@@ -48,10 +48,28 @@ struct knn_model_config {
     uint64_t dimred_seed;
     uint64_t seed;  /* k-means / PQ */
     size_t threads; /* 0 = all cores */
+    /* Build only (not stored): recall@k of an approximate index on this many held-out queries drawn
+     * from the rows (recall.h; 0 = not measured, unless target_recall asks for it), and the target
+     * recall the IVF nprobe is tuned to (0 = none: nprobe stays as configured). */
+    size_t recall_queries;
+    double target_recall;
 };
 
 #define KNN_MODEL_CONFIG_INIT                                                                                       \
-    {0, 0, KNN_PREDICTOR_CLASSIFIER, KNN_INDEX_FLAT, KNN_MODEL_METRIC_L2, 0, 0, 0, KNN_DIMRED_NONE, 0, 3, 1234, 0}
+    {0, 0, KNN_PREDICTOR_CLASSIFIER, KNN_INDEX_FLAT, KNN_MODEL_METRIC_L2, 0, 0, 0, KNN_DIMRED_NONE, 0, 3, 1234, 0, 0, 0.0}
+
+/** The recall a build measured (knn_model_recall), in the index's own space (after the transform). */
+struct knn_model_recall {
+    size_t k;          /* recall@k: the model's k, at most the rows - 1 */
+    size_t queries;    /* held-out queries */
+    const char *param; /* the search setting: "nprobe" */
+    size_t param_value;
+    double value;      /* the recall at that setting, 0..1 */
+    double target;     /* the target asked for, 0 = none */
+    int reached;       /* with a target: 1 if some setting reached it (else param_value is the best seen) */
+    size_t evaluated;  /* settings measured (1 without a target) */
+    double seconds;    /* the exact search, measurement and tuning together */
+};
 
 struct knn_model;
 
@@ -117,6 +135,8 @@ int knn_model_load(struct knn_model **out, const char *dir);
 /** The settings in effect (after load: what the JSON says). */
 const struct knn_model_config *knn_model_get_config(const struct knn_model *model);
 size_t knn_model_ntotal(const struct knn_model *model);
+/** What knn_model_build measured (recall_queries / target_recall), or NULL (Flat, not asked, loaded). */
+const struct knn_model_recall *knn_model_recall(const struct knn_model *model);
 const struct knn_index *knn_model_index(const struct knn_model *model);
 
 /** "classifier"/"regressor", "L2"/"INNER_PRODUCT"/"COSINE", "faiss.Flat"/"faiss.IVFFlat"/"faiss.IVFPQ". */

@@ -1,0 +1,142 @@
+"""Recall in a training job (knn-runner train): measured, tuned to the manifest's KnnRunner
+TargetRecall or --target-recall, logged, in job-summary.json, and stored where FAISS reads it.
+
+    test_train_recall.py CASE      (CASE: one of the functions named case_*)
+
+Expected values come from FAISS: it loads our model_algo-1 and measures leave-one-out recall@k
+over every training row with the nprobe the file holds.
+"""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "train"))
+import trainlib as t  # noqa: E402
+
+N, D = 3000, 12
+
+
+def _data(tmp):
+    x, y = t.clusters(N, D, 6, seed=31, spread=1.5)
+    os.makedirs(os.path.join(tmp, "train"), exist_ok=True)
+    with open(os.path.join(tmp, "train", "a.rec"), "wb") as f:
+        f.write(t.recordio_bytes(x, y))
+    return x.astype(np.float32), y
+
+
+def _job(tmp, name, hps, extra=None, args=()):
+    m = t.manifest(name, hps, "file://" + os.path.join(tmp, "train"), "file://" + os.path.join(tmp, "out"),
+                   extra=extra)
+    path = os.path.join(tmp, name + ".json")
+    t.write_json(path, m)
+    return t.run_train(["--manifest", path, "--json", "--threads", "2"] + list(args))
+
+
+def _model(tmp, name):
+    tar = os.path.join(tmp, "out", name, "output", "model.tar.gz")
+    return t.faiss_model(t.read_model_tar(open(tar, "rb").read()))
+
+
+def _faiss_recall(index, x, k):
+    """FAISS's own leave-one-out recall@k over every row, at the nprobe stored in the file."""
+    import faiss
+    exact = faiss.IndexFlat(x.shape[1], index.metric_type)
+    exact.add(x)
+    _, it = exact.search(x, k + 1)
+    _, ia = index.search(x, k + 1)
+    hits = 0
+    for q in range(len(x)):
+        a = [i for i in ia[q] if i != q][:k]
+        b = [i for i in it[q] if i != q][:k]
+        hits += len(set(a) & set(b))
+    return hits / (len(x) * k)
+
+
+HPS = {"feature_dim": D, "k": 10, "sample_size": 100000, "predictor_type": "classifier",
+       "index_type": "faiss.IVFFlat", "faiss_index_ivf_nlists": "60"}
+
+
+def case_target_from_manifest(tmp):
+    x, _ = _data(tmp)
+    r = _job(tmp, "recall-target", HPS, extra={"KnnRunner": {"TargetRecall": 0.95, "RecallQueries": 1000}})
+    t.check(r.rc == 0, "job failed: " + r.show())
+    rec = r.summary()["Recall"]
+    t.check(set(rec) == {"k", "nprobe", "queries", "value", "seconds", "target", "reached"}, "Recall %s" % rec)
+    t.check(rec["k"] == 10 and rec["queries"] == 1000 and rec["target"] == 0.95 and rec["reached"] is True,
+            "Recall %s" % rec)
+    t.check(rec["value"] >= 0.95 and 1 <= rec["nprobe"] <= 60, "Recall %s" % rec)
+    written = json.load(open(os.path.join(tmp, "out", "recall-target", "output", "job-summary.json")))
+    t.check(written["Recall"] == rec, "job-summary.json Recall %s, stdout %s" % (written["Recall"], rec))
+    line = "#recall (nprobe %d) : recall@10 = %.4f on 1000 held-out queries" % (rec["nprobe"], rec["value"])
+    t.check(line in r.err, "log lacks %r:\n%s" % (line, r.err[-3000:]))
+    t.check("target recall 0.95 reached with nprobe %d" % rec["nprobe"] in r.err, r.err[-3000:])
+    index, _, meta = _model(tmp, "recall-target")
+    t.check(index.nprobe == rec["nprobe"] and meta["nprobe"] == rec["nprobe"],
+            "index nprobe %d, json nprobe %s, reported %d" % (index.nprobe, meta["nprobe"], rec["nprobe"]))
+    got = _faiss_recall(index, x, 10)
+    t.check(abs(got - rec["value"]) <= 0.01, "FAISS measures %.4f, the job reported %.4f" % (got, rec["value"]))
+    # One setting below is short of the target (else the tuning did not find the smallest).
+    if rec["nprobe"] > 1:
+        index.nprobe = rec["nprobe"] - 1
+        below = _faiss_recall(index, x, 10)
+        t.check(below < 0.95 + 0.01, "nprobe %d already gives %.4f" % (rec["nprobe"] - 1, below))
+
+
+def case_command_line_and_unreachable(tmp):
+    x, _ = _data(tmp)
+    hps = dict(HPS, index_type="faiss.IVFPQ", faiss_index_pq_m="4")
+    # The command line wins over the manifest; PQ codes of 4 bytes cannot reach recall 1.
+    r = _job(tmp, "recall-pq", hps, extra={"KnnRunner": {"TargetRecall": 0.5}}, args=["--target-recall", "1"])
+    t.check(r.rc == 0, "job failed: " + r.show())
+    rec = r.summary()["Recall"]
+    t.check(rec["target"] == 1 and rec["reached"] is False and rec["value"] < 1, "Recall %s" % rec)
+    t.check("target recall 1 not reached: the best setting measured is nprobe %d" % rec["nprobe"] in r.err,
+            r.err[-3000:])
+    # Default queries: min(1000, 1% of the 3000 rows sampled).
+    t.check(rec["queries"] == 30, "Recall %s" % rec)
+    index, _, meta = _model(tmp, "recall-pq")
+    t.check(index.nprobe == rec["nprobe"] == meta["nprobe"], "nprobe %d / %s / %d" % (
+        index.nprobe, meta["nprobe"], rec["nprobe"]))
+
+
+def case_measured_without_target_and_off(tmp):
+    x, _ = _data(tmp)
+    r = _job(tmp, "recall-plain", HPS)
+    t.check(r.rc == 0, "job failed: " + r.show())
+    rec = r.summary()["Recall"]
+    index, _, meta = _model(tmp, "recall-plain")
+    t.check(set(rec) == {"k", "nprobe", "queries", "value", "seconds"} and rec["nprobe"] == meta["nprobe"],
+            "Recall %s (model nprobe %s)" % (rec, meta["nprobe"]))
+    r = _job(tmp, "recall-off", HPS, args=["--recall-queries", "0"])
+    t.check(r.rc == 0 and "Recall" not in r.summary(), r.show())
+    r = _job(tmp, "recall-flat", dict(HPS, index_type="faiss.Flat"))
+    t.check(r.rc == 0 and "Recall" not in r.summary(), r.show())
+    # Bad extension settings are the manifest's errors, named by path.
+    r = _job(tmp, "recall-bad", HPS, extra={"KnnRunner": {"TargetRecall": 1.5, "RecallQueries": -1, "Nope": 1}})
+    t.check(r.rc == 1, r.show())
+    for part in ["KnnRunner.TargetRecall: expected a number in (0, 1]", "KnnRunner.RecallQueries: must be an integer",
+                 "KnnRunner.Nope: unknown field"]:
+        t.check(part in r.err, "error lacks %r:\n%s" % (part, r.err[-2000:]))
+
+
+def main():
+    if len(sys.argv) != 2 or not hasattr(sys.modules[__name__], "case_" + sys.argv[1]):
+        t.fail("usage: test_train_recall.py CASE")
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        sys.exit(t.SKIP)
+    tmp = tempfile.mkdtemp(prefix="knn-recall-")
+    try:
+        getattr(sys.modules[__name__], "case_" + sys.argv[1])(tmp)
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
