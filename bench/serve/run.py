@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Endpoint benchmark: knn-runner serve under wrk on loopback, side by side with the same search
-run in-process (serve_bench inproc), on the anchor data sets of ../shared/anchors (faiss_anchor.py:
+run in-process (serve_bench inproc), on the anchor data sets of bench/anchor (faiss_anchor.py:
 `gaussian` 200k x 128 with a Flat index, `topics` 50k x 20).
 
 For each model: single-row and 100-row JSON requests (verbose JSON Lines answers, as in the seed
@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
-    sys.path.insert(0, os.path.join(os.environ.get("KNN_SHARED_DIR", os.path.join(ROOT, "..", "shared")), "anchors"))
+    sys.path.insert(0, os.path.join(ROOT, "bench", "anchor"))
     import faiss_anchor as fa  # the anchor's own data generator, so both sides see identical data
     import numpy as np
 

@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/algorithms/ivf/compare.py --bench build/bench/algorithms/ivf/bench_ivf \\
         [--threads 1] [--runs 3] [--out ivf-compare.json]
 
-Each run measures FAISS (the team's anchor, ../shared/anchors/faiss_anchor.py, one child process
+Each run measures FAISS (our anchor harness, bench/anchor/faiss_anchor.py, one child process
 per cell) and then us (bench_ivf), alternately, so both see the same machine load; the table
 reports the median over runs of each ratio. The machine is shared: run it a few times.
 
@@ -23,12 +23,12 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.environ.get("KNN_SHARED_DIR", os.path.join(HERE, "..", "..", "..", "..", "shared"))
+ANCHOR = os.path.join(HERE, "..", "..", "anchor", "faiss_anchor.py")
 DATA = os.environ.get("KNN_BENCH_DATA", os.path.join(os.path.expanduser("~"), ".cache", "knn-bench-data"))
 NPROBES = [2, 3, 4, 5, 6, 8, 10, 12, 16]
 TARGET = {"gaussian": 0.97, "topics": 0.99}
 PQ_M = {"gaussian": 16, "topics": 5}
-# AVX2 FAISS 1.8.0 / Debian FAISS 1.7.3, from ../shared/anchors/README.md (1 thread)
+# AVX2 FAISS 1.8.0 / Debian FAISS 1.7.3, from bench/README.md (1 thread)
 AVX2_RATIO = {
     ("ivfflat", "gaussian", "qps"): 4799 / 965,
     ("ivfflat", "topics", "qps"): 95000 / 21234,
@@ -48,10 +48,10 @@ def log(msg):
 
 
 def run_faiss(threads, out):
-    cmd = [sys.executable, os.path.join(SHARED, "anchors", "faiss_anchor.py"), "--datasets", "gaussian,topics",
+    cmd = [sys.executable, ANCHOR, "--datasets", "gaussian,topics",
            "--only", "ivfflat,ivfpq", "--ivf-metrics", "l2", "--threads", str(threads),
            "--nprobe", ",".join(map(str, NPROBES)), "--repeats", "3", "--single", "20", "--single-budget", "0.2",
-           "--no-bs-sweep", "--data-dir", DATA, "--out", out]
+           "--data-dir", DATA, "--out", out]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     rows = json.load(open(out))["rows"]
     res = {}
