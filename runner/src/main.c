@@ -30,7 +30,29 @@ static void s_usage(FILE *out)
     for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
         fprintf(out, "  %-10s %s\n", s_commands[i].name, s_commands[i].summary);
     fprintf(out, "  %-10s %s\n", "version", "print the version");
-    fprintf(out, "\n`knn-runner <command> --help` describes a command. Log level: KNN_LOG_LEVEL=debug.\n");
+    fprintf(out, "\n`knn-runner help <command>` (or `knn-runner <command> --help`) describes a command.\n"
+                 "Log level: KNN_LOG_LEVEL=debug.\n"
+                 "\n"
+                 "examples:\n"
+                 "  knn-runner recordio convert --to recordio train.csv train.rec\n"
+                 "  knn-runner train --manifest job.json\n"
+                 "  knn-runner serve --model model.tar.gz --port 8080\n"
+                 "  knn-runner help train\n");
+}
+
+static const struct s_command *s_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
+        if (strcmp(name, s_commands[i].name) == 0)
+            return &s_commands[i];
+    return NULL;
+}
+
+static int s_unknown(const char *name)
+{
+    fprintf(stderr, "knn-runner: unknown command '%s'\nusage: knn-runner <command> [options]\n"
+                    "Run 'knn-runner --help' for the commands and examples.\n", name);
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -40,6 +62,15 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *name = argv[1];
+    if (strcmp(name, "help") == 0 && argc > 2 && argv[2][0] != '-' && strcmp(argv[2], "version") != 0) {
+        /* knn-runner help CMD: the command's own --help */
+        const struct s_command *cmd = s_find(argv[2]);
+        if (!cmd)
+            return s_unknown(argv[2]);
+        char help[] = "--help";
+        char *help_argv[] = {argv[2], help, NULL};
+        return cmd->run(2, help_argv);
+    }
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         s_usage(stdout);
         return 0;
@@ -48,11 +79,8 @@ int main(int argc, char **argv)
         printf("knn-runner %s\n", KNN_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++) {
-        if (strcmp(name, s_commands[i].name) == 0)
-            return s_commands[i].run(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "knn-runner: unknown command '%s'\n\n", name);
-    s_usage(stderr);
-    return 2;
+    const struct s_command *cmd = s_find(name);
+    if (cmd)
+        return cmd->run(argc - 1, argv + 1);
+    return s_unknown(name);
 }

@@ -7,6 +7,7 @@
 #include "serve/serve_app.h"
 #include "serve/serve_http.h"
 #include "serve/serve_model.h"
+#include "usage.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"
@@ -21,11 +22,14 @@
 /* SIGTERM is followed by SIGKILL after 30 s on SageMaker: finish within 25. */
 #define S_DRAIN_MS 25000
 
+#define S_SYNOPSIS                                                                                                     \
+    "usage: knn-runner serve [--model s3://bucket/key/model.tar.gz | DIR | FILE] [--port N] [--host ADDR]\n"            \
+    "                        [--workers N] [--search-threads N] [--max-payload-mb N] [--timeout S]\n"
+
 static void s_usage(FILE *out)
 {
+    fputs(S_SYNOPSIS, out);
     fprintf(out,
-            "usage: knn-runner serve [--model s3://bucket/key/model.tar.gz | DIR | FILE] [--port N] [--host ADDR]\n"
-            "                        [--workers N] [--search-threads N] [--max-payload-mb N] [--timeout S]\n"
             "\n"
             "Serves a k-NN model (ours, or SageMaker's model.tar.gz layout) with SageMaker's HTTP contract:\n"
             "  GET /ping, POST /invocations, GET /execution-parameters.\n"
@@ -46,7 +50,13 @@ static void s_usage(FILE *out)
             "                      (default 60; 0 = none). Each request is logged at KNN_LOG_LEVEL=debug\n"
             "\n"
             "Responses default to $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json.\n"
-            "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n");
+            "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n"
+            "\n"
+            "examples:\n"
+            "  knn-runner serve --model build/quickstart/model.tar.gz --port 8080\n"
+            "  knn-runner serve --model s3://bucket/output/my-job/output/model.tar.gz --host 127.0.0.1\n"
+            "  curl -s -H 'Content-Type: text/csv' -H 'Accept: application/jsonlines; verbose=true' \\\n"
+            "       --data-binary @rows.csv http://localhost:8080/invocations\n");
 }
 
 static int s_parse_uint(unsigned long *out, const char *s, unsigned long max, const char *what)
@@ -87,7 +97,8 @@ int knn_cmd_serve(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:H:w:M:t:S:h", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:p:H:w:M:t:S:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_src = optarg; break;
         case 'p': port_s = optarg; break;
@@ -98,26 +109,21 @@ int knn_cmd_serve(int argc, char **argv)
         case 'S': search_s = optarg; break;
         case 'L': log_interval_s = optarg; break;
         case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        default: return knn_usage_getopt_error("serve", S_SYNOPSIS, c, argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "knn-runner serve: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    if (optind < argc)
+        return knn_usage_error("serve", S_SYNOPSIS, "unexpected argument '%s'", argv[optind]);
     if ((port_s && *port_s && s_parse_uint(&port, port_s, 65535, "port")) ||
         (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
         (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||
         (workers_s && *workers_s && s_parse_uint(&workers, workers_s, 1024, "workers")) ||
         (search_s && s_parse_uint(&search_threads, search_s, 1024, "search threads")) ||
         (log_interval_s && s_parse_uint(&log_interval, log_interval_s, 86400, "log interval (s)"))) {
-        fprintf(stderr, "knn-runner serve: %s\n", knn_error_message());
-        return 2;
+        return knn_usage_error("serve", S_SYNOPSIS, "%s", knn_error_message());
     }
-    if (payload_mb == 0) {
-        fprintf(stderr, "knn-runner serve: max payload must be at least 1 MB\n");
-        return 2;
-    }
+    if (payload_mb == 0)
+        return knn_usage_error("serve", S_SYNOPSIS, "max payload must be at least 1 MB");
 
     struct knn_serve_app app;
     if (knn_serve_app_init(&app, getenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"), s_cores(), payload_mb) != 0) {

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE /* mkstemp, fdopen, fchmod */
 #include "commands.h"
+#include "usage.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
@@ -37,13 +38,16 @@
 #define S_MAX_DISTINCT_LABELS 1000
 #define S_SHOW_COUNTS 20
 
+#define S_SYNOPSIS                                                                                                     \
+    "usage: knn-runner recordio inspect [--json] FILE|-\n"                                                             \
+    "       knn-runner recordio convert --to csv IN|- OUT|-\n"                                                         \
+    "       knn-runner recordio convert --to recordio [--label-size 0|1] IN|- OUT|-\n"
+
 static void s_usage(FILE *out)
 {
+    fputs(S_SYNOPSIS, out);
     fprintf(
-        out, "usage: knn-runner recordio inspect [--json] FILE|-\n"
-             "       knn-runner recordio convert --to csv IN|- OUT|-\n"
-             "       knn-runner recordio convert --to recordio [--label-size 0|1] IN|- OUT|-\n"
-             "\n"
+        out, "\n"
              "inspect  reads a RecordIO-protobuf file (as the SageMaker SDK writes it) and prints its\n"
              "         records, feature dimension, dense/sparse, label presence and label statistics;\n"
              "         --json prints the same as one JSON object.\n"
@@ -52,7 +56,14 @@ static void s_usage(FILE *out)
              "         --to recordio: reads CSV (no header; with --label-size 1, the default, the first\n"
              "         column is the label) and writes float32 records exactly as the SDK would.\n"
              "\n"
-             "`-` is stdin or stdout. A file OUT appears only when the conversion succeeded.\n");
+             "`-` is stdin or stdout. A file OUT appears only when the conversion succeeded.\n"
+             "\n"
+             "examples:\n"
+             "  knn-runner recordio convert --to recordio train.csv train.rec     label first, as SageMaker's CSV\n"
+             "  knn-runner recordio convert --to recordio --label-size 0 queries.csv queries.rec\n"
+             "  knn-runner recordio inspect train.rec\n"
+             "  knn-runner recordio convert --to csv train.rec - | head -3\n"
+             "  knn-runner s3 cp s3://bucket/wine/train/train.rec - | knn-runner recordio inspect --json -\n");
 }
 
 static const char *s_display(const char *path)
@@ -483,9 +494,11 @@ static int s_convert(const char *to, unsigned label_size, const char *in, const 
 
 int knn_cmd_recordio(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        s_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2)
+        return knn_usage_error("recordio", S_SYNOPSIS, "needs a subcommand (inspect or convert)");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        s_usage(stdout);
+        return 0;
     }
     const char *sub = argv[1];
     const char *paths[2] = {NULL, NULL};
@@ -506,40 +519,27 @@ int knn_cmd_recordio(int argc, char **argv)
             char *end;
             const char *v = argv[++i];
             label_size = strtol(v, &end, 10);
-            if (*end || end == v || (label_size != 0 && label_size != 1)) {
-                fprintf(stderr, "knn-runner recordio: --label-size must be 0 or 1, not '%s'\n", v);
-                return 2;
-            }
+            if (*end || end == v || (label_size != 0 && label_size != 1))
+                return knn_usage_error("recordio", S_SYNOPSIS, "--label-size must be 0 or 1, not '%s'", v);
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "knn-runner recordio %s: unknown option '%s'\n\n", sub, a);
-            s_usage(stderr);
-            return 2;
+            return knn_usage_error("recordio", S_SYNOPSIS, "%s: unknown option '%s'", sub, a);
         } else if (npaths < 2) {
             paths[npaths++] = a;
         } else {
-            fprintf(stderr, "knn-runner recordio %s: too many arguments\n\n", sub);
-            s_usage(stderr);
-            return 2;
+            return knn_usage_error("recordio", S_SYNOPSIS, "%s: too many arguments ('%s')", sub, a);
         }
     }
     int rc;
     if (strcmp(sub, "inspect") == 0) {
-        if (npaths != 1) {
-            s_usage(stderr);
-            return 2;
-        }
+        if (npaths != 1)
+            return knn_usage_error("recordio", S_SYNOPSIS, "inspect needs one FILE (or - for stdin)");
         rc = s_inspect(paths[0], as_json);
     } else if (strcmp(sub, "convert") == 0) {
-        if (npaths != 2 || !to || (strcmp(to, "csv") != 0 && strcmp(to, "recordio") != 0)) {
-            fprintf(stderr, "knn-runner recordio convert: needs --to csv|recordio, IN and OUT\n\n");
-            s_usage(stderr);
-            return 2;
-        }
+        if (npaths != 2 || !to || (strcmp(to, "csv") != 0 && strcmp(to, "recordio") != 0))
+            return knn_usage_error("recordio", S_SYNOPSIS, "convert needs --to csv|recordio, IN and OUT");
         rc = s_convert(to, (unsigned)label_size, paths[0], paths[1]);
     } else {
-        fprintf(stderr, "knn-runner recordio: unknown subcommand '%s'\n\n", sub);
-        s_usage(stderr);
-        return 2;
+        return knn_usage_error("recordio", S_SYNOPSIS, "unknown subcommand '%s' (inspect or convert)", sub);
     }
     if (rc) {
         fprintf(stderr, "knn-runner recordio %s: %s: %s\n", sub, s_display(paths[0]), knn_error_message());

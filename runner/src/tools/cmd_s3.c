@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "commands.h"
+#include "usage.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
@@ -49,13 +50,16 @@ struct s_state {
     int failures;
 };
 
+#define S_SYNOPSIS                                                                                                     \
+    "usage: knn-runner s3 ls [--recursive] [--summarize] s3://bucket[/prefix]\n"                                       \
+    "       knn-runner s3 cp [--recursive] SRC DST\n"                                                                  \
+    "       knn-runner s3 rm [--recursive] s3://bucket/key\n"
+
 static void s_usage(FILE *out)
 {
+    fputs(S_SYNOPSIS, out);
     fprintf(
-        out, "usage: knn-runner s3 ls [--recursive] [--summarize] s3://bucket[/prefix]\n"
-             "       knn-runner s3 cp [--recursive] SRC DST\n"
-             "       knn-runner s3 rm [--recursive] s3://bucket/key\n"
-             "\n"
+        out, "\n"
              "ls   lists the objects (date and time in UTC, size in bytes, key); without --recursive,\n"
              "     keys below the next '/' are grouped as PRE lines.\n"
              "cp   copies a local file to S3 or an object to a local file; with --recursive, a local\n"
@@ -72,7 +76,15 @@ static void s_usage(FILE *out)
              "  --virtual-host       https://bucket.endpoint/key (the default for AWS)\n"
              "  --quiet              no line per object copied or deleted\n"
              "\n"
-             "S3 locations are s3://bucket/key, or https:// URLs of AWS S3.\n");
+             "S3 locations are s3://bucket/key, or https:// URLs of AWS S3.\n"
+             "\n"
+             "examples:\n"
+             "  knn-runner s3 cp train.rec s3://bucket/wine/train/train.rec\n"
+             "  knn-runner s3 cp --recursive data/ s3://bucket/wine/train/\n"
+             "  knn-runner s3 ls --recursive --summarize s3://bucket/wine/\n"
+             "  knn-runner s3 cp s3://bucket/wine/output/my-job/output/model.tar.gz .\n"
+             "  knn-runner s3 cp s3://bucket/wine/test/test.csv - | head\n"
+             "  knn-runner s3 rm --recursive s3://bucket/wine/output/\n");
 }
 
 static int s_fail(const struct s_opts *o, int rc)
@@ -85,13 +97,12 @@ static int s_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 
 
 static int s_usage_error(const char *fmt, ...)
 {
+    char what[512];
     va_list ap;
-    fprintf(stderr, "knn-runner s3: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(knn-runner s3 --help for usage)\n");
-    return 2;
+    return knn_usage_error("s3", S_SYNOPSIS, "%s", what);
 }
 
 static int s_make_client(struct s_state *st, const struct knn_s3_uri *uri)
@@ -446,9 +457,11 @@ int knn_cmd_s3(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
-        s_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2)
+        return s_usage_error("needs a subcommand (ls, cp, rm)");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        s_usage(stdout);
+        return 0;
     }
     o.sub = argv[1];
     if (strcmp(o.sub, "ls") != 0 && strcmp(o.sub, "cp") != 0 && strcmp(o.sub, "rm") != 0)
@@ -457,7 +470,7 @@ int knn_cmd_s3(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc - 1, argv + 1, "rqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc - 1, argv + 1, ":rqh", longopts, NULL)) != -1) {
         switch (c) {
             case O_ENDPOINT:
                 o.endpoint = optarg;
@@ -487,7 +500,7 @@ int knn_cmd_s3(int argc, char **argv)
                 s_usage(stdout);
                 return 0;
             default:
-                return s_usage_error("unknown option, or an option without its value, in '%s'", o.sub);
+                return knn_usage_getopt_error("s3", S_SYNOPSIS, c, argv + 1);
         }
     }
     int nargs = argc - 1 - optind;

@@ -1,16 +1,20 @@
 /* knn-runner train: a training job from a manifest, or as a SageMaker container's entrypoint. */
 #include "commands.h"
 #include "train/train.h"
+#include "usage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define S_SYNOPSIS                                                                                                     \
+    "usage: knn-runner train --manifest job.json [options]\n"                                                          \
+    "       knn-runner train                      (the /opt/ml container contract)\n"
+
 static void s_usage(FILE *out)
 {
+    fputs(S_SYNOPSIS, out);
     fprintf(out,
-            "usage: knn-runner train --manifest job.json [options]\n"
-            "       knn-runner train                      (the /opt/ml container contract)\n"
             "\n"
             "Runs a SageMaker k-NN training job: validates the hyperparameters, streams the train channel\n"
             "from S3 (or file://) into a reservoir sample, builds the index, scores the test channel, and\n"
@@ -41,7 +45,14 @@ static void s_usage(FILE *out)
             "  -h, --help            this text\n"
             "\n"
             "Exit status: 0 the job completed, 1 it failed (the reason starts with ClientError: or\n"
-            "AlgorithmError:), 2 usage error.\n");
+            "AlgorithmError:), 2 usage error.\n"
+            "\n"
+            "examples:\n"
+            "  knn-runner train --manifest job.json --dry-run   check a job: nothing read, nothing written\n"
+            "  knn-runner train --manifest job.json             run it (S3 or file:// channels and output)\n"
+            "  knn-runner train --manifest job.json --overwrite --json > summary.json\n"
+            "                                                   rerun under the same name, keep the summary\n"
+            "  SAGEMAKER_BASE_DIR=$PWD/opt-ml knn-runner train  as a container, from opt-ml/input/config/\n");
 }
 
 static int s_count(const char *text, size_t *out)
@@ -110,10 +121,16 @@ int knn_cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--gzip-level") == 0 && value && value[0] >= '0' && value[0] <= '9' && !value[1]) {
             opts.gzip_level = value[0] - '0';
             i++;
+        } else if (a[0] != '-') {
+            return knn_usage_error("train", S_SYNOPSIS, "unexpected argument '%s'", a);
+        } else if (!value && (!strcmp(a, "--manifest") || !strcmp(a, "--endpoint-url") || !strcmp(a, "--threads") ||
+                              !strcmp(a, "--streams") || !strcmp(a, "--gzip-level"))) {
+            return knn_usage_error("train", S_SYNOPSIS, "option '%s' needs a value", a);
+        } else if (value && (!strcmp(a, "--threads") || !strcmp(a, "--streams") || !strcmp(a, "--gzip-level"))) {
+            return knn_usage_error("train", S_SYNOPSIS, "option '%s': bad value '%s' (%s)", a, value,
+                                   strcmp(a, "--gzip-level") ? "a count from 1 to 1024" : "0 to 9");
         } else {
-            fprintf(stderr, "knn-runner train: bad or incomplete option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
+            return knn_usage_error("train", S_SYNOPSIS, "unknown option '%s'", a);
         }
     }
     return knn_train_run(&opts);

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "serve/serve_model.h"
 #include "transform/transform_run.h"
+#include "usage.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"
@@ -15,12 +16,15 @@
 #include <string.h>
 #include <strings.h>
 
+#define S_SYNOPSIS                                                                                                     \
+    "usage: knn-runner transform --model SRC --input LOCATION --output LOCATION\n"                                     \
+    "                            [--content-type TYPE] [--split-type Line|RecordIO|None] [--accept TYPE]\n"            \
+    "                            [--batch-strategy MultiRecord|SingleRecord] [--max-payload-mb N]\n"
+
 static void s_usage(FILE *out)
 {
+    fputs(S_SYNOPSIS, out);
     fprintf(out,
-            "usage: knn-runner transform --model SRC --input LOCATION --output LOCATION\n"
-            "                            [--content-type TYPE] [--split-type Line|RecordIO|None] [--accept TYPE]\n"
-            "                            [--batch-strategy MultiRecord|SingleRecord] [--max-payload-mb N]\n"
             "\n"
             "Runs a k-NN model over every object under --input and writes <object>.out under --output,\n"
             "as a SageMaker batch transform job does. Locations are s3://bucket/prefix or local paths.\n"
@@ -36,7 +40,14 @@ static void s_usage(FILE *out)
             "  --batch-strategy S    MultiRecord (default: records grouped up to the max payload) or SingleRecord\n"
             "  --max-payload-mb N    largest request (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
             "\n"
-            "A failed object is reported and leaves no output; the others go on. Exit status 1 if any failed.\n");
+            "A failed object is reported and leaves no output; the others go on. Exit status 1 if any failed.\n"
+            "\n"
+            "examples:\n"
+            "  knn-runner transform --model model.tar.gz --input s3://bucket/batch/ --output s3://bucket/batch-out/\n"
+            "  knn-runner transform --model model.tar.gz --content-type text/csv --input rows/ --output answers/\n"
+            "  knn-runner transform --model s3://bucket/output/my-job/output/model.tar.gz \\\n"
+            "      --content-type application/x-recordio-protobuf --accept 'application/jsonlines; verbose=true' \\\n"
+            "      --input test.rec --output out/\n");
 }
 
 int knn_cmd_transform(int argc, char **argv)
@@ -55,7 +66,8 @@ int knn_cmd_transform(int argc, char **argv)
 
     memset(&opts, 0, sizeof(opts));
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:o:c:s:a:b:M:h", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:i:o:c:s:a:b:M:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_src = optarg; break;
         case 'i': opts.input = optarg; break;
@@ -66,18 +78,15 @@ int knn_cmd_transform(int argc, char **argv)
         case 'b': strategy_s = optarg; break;
         case 'M': payload_s = optarg; break;
         case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        default: return knn_usage_getopt_error("transform", S_SYNOPSIS, c, argv);
         }
     }
-    if (optind < argc || !model_src || !opts.input || !opts.output) {
-        fprintf(stderr, "knn-runner transform: --model, --input and --output are required\n\n");
-        s_usage(stderr);
-        return 2;
-    }
-    if (knn_mime_parse(&opts.content_type, ct_s) != 0) {
-        fprintf(stderr, "knn-runner transform: --content-type: %s\n", knn_error_message());
-        return 2;
-    }
+    if (optind < argc)
+        return knn_usage_error("transform", S_SYNOPSIS, "unexpected argument '%s'", argv[optind]);
+    if (!model_src || !opts.input || !opts.output)
+        return knn_usage_error("transform", S_SYNOPSIS, "--model, --input and --output are required");
+    if (knn_mime_parse(&opts.content_type, ct_s) != 0)
+        return knn_usage_error("transform", S_SYNOPSIS, "--content-type: %s", knn_error_message());
     switch (opts.content_type.media) {
     case KNN_MEDIA_CSV:
     case KNN_MEDIA_JSONLINES:
@@ -90,39 +99,29 @@ int knn_cmd_transform(int argc, char **argv)
         opts.split = KNN_SPLIT_NONE;
         break;
     default:
-        fprintf(stderr, "knn-runner transform: --content-type '%s' is not one we decode\n", ct_s);
-        return 2;
+        return knn_usage_error("transform", S_SYNOPSIS, "--content-type '%s' is not one we decode", ct_s);
     }
-    if (split_s && knn_split_type_parse(&opts.split, split_s) != 0) {
-        fprintf(stderr, "knn-runner transform: --split-type: %s\n", knn_error_message());
-        return 2;
-    }
-    if (opts.split == KNN_SPLIT_RECORDIO && opts.content_type.media != KNN_MEDIA_RECORDIO_PB) {
-        fprintf(stderr, "knn-runner transform: --split-type RecordIO needs application/x-recordio-protobuf input\n");
-        return 2;
-    }
+    if (split_s && knn_split_type_parse(&opts.split, split_s) != 0)
+        return knn_usage_error("transform", S_SYNOPSIS, "--split-type: %s", knn_error_message());
+    if (opts.split == KNN_SPLIT_RECORDIO && opts.content_type.media != KNN_MEDIA_RECORDIO_PB)
+        return knn_usage_error("transform", S_SYNOPSIS,
+                               "--split-type RecordIO needs application/x-recordio-protobuf input");
     struct knn_mime any = {KNN_MEDIA_JSONLINES, 0, -1};
-    if (knn_mime_negotiate(&opts.accept, accept_s, &any) != 0) {
-        fprintf(stderr, "knn-runner transform: --accept: %s\n", knn_error_message());
-        return 2;
-    }
+    if (knn_mime_negotiate(&opts.accept, accept_s, &any) != 0)
+        return knn_usage_error("transform", S_SYNOPSIS, "--accept: %s", knn_error_message());
     if (strcasecmp(strategy_s, "MultiRecord") == 0 || strcasecmp(strategy_s, "MULTI_RECORD") == 0)
         opts.single_record = 0;
     else if (strcasecmp(strategy_s, "SingleRecord") == 0 || strcasecmp(strategy_s, "SINGLE_RECORD") == 0)
         opts.single_record = 1;
-    else {
-        fprintf(stderr, "knn-runner transform: --batch-strategy '%s': expected MultiRecord or SingleRecord\n",
-                strategy_s);
-        return 2;
-    }
+    else
+        return knn_usage_error("transform", S_SYNOPSIS, "--batch-strategy '%s': expected MultiRecord or SingleRecord",
+                               strategy_s);
     unsigned long mb = 6;
     if (payload_s && *payload_s) {
         char *end;
         mb = strtoul(payload_s, &end, 10);
-        if (*end || mb == 0 || mb > 1024) {
-            fprintf(stderr, "knn-runner transform: max payload '%s': expected 1 to 1024 (MB)\n", payload_s);
-            return 2;
-        }
+        if (*end || mb == 0 || mb > 1024)
+            return knn_usage_error("transform", S_SYNOPSIS, "max payload '%s': expected 1 to 1024 (MB)", payload_s);
     }
     opts.max_payload_bytes = (size_t)mb << 20;
 
