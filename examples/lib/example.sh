@@ -42,7 +42,7 @@ ex_init() {
     if [ ! -x "$EX_RUNNER" ]; then
         [ -z "${KNN_RUNNER:-}" ] || ex_die "KNN_RUNNER=$KNN_RUNNER is not an executable"
         echo "$EX_NAME: $EX_RUNNER is not built yet: running scripts/setup"
-        "$EX_ROOT/scripts/setup" || ex_die "scripts/setup failed"
+        "$EX_ROOT/scripts/setup" --extras || ex_die "scripts/setup failed"
     fi
     EX_OUT=${KNN_EXAMPLE_OUT:-$EX_ROOT/build/examples/$EX_NAME}
     mkdir -p "$EX_OUT"
