@@ -113,10 +113,21 @@ static void s_fail(struct knn_s3__job *j, int rc)
     snprintf(j->message, sizeof(j->message), "%s", knn_error_message()[0] ? knn_error_message() : knn_error_str(rc));
 }
 
+/* The client's cancel hook fired (cheap: engine jobs are never clean-up requests). */
+static int s_cancelled(struct knn_s3__engine *e)
+{
+    struct knn_s3_client *c = e->client;
+    return c->cancel && (atomic_load(&c->cancel_ns) || c->cancel(c->cancel_user));
+}
+
 /* Prepare and start the next attempt of `j`; on failure the job is finished with the error. */
 static int s_start_attempt(struct knn_s3__engine *e, struct knn_s3__job *j)
 {
     int rc;
+    if ((rc = knn__s3_check_cancel(e->client, &j->req))) {
+        s_fail(j, rc);
+        return rc;
+    }
     j->attempt++;
     j->checked = 0;
     j->req.header_count = j->base_headers;
@@ -213,12 +224,13 @@ static void *s_thread(void *arg)
     while (!e->stop) {
         /* Pick the ready jobs to start, in order, within the concurrency limit. */
         uint64_t now = knn_clock_monotonic_ns();
-        uint64_t next_wake = now + 1000u * 1000000u;
+        int cancelled = s_cancelled(e); /* then waiting jobs start at once, and fail */
+        uint64_t next_wake = now + (e->client->cancel ? KNN_S3__CANCEL_POLL_MS : 1000u) * 1000000u;
         int n_start = 0;
         struct knn_s3__job **p = &e->queue;
         while (*p && e->running_count + n_start < e->max_running) {
             struct knn_s3__job *j = *p;
-            if (j->state == KNN_S3__JOB_BACKOFF && j->not_before_ns > now) {
+            if (!cancelled && j->state == KNN_S3__JOB_BACKOFF && j->not_before_ns > now) {
                 if (j->not_before_ns < next_wake)
                     next_wake = j->not_before_ns;
                 p = &j->next;
@@ -257,6 +269,19 @@ static void *s_thread(void *arg)
         int timeout_ms = next_wake > now ? (int)((next_wake - now) / 1000000u) + 1 : 0;
         struct knn_s3_http_exchange *done = NULL;
         int rc = vt->poll(e->session, timeout_ms, &done);
+        if (!rc && !done && s_cancelled(e)) {
+            /* Stop what runs now, whatever the network does; each job fails with the cancel message. */
+            pthread_mutex_lock(&e->lock);
+            for (int i = 0; i < e->running_count; i++) {
+                struct knn_s3__job *j = e->running[i];
+                vt->cancel(e->session, &j->x);
+                s_fail(j, knn__s3_check_cancel(e->client, &j->req));
+                j->state = KNN_S3__JOB_DONE;
+            }
+            e->running_count = 0;
+            pthread_cond_broadcast(&e->cond);
+            continue;
+        }
         pthread_mutex_lock(&e->lock);
         if (rc) { /* the transport itself broke: fail everything that runs */
             for (int i = 0; i < e->running_count; i++) {

@@ -21,6 +21,7 @@
 #include "knn/s3/sigv4.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,8 @@ struct knn_s3_http_exchange {
     /* response callbacks, called on the thread that polls the session */
     int (*on_header)(void *user, const char *line, size_t len);  /* each header line, status lines included */
     int (*on_body)(void *user, const uint8_t *data, size_t len); /* 0, or an error code to abort the exchange */
+    /* NULL, or polled at least every 100 ms while the exchange runs: 0, or an error code that stops it */
+    int (*should_stop)(void *user);
     void *user;
     /* result, set when the exchange completes */
     int result; /* 0: a complete response arrived; KNN_ES3_NET / KNN_ETIMEOUT / KNN_ETRUNCATED; or on_body's code */
@@ -110,6 +113,10 @@ struct knn_s3_client {
     knn_s3_clock_fn *clock;
     void *clock_user;
     const struct knn_s3_transport *transport;
+    knn_s3_cancel_fn *cancel;
+    void *cancel_user;
+    int cleanup_timeout_ms;
+    _Atomic uint64_t cancel_ns; /* monotonic time the cancel hook was first seen set; 0: not yet */
 
     pthread_mutex_t lock;              /* guards the fields below */
     struct knn_s3_http_session **idle; /* sessions for synchronous calls, reused */
@@ -132,6 +139,9 @@ int knn__s3_backoff_ms(struct knn_s3_client *client, int attempt);
 /** Sleep for ms milliseconds. */
 void knn__s3_sleep_ms(int ms);
 
+/* How often a request polls the client's cancel hook while it runs or waits. */
+#define KNN_S3__CANCEL_POLL_MS 100
+
 /* ------------------------------------------------------------------------------------------ */
 /* One S3 request                                                                             */
 
@@ -152,6 +162,7 @@ struct knn_s3__request {
     size_t body_len;
     const char *payload_hash; /* hex SHA-256 of the body; NULL: computed per the client's policy */
     size_t body_cap;          /* cap on a captured success body (XML); 0: 1 MiB */
+    int cleanup;              /* undoes a failed job's work: still runs for a while after a cancel */
 };
 
 /** S3's <Error> document. */
@@ -197,6 +208,15 @@ void knn__s3_prepared_clean_up(struct knn_s3__prepared *p);
  */
 int knn__s3_prepare(struct knn_s3__prepared *out, struct knn_s3_client *client, const struct knn_s3__request *req);
 
+/**
+ * 0, or KNN_ECANCELED (message set) when `req` must stop now: the client's cancel hook fired and
+ * `req` is not a clean-up request, or it is one and the clean-up time is over.
+ */
+int knn__s3_check_cancel(struct knn_s3_client *client, const struct knn_s3__request *req);
+
+/** Sleep `ms` before a retry of `req`, waking early with knn__s3_check_cancel's error. */
+int knn__s3_backoff_sleep(struct knn_s3_client *client, const struct knn_s3__request *req, int ms);
+
 /** The printable URI of a request, "s3://bucket/key", for messages (truncated to fit). */
 void knn__s3_request_uri(char *out, size_t size, const struct knn_s3__request *req);
 
@@ -208,6 +228,8 @@ typedef int(knn_s3__sink_fn)(void *user, const struct knn_s3__response *resp, co
 
 /** The callbacks' context of one exchange (lives as long as the exchange). */
 struct knn_s3__exchange_ctx {
+    struct knn_s3_client *client;      /* set by knn__s3_exchange_setup */
+    const struct knn_s3__request *req; /* set by knn__s3_exchange_setup */
     struct knn_s3__response *resp;
     knn_s3__sink_fn *sink; /* NULL: a success body is captured in resp->body */
     void *sink_user;

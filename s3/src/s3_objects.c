@@ -490,7 +490,7 @@ int knn_s3_get(
         if (g.etag[0])
             req.headers[req.header_count++] = (struct knn_s3_kv){"if-match", g.etag};
         knn__s3_response_reset(&resp);
-        if ((rc = knn__s3_prepare(&prep, client, &req)))
+        if ((rc = knn__s3_check_cancel(client, &req)) || (rc = knn__s3_prepare(&prep, client, &req)))
             goto done;
         knn__s3_exchange_setup(&x, &ctx, client, &req, &prep);
         if ((rc = knn__s3_http_perform(session, &x))) {
@@ -531,7 +531,8 @@ int knn_s3_get(
         KNN_LOG(
             KNN_LOG_DEBUG, KNN_LS_S3, "%s; resuming at byte %llu in %d ms", knn_error_message(),
             (unsigned long long)(g.start + g.delivered), wait);
-        knn__s3_sleep_ms(wait);
+        if ((rc = knn__s3_backoff_sleep(client, &req, wait)))
+            goto done;
     }
     rc = 0;
     if (info_out) {
@@ -579,7 +580,7 @@ int knn__s3_put_single(
 
 int knn_s3_delete(struct knn_s3_client *client, const char *bucket, const char *key)
 {
-    struct knn_s3__request req = {.op = "DeleteObject", .method = "DELETE", .bucket = bucket, .key = key};
+    struct knn_s3__request req = {.op = "DeleteObject", .method = "DELETE", .bucket = bucket, .key = key, .cleanup = 1};
     struct knn_s3__response resp;
     int rc = s_check_args(req.op, bucket, key);
     if (rc)
@@ -671,7 +672,7 @@ int knn_s3_list_uploads(
     knn__s3_response_init(&resp, S_LIST_BODY_CAP);
     memset(&u, 0, sizeof(u));
     for (int page_no = 1;; page_no++) {
-        struct knn_s3__request req = {.op = "ListMultipartUploads", .method = "GET", .bucket = bucket};
+        struct knn_s3__request req = {.op = "ListMultipartUploads", .method = "GET", .bucket = bucket, .cleanup = 1};
         req.query[req.query_count++] = (struct knn_s3_kv){"uploads", ""};
         req.query[req.query_count++] = (struct knn_s3_kv){"encoding-type", "url"};
         req.query[req.query_count++] = (struct knn_s3_kv){"prefix", prefix ? prefix : ""};
@@ -717,7 +718,7 @@ done:
 
 int knn_s3_abort_upload(struct knn_s3_client *client, const char *bucket, const char *key, const char *upload_id)
 {
-    struct knn_s3__request req = {.op = "AbortMultipartUpload", .method = "DELETE", .bucket = bucket, .key = key};
+    struct knn_s3__request req = {.op = "AbortMultipartUpload", .method = "DELETE", .bucket = bucket, .key = key, .cleanup = 1};
     struct knn_s3__response resp;
     int rc = s_check_args(req.op, bucket, key);
     if (rc)

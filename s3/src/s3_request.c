@@ -1,6 +1,7 @@
 /* The client, and one S3 request: URL, SigV4 headers, an attempt on a session, retries. */
 #include "curl_init.h"
 #include "knn/common/alloc.h"
+#include "knn/common/clock.h"
 #include "knn/common/error.h"
 #include "knn/common/log.h"
 #include "knn/s3/credentials.h"
@@ -194,6 +195,9 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
     c->clock = opts->clock ? opts->clock : knn__s3_system_clock;
     c->clock_user = opts->clock_user;
     c->transport = opts->transport ? opts->transport : knn__s3_transport_curl();
+    c->cancel = opts->cancel;
+    c->cancel_user = opts->cancel_user;
+    c->cleanup_timeout_ms = opts->cleanup_timeout_ms > 0 ? opts->cleanup_timeout_ms : 4000;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
@@ -310,6 +314,47 @@ void knn__s3_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int knn__s3_check_cancel(struct knn_s3_client *c, const struct knn_s3__request *req)
+{
+    if (!c->cancel)
+        return 0;
+    uint64_t since = atomic_load(&c->cancel_ns);
+    if (!since) {
+        if (!c->cancel(c->cancel_user))
+            return 0;
+        uint64_t expected = 0, now = knn_clock_monotonic_ns();
+        if (atomic_compare_exchange_strong(&c->cancel_ns, &expected, now))
+            since = now;
+        else
+            since = expected;
+    }
+    char uri[1200];
+    knn__s3_request_uri(uri, sizeof(uri), req);
+    if (!req->cleanup)
+        return knn_error_set(KNN_ECANCELED, "%s %s: cancelled: the job is stopping", req->op, uri);
+    if (knn_clock_monotonic_ns() - since < (uint64_t)c->cleanup_timeout_ms * 1000000u)
+        return 0;
+    return knn_error_set(
+        KNN_ECANCELED, "%s %s: no answer within the %d ms given to clean-up after the stop", req->op, uri,
+        c->cleanup_timeout_ms);
+}
+
+int knn__s3_backoff_sleep(struct knn_s3_client *c, const struct knn_s3__request *req, int ms)
+{
+    if (!c->cancel) {
+        knn__s3_sleep_ms(ms);
+        return 0;
+    }
+    for (;;) {
+        int rc = knn__s3_check_cancel(c, req);
+        if (rc || ms <= 0)
+            return rc;
+        int step = ms < KNN_S3__CANCEL_POLL_MS ? ms : KNN_S3__CANCEL_POLL_MS;
+        knn__s3_sleep_ms(step);
+        ms -= step;
     }
 }
 
@@ -548,6 +593,12 @@ static int s_on_header(void *user, const char *line, size_t len)
     return 0;
 }
 
+static int s_should_stop(void *user)
+{
+    struct knn_s3__exchange_ctx *ctx = user;
+    return knn__s3_check_cancel(ctx->client, ctx->req);
+}
+
 static int s_on_body(void *user, const uint8_t *data, size_t len)
 {
     struct knn_s3__exchange_ctx *ctx = user;
@@ -584,7 +635,10 @@ void knn__s3_exchange_setup(
     x->ca_bundle = c->ca_bundle;
     x->on_header = s_on_header;
     x->on_body = s_on_body;
+    x->should_stop = c->cancel ? s_should_stop : NULL;
     x->user = ctx;
+    ctx->client = c;
+    ctx->req = req;
 }
 
 void knn__s3_exchange_finish(struct knn_s3_http_exchange *x, struct knn_s3__response *resp)
@@ -632,7 +686,7 @@ int knn__s3_execute_counted(
 {
     struct knn_s3__prepared prep;
     struct knn_s3_http_exchange x;
-    struct knn_s3__exchange_ctx ctx = {resp, NULL, NULL};
+    struct knn_s3__exchange_ctx ctx = {.resp = resp};
     struct knn_s3_http_session *session = NULL;
     int rc = 0, code = 0;
     knn__s3_prepared_init(&prep);
@@ -641,7 +695,7 @@ int knn__s3_execute_counted(
         goto done;
     for (int attempt = 1;; attempt++) {
         knn__s3_response_reset(resp);
-        if ((rc = knn__s3_prepare(&prep, c, req)))
+        if ((rc = knn__s3_check_cancel(c, req)) || (rc = knn__s3_prepare(&prep, c, req)))
             goto done;
         knn__s3_exchange_setup(&x, &ctx, c, req, &prep);
         if ((rc = knn__s3_http_perform(session, &x))) {
@@ -674,7 +728,8 @@ int knn__s3_execute_counted(
         knn__s3_note_skew(c, resp);
         int wait = knn__s3_backoff_ms(c, attempt + 1);
         KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "%s; retrying in %d ms", knn_error_message(), wait);
-        knn__s3_sleep_ms(wait);
+        if ((rc = knn__s3_backoff_sleep(c, req, wait)))
+            goto done;
     }
 done:
     knn__s3_session_release(c, session, 1);

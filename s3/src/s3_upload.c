@@ -143,10 +143,8 @@ static int s_fail(struct knn_s3_upload *u, int rc)
         snprintf(
             u->message, sizeof(u->message), "%s", knn_error_message()[0] ? knn_error_message() : knn_error_str(rc));
         /* Abort now, so that no part is left behind whatever the caller does next. */
-        int arc = knn_s3_upload_abort(u);
+        (void)knn_s3_upload_abort(u); /* a failed abort logs how to abort by hand */
         u->state = S_FAILED;
-        if (arc)
-            KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "abort after failure: %s", knn_error_message());
     }
     return knn_error_set(u->rc, "%s", u->message);
 }
@@ -624,6 +622,46 @@ int knn_s3_upload_finish(struct knn_s3_upload *u, char **etag_out)
     return 0;
 }
 
+/* `s` quoted for a POSIX shell, into out (truncated to fit). */
+static void s_shell_quote(char *out, size_t size, const char *s)
+{
+    size_t n = 0;
+    if (size < 3)
+        return;
+    out[n++] = '\'';
+    for (; *s && n + 5 < size; s++) {
+        if (*s == '\'') {
+            memcpy(out + n, "'\\''", 4);
+            n += 4;
+        } else {
+            out[n++] = *s;
+        }
+    }
+    out[n++] = '\'';
+    out[n] = '\0';
+}
+
+/*
+ * AbortMultipartUpload failed: log the command that aborts it by hand (a line of its own: a long key
+ * would not fit in an error message), and set the message naming the bucket, key, UploadId and cause.
+ */
+static int s_abort_failed(struct knn_s3_upload *u, int rc)
+{
+    char cause[600], bucket[300], key[4200], id[2100];
+    snprintf(cause, sizeof(cause), "%s", knn_error_message());
+    s_shell_quote(bucket, sizeof(bucket), u->bucket);
+    s_shell_quote(key, sizeof(key), u->key);
+    s_shell_quote(id, sizeof(id), u->upload_id);
+    KNN_LOG(
+        KNN_LOG_ERROR, KNN_LS_S3,
+        "s3://%s/%s: multipart upload %s was NOT aborted (%s); its parts stay stored, and billed, until it is. "
+        "Abort it with: aws s3api abort-multipart-upload --bucket %s --key %s --upload-id %s (see "
+        "docs/troubleshooting.md: a bucket lifecycle rule with AbortIncompleteMultipartUpload does it automatically)",
+        u->bucket, u->key, u->upload_id, cause, bucket, key, id);
+    return knn_error_set(
+        rc, "s3://%s/%s: multipart upload %s was NOT aborted: %s", u->bucket, u->key, u->upload_id, cause);
+}
+
 int knn_s3_upload_abort(struct knn_s3_upload *u)
 {
     int rc = 0;
@@ -646,6 +684,8 @@ int knn_s3_upload_abort(struct knn_s3_upload *u)
             KNN_LOG(
                 KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: multipart upload of s3://%s/%s aborted", (void *)u, u->bucket,
                 u->key);
+        else
+            rc = s_abort_failed(u, rc);
         knn_free(u->upload_id);
         u->upload_id = NULL;
     }
@@ -658,8 +698,8 @@ void knn_s3_upload_destroy(struct knn_s3_upload *u)
 {
     if (!u)
         return;
-    if (u->state == S_OPEN && u->upload_id && knn_s3_upload_abort(u) != 0)
-        KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "abandoned upload: %s", knn_error_message());
+    if (u->state == S_OPEN && u->upload_id)
+        (void)knn_s3_upload_abort(u); /* a failed abort logs how to abort by hand */
     if (u->sync_ready)
         s_stop_hashers(u);
     knn__s3_engine_destroy(u->engine);

@@ -389,11 +389,19 @@ int knn__s3_http_perform(struct knn_s3_http_session *session, struct knn_s3_http
         return rc;
     for (;;) {
         struct knn_s3_http_exchange *done = NULL;
-        if ((rc = vt->poll(session, 1000, &done))) {
+        if ((rc = vt->poll(session, x->should_stop ? KNN_S3__CANCEL_POLL_MS : 1000, &done))) {
             vt->cancel(session, x);
             return rc;
         }
         if (done == x)
             return 0;
+        if (x->should_stop && (rc = x->should_stop(x->user))) {
+            /* Stopped from outside (a cancel): the exchange ends now with that code and message. */
+            vt->cancel(session, x);
+            x->result = rc;
+            x->net_retryable = 0;
+            snprintf(x->error, sizeof(x->error), "%s", knn_error_message());
+            return 0;
+        }
     }
 }

@@ -42,6 +42,9 @@ static void s_usage(FILE *out)
             "                        KnnRunner.TargetRecall)\n"
             "  --recall-queries Q    held-out queries for the recall measurement of approximate indexes\n"
             "                        (default min(1000, 1%% of the sample); 0 = do not measure)\n"
+            "  --stop-timeout S      after SIGTERM, SIGINT or MaxRuntimeInSeconds, end within S seconds\n"
+            "                        (1-3600, default 5): S3 transfers stop at once, the multipart upload\n"
+            "                        is aborted and partial output removed in the time left\n"
             "  -h, --help            this text\n"
             "\n"
             "Exit status: 0 the job completed, 1 it failed (the reason starts with ClientError: or\n"
@@ -88,6 +91,7 @@ static int s_recall_queries(const char *text, long *out)
 int knn_cmd_train(int argc, char **argv)
 {
     struct knn_train_options opts = KNN_TRAIN_OPTIONS_INIT;
+    size_t stop_timeout;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,6 +121,10 @@ int knn_cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--target-recall") == 0 && value && s_recall_target(value, &opts.target_recall) == 0) {
             i++;
         } else if (strcmp(a, "--recall-queries") == 0 && value && s_recall_queries(value, &opts.recall_queries) == 0) {
+            i++;
+        } else if (strcmp(a, "--stop-timeout") == 0 && value && s_count(value, &stop_timeout) == 0 &&
+                   stop_timeout <= 3600) {
+            opts.stop_timeout_s = (int)stop_timeout;
             i++;
         } else if (strcmp(a, "--gzip-level") == 0 && value && value[0] >= '0' && value[0] <= '9' && !value[1]) {
             opts.gzip_level = value[0] - '0';

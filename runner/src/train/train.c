@@ -46,8 +46,6 @@
 /* S3 read-ahead per stream: 4 parts of 8 MiB. */
 #define S_READ_PART_SIZE ((size_t)8 << 20)
 #define S_READ_IN_FLIGHT 4
-/* After a stop request (deadline, SIGTERM), how long the job may take to clean up before it is ended. */
-#define S_STOP_GRACE_S 120
 /*
  * model.tar.gz: deflate runs at ~20 MB/s on float32 index data and saves ~7%, so big models are
  * stored (still gzip); small ones, where it costs nothing, are compressed as SageMaker's are.
@@ -84,11 +82,20 @@ static int s_check_stop(void)
     return knn_error_set(KNN_ECANCELED, "the job was stopped by %s", why - S_STOP_SIGNAL == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* The S3 client's cancel hook: a deadline or a signal stops the transfers in flight at once. */
+static int s_s3_cancelled(void *user)
+{
+    (void)user;
+    int why = atomic_load_explicit(&s_stop, memory_order_relaxed);
+    return why == S_STOP_DEADLINE || why >= S_STOP_SIGNAL;
+}
+
 struct s_watchdog {
     pthread_t thread;
     int started;
     atomic_int quit;
     uint64_t deadline_ns; /* 0: none */
+    uint64_t grace_ns;    /* after a stop request, how long the job may take to clean up before it is ended */
     const char *failure_path;
 };
 
@@ -109,7 +116,7 @@ static void *s_watchdog_main(void *arg)
         if (why == S_STOP_DEADLINE || why >= S_STOP_SIGNAL) {
             if (!stop_seen_ns)
                 stop_seen_ns = now;
-            else if (now - stop_seen_ns > (uint64_t)S_STOP_GRACE_S * 1000000000ULL) {
+            else if (now - stop_seen_ns > w->grace_ns) {
                 const char *reason = why == S_STOP_DEADLINE
                                          ? "ClientError: the job reached its MaxRuntimeInSeconds and did not stop "
                                            "within the grace period"
@@ -312,6 +319,9 @@ static int s_open_s3(struct s_job *job)
         return 0;
     struct knn_s3_client_options o = KNN_S3_CLIENT_OPTIONS_INIT;
     o.endpoint_url = job->cfg.endpoint_url;
+    o.cancel = s_s3_cancelled;
+    /* Aborting the upload and removing partial output get 4/5 of the stop timeout; the rest is the margin. */
+    o.cleanup_timeout_ms = job->opts->stop_timeout_s * 800;
     int rc = knn_s3_client_new(&job->s3, &o);
     if (rc < 0)
         return knn_error_wrap(rc, "S3 client");
@@ -1161,12 +1171,15 @@ int knn_train_run(const struct knn_train_options *opts)
     /* MaxRuntimeInSeconds counts from the start, as SageMaker's does. */
     dog.deadline_ns = job.cfg.max_runtime_s ? job.start_ns + job.cfg.max_runtime_s * 1000000000ULL : 0;
     dog.failure_path = job.failure_path;
+    dog.grace_ns = (uint64_t)opts->stop_timeout_s * 1000000000ULL;
     if (pthread_create(&dog.thread, NULL, s_watchdog_main, &dog) == 0)
         dog.started = 1;
     rc = s_run(&job);
 
 finish:
     s_phase(&job, job.phase);
+    if (rc < 0 && s_s3_cancelled(NULL))
+        rc = s_check_stop(); /* the stop is the cause, not the transfer it cut short */
     if (rc < 0) {
         knn_failure_reason(job.reason, sizeof(job.reason), rc, knn_error_message());
         s_clean_output(&job);

@@ -44,9 +44,11 @@ struct knn_train_options {
                                   (float32 index data shrinks ~7% at ~20 MB/s with deflate) */
     double target_recall;      /* IVF nprobe tuned to this recall@k; 0 = the manifest's KnnRunner.TargetRecall */
     long recall_queries;       /* held-out recall queries; -1 = the manifest's, else min(1000, 1%); 0 = none */
+    int stop_timeout_s;        /* after SIGTERM/SIGINT or MaxRuntimeInSeconds: transfers stop at once, clean-up
+                                  gets 4/5 of this, and the process ends by then whatever the network does */
 };
 
-#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, 0, -1, 0, 0, -1, 0.0, -1}
+#define KNN_TRAIN_OPTIONS_INIT {NULL, NULL, NULL, 0, 0, 0, -1, 0, 0, -1, 0.0, -1, 5}
 
 /** Run one job. Returns the process exit status: 0 completed, 1 failed. */
 int knn_train_run(const struct knn_train_options *opts);

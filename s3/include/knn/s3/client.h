@@ -56,6 +56,13 @@ enum knn_s3_switch {
 
 struct knn_s3_transport; /* internal: the HTTP transport (libcurl unless a test injects a fake) */
 
+/**
+ * Cancellation hook (SIGTERM, a deadline): return nonzero to stop. Called from the caller's and the
+ * S3 I/O threads, at least every 100 ms while a request runs or waits to be retried: it must be
+ * thread-safe and quick (an atomic load).
+ */
+typedef int(knn_s3_cancel_fn)(void *user);
+
 struct knn_s3_client_options {
     /** "http(s)://host[:port]"; NULL: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS's
      *  https://s3.REGION.amazonaws.com. */
@@ -83,6 +90,13 @@ struct knn_s3_client_options {
     /** Clock for signing (tests); NULL: the system clock. */
     knn_s3_clock_fn *clock;
     void *clock_user;
+    /** Once `cancel` returns nonzero, every request in flight or waiting stops within ~100 ms, whatever
+     *  the network does, with KNN_ECANCELED; clean-up requests (AbortMultipartUpload, DeleteObject,
+     *  ListMultipartUploads) still run, retried, for cleanup_timeout_ms counted from then (0: 4000),
+     *  then stop with KNN_ECANCELED too. NULL: never cancelled. */
+    knn_s3_cancel_fn *cancel;
+    void *cancel_user;
+    int cleanup_timeout_ms;
     /** Internal, for tests: NULL uses libcurl. */
     const struct knn_s3_transport *transport;
 };
