@@ -62,8 +62,8 @@ static void s_ping(void *ctx, const struct knn_http_request *req, struct knn_htt
 }
 
 static const struct knn_http_route s_routes[] = {
-    {"POST", "/block", s_block, 1},
-    {"GET", "/ping", s_ping, 0},
+    {"POST", "/block", s_block, 1, NULL},
+    {"GET", "/ping", s_ping, 0, NULL},
 };
 
 static size_t s_discard(char *p, size_t size, size_t n, void *user)

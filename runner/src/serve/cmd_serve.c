@@ -46,6 +46,13 @@ static void s_usage(FILE *out)
             "                      --workers; 0: the cores divided among the requests searching now)\n"
             "  --timeout S         idle and request-body timeout in seconds\n"
             "                      (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60)\n"
+            "  --max-connections N open connections at most (default: what ulimit -n allows, up to 65536)\n"
+            "  --max-connections-per-client N  from one client address (default 1024; 0 = no cap)\n"
+            "  --max-queue N       requests waiting for a search; more get 503 + Retry-After (default 1024)\n"
+            "  --memory-budget-mb N  request bodies and answers held at once; more get 503 (default 256)\n"
+            "  --batch-max-rows N  dynamic batching: requests queued together are searched as one batch of\n"
+            "                      at most N rows (default 256; 1 = each request alone)\n"
+            "  --batch-wait-us N   how long a free worker waits for more requests to batch (default 0)\n"
             "  --log-interval S    an INFO line every S seconds: requests by status, rows, p50/p99 latency\n"
             "                      (default 60; 0 = none). Each request is logged at KNN_LOG_LEVEL=debug\n"
             "\n"
@@ -85,6 +92,9 @@ int knn_cmd_serve(int argc, char **argv)
         {"max-payload-mb", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
         {"search-threads", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
         {"log-interval", required_argument, NULL, 'L'},
+        {"max-connections", required_argument, NULL, 'C'}, {"max-connections-per-client", required_argument, NULL, 'P'},
+        {"max-queue", required_argument, NULL, 'Q'},       {"memory-budget-mb", required_argument, NULL, 'B'},
+        {"batch-max-rows", required_argument, NULL, 'R'},  {"batch-wait-us", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
     const char *model_src = "/opt/ml/model", *host = "0.0.0.0";
@@ -94,6 +104,12 @@ int knn_cmd_serve(int argc, char **argv)
     const char *workers_s = getenv("SAGEMAKER_MODEL_SERVER_WORKERS"), *search_s = NULL;
     unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1, log_interval = 60;
     const char *log_interval_s = NULL;
+    /* Connections, the queue, the memory budget and dynamic batching (see docs/endpoint-api.md). */
+    const char *limit_s[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    unsigned long limits[6] = {0, 1024, 1024, 256, 256, 0};
+    static const char *const limit_names[6] = {"max connections", "max connections per client", "max queue",
+                                               "memory budget (MB)", "batch max rows", "batch wait (us)"};
+    static const unsigned long limit_max[6] = {1u << 20, 1u << 20, 1u << 20, 1u << 20, 1u << 20, 1000000};
     int c;
 
     optind = 1;
@@ -108,6 +124,12 @@ int knn_cmd_serve(int argc, char **argv)
         case 't': timeout_s = optarg; break;
         case 'S': search_s = optarg; break;
         case 'L': log_interval_s = optarg; break;
+        case 'C': limit_s[0] = optarg; break;
+        case 'P': limit_s[1] = optarg; break;
+        case 'Q': limit_s[2] = optarg; break;
+        case 'B': limit_s[3] = optarg; break;
+        case 'R': limit_s[4] = optarg; break;
+        case 'W': limit_s[5] = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: return knn_usage_getopt_error("serve", S_SYNOPSIS, c, argv);
         }
@@ -122,6 +144,13 @@ int knn_cmd_serve(int argc, char **argv)
         (log_interval_s && s_parse_uint(&log_interval, log_interval_s, 86400, "log interval (s)"))) {
         return knn_usage_error("serve", S_SYNOPSIS, "%s", knn_error_message());
     }
+    for (size_t i = 0; i < 6; i++) {
+        if (limit_s[i] && s_parse_uint(&limits[i], limit_s[i], limit_max[i], limit_names[i]) != 0)
+            return knn_usage_error("serve", S_SYNOPSIS, "%s", knn_error_message());
+    }
+    if (limits[2] == 0 || limits[3] == 0 || limits[4] == 0)
+        return knn_usage_error("serve", S_SYNOPSIS,
+                               "--max-queue, --memory-budget-mb and --batch-max-rows must be at least 1");
     if (payload_mb == 0)
         return knn_usage_error("serve", S_SYNOPSIS, "max payload must be at least 1 MB");
 
@@ -149,6 +178,13 @@ int knn_cmd_serve(int argc, char **argv)
     hopts.idle_timeout_s = (unsigned)timeout;
     hopts.request_timeout_s = (unsigned)timeout;
     hopts.log_interval_s = (unsigned)log_interval;
+    hopts.max_connections = limits[0];
+    hopts.max_per_client = limits[1];
+    hopts.max_queue = limits[2];
+    hopts.budget_bytes = (size_t)limits[3] << 20;
+    hopts.batch_max_requests = limits[4];
+    hopts.batch_wait_us = (unsigned)limits[5];
+    app.batch_max_rows = limits[4];
     hopts.routes = knn_serve_app_routes(&nroutes);
     hopts.nroutes = nroutes;
     hopts.ctx = &app;

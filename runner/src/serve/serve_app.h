@@ -4,9 +4,12 @@
 /**
  * The endpoint's routes (spec §3.1), on top of serve_http.h:
  * - GET /ping: 200 once a model is set, 503 before;
- * - POST /invocations: decode (infer_request.h), predict (one batch per request), encode
- *   (infer_response.h); 400 bad body, 406 unsupported Accept, 413 too many rows, 415 unsupported
- *   Content-Type, 503 no model yet, 500 internal;
+ * - POST /invocations: decode (infer_request.h), predict, encode (infer_response.h); 400 bad body
+ *   or a row whose distances overflow float32, 406 unsupported Accept, 413 too many rows, 415
+ *   unsupported Content-Type, 503 no model yet, 500 internal. Requests a worker takes together
+ *   (serve_http.h) are decoded one by one, and those with equal X-Amzn-SageMaker-Custom-Attributes
+ *   are searched as one batch of at most batch_max_rows rows (dynamic batching); each answer is
+ *   encoded from its own rows, as it would be alone;
  * - GET /execution-parameters: {"MaxConcurrentTransforms": n, "BatchStrategy": "MULTI_RECORD",
  *   "MaxPayloadInMB": m} for batch transform (spec §8).
  *
@@ -30,6 +33,7 @@ struct knn_serve_app {
     size_t search_threads;                   /* fixed threads per request; 0 = adaptive (below) */
     size_t max_payload_mb;                   /* reported by /execution-parameters */
     size_t max_rows;                         /* rows per request */
+    size_t batch_max_rows;                   /* rows searched at once across requests (1 = no batching) */
     atomic_size_t predicting;                /* requests in knn_model_predict now */
 };
 

@@ -8,144 +8,32 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define S_PATH_LOG_MAX 96
-/* Connections served at once (a thread each); more wait in the listen backlog. */
-#define S_MAX_CONNECTIONS 512
-#define S_LISTEN_BACKLOG 1024
+#define S_LISTEN_BACKLOG 4096
+/* Connections at most, whatever RLIMIT_NOFILE allows; and descriptors kept for everything else. */
+#define S_MAX_CONNECTIONS_CAP 65536
+#define S_FD_RESERVE 64
+/* libmicrohttpd's memory per connection (request line, headers, its read and write buffers):
+ * headers larger than about this get 431. */
+#define S_CONNECTION_MEMORY (32u << 10)
+/* How often the housekeeping thread checks the request deadlines. */
+#define S_TICK_MS 100
 
-/*
- * At most `threads` handlers of limited routes run at once, each in a slot. A connection's thread
- * runs its handler itself when a slot is free and nobody waits; otherwise it queues the request
- * (first come, first served) for a pool of `threads` workers and sleeps until one has answered it.
- * Under load the workers go from one request to the next without sleeping. Measured with 64
- * connections on 2 cores (100-row requests on the 50k x 20 model), two simpler designs did worse:
- * handing a freed slot to the next waiting connection thread left the cores ~15% idle at every
- * hand-over (240-280 against 310-360 requests/s), and a sem_t, where any waiter may win, doubled
- * the p99 on top.
- */
-struct s_job {
-    const struct knn_http_route *route;
-    void *ctx;
-    const struct knn_http_request *req;
-    struct knn_http_response *resp;
-    pthread_cond_t done_cond;
-    int done;
-    struct s_job *next;
-};
-
-struct s_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t work;
-    struct s_job *head, *tail; /* queued, oldest first */
-    int stopping;
-    size_t free; /* of the `threads` slots: a handler runs in one, on a worker or inline */
-    size_t nthreads;
-    pthread_t *threads;
-};
-
-static void *s_worker(void *arg)
-{
-    struct s_pool *p = arg;
-    pthread_mutex_lock(&p->lock);
-    for (;;) {
-        while (!(p->head && p->free) && !p->stopping)
-            pthread_cond_wait(&p->work, &p->lock);
-        struct s_job *j = p->head;
-        if (!j || !p->free)
-            break; /* stopping: no connection thread is left to queue anything */
-        p->head = j->next;
-        if (!p->head)
-            p->tail = NULL;
-        p->free--;
-        pthread_mutex_unlock(&p->lock);
-        j->route->handler(j->ctx, j->req, j->resp);
-        pthread_mutex_lock(&p->lock);
-        p->free++;
-        j->done = 1;
-        pthread_cond_signal(&j->done_cond);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-/*
- * Run the handler within the `threads` limit: on this thread if a slot is free and nobody is
- * queued (no hand-over when the server is not busy), else queued for a worker.
- */
-static void s_pool_run(struct s_pool *p, const struct knn_http_route *route, void *ctx,
-                       const struct knn_http_request *req, struct knn_http_response *resp)
-{
-    pthread_mutex_lock(&p->lock);
-    if (p->free && !p->head) {
-        p->free--;
-        pthread_mutex_unlock(&p->lock);
-        route->handler(ctx, req, resp);
-        pthread_mutex_lock(&p->lock);
-        p->free++;
-        if (p->head)
-            pthread_cond_signal(&p->work);
-        pthread_mutex_unlock(&p->lock);
-        return;
-    }
-    struct s_job j = {route, ctx, req, resp, PTHREAD_COND_INITIALIZER, 0, NULL};
-    if (p->tail)
-        p->tail->next = &j;
-    else
-        p->head = &j;
-    p->tail = &j;
-    pthread_cond_signal(&p->work);
-    while (!j.done)
-        pthread_cond_wait(&j.done_cond, &p->lock);
-    pthread_mutex_unlock(&p->lock);
-    pthread_cond_destroy(&j.done_cond);
-}
-
-static void s_pool_stop(struct s_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->stopping = 1;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
-    for (size_t i = 0; i < p->nthreads; i++)
-        pthread_join(p->threads[i], NULL);
-    knn_free(p->threads);
-    p->threads = NULL;
-    p->nthreads = 0;
-    pthread_cond_destroy(&p->work);
-    pthread_mutex_destroy(&p->lock);
-}
-
-static int s_pool_start(struct s_pool *p, size_t n)
-{
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
-    p->free = n;
-    if (!(p->threads = knn_malloc_array(n, sizeof(pthread_t)))) {
-        s_pool_stop(p);
-        return KNN_ENOMEM;
-    }
-    for (; p->nthreads < n; p->nthreads++) {
-        if (pthread_create(&p->threads[p->nthreads], NULL, s_worker, p) != 0) {
-            s_pool_stop(p);
-            return knn_error_set(KNN_EHTTP, "cannot start the search threads");
-        }
-    }
-    return 0;
-}
+struct s_request;
 
 /*
  * Request counts for the INFO summary line, every `log_interval_s`: requests by status, rows, and
@@ -241,87 +129,255 @@ static void s_stats_flush(struct s_stats *st, double seconds)
         KNN_LOG(KNN_LOG_INFO, KNN_LS_HTTP, "%s", line);
 }
 
+/*
+ * Connections, for the request deadline. libmicrohttpd restarts its idle timeout on every byte,
+ * so a client sending a header byte every few seconds would hold its connection forever; the
+ * housekeeping thread shuts down (shutdown(2): libmicrohttpd then closes it as a client gone) a
+ * connection that has not completed a request request_timeout_s after it opened or after its
+ * previous answer. A connection whose request is with the workers or whose answer is being sent
+ * is `busy`: the idle timeout covers a client that stops reading.
+ */
+struct s_conn {
+    struct s_conn *prev, *next;
+    int fd;
+    _Atomic uint64_t since_ns; /* when it started waiting for its current request */
+    atomic_int busy;
+    int cut; /* shut down by the deadline (under the list lock) */
+};
+
+struct s_conns {
+    pthread_mutex_t lock;
+    struct s_conn *head;
+    size_t n;
+};
+
+/*
+ * Requests of `limited` routes wait here for the workers, oldest first. A worker takes the oldest;
+ * if its route has a batch handler, also the requests of the same route queued behind it (up to
+ * batch_max_requests), after waiting up to batch_wait_us for more to arrive.
+ */
+struct s_worker {
+    struct s_pool *pool;
+    struct s_request **batch;    /* batch_max */
+    struct knn_http_job *jobs;   /* batch_max */
+    pthread_t thread;
+};
+
+struct s_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t work;    /* a request was queued, or stopping */
+    struct s_request *head, *tail;
+    size_t queued, max_queue;
+    size_t batch_max;
+    unsigned batch_wait_us;
+    int stopping;
+    size_t nthreads;
+    struct s_worker *workers;
+    struct knn_http_server *server;
+};
+
 struct knn_http_server {
     struct MHD_Daemon *daemon;
     struct knn_http_server_options opts;
     uint16_t port;
     int listen_fd;
     atomic_size_t in_flight; /* requests between their first callback and their completion */
-    struct s_pool pool;      /* opts.threads workers running the handlers of `limited` routes */
+    atomic_size_t budget_used; /* bytes of bodies buffered and answers not yet sent */
+    struct s_pool pool;
+    struct s_conns conns;
     struct s_stats stats;
-    pthread_t summary_thread; /* the INFO summary line every opts.log_interval_s */
-    int summary_started;
-    pthread_mutex_t summary_lock;
-    pthread_cond_t summary_cond; /* on CLOCK_MONOTONIC */
-    int summary_stop;
+    pthread_t house_thread; /* request deadlines, and the INFO summary every opts.log_interval_s */
+    int house_started;
+    pthread_mutex_t house_lock;
+    pthread_cond_t house_cond; /* on CLOCK_MONOTONIC */
+    int house_stop;
 };
-
-static void *s_summary_main(void *arg)
-{
-    struct knn_http_server *server = arg;
-    uint64_t last = knn_clock_monotonic_ns();
-    pthread_mutex_lock(&server->summary_lock);
-    while (!server->summary_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)server->opts.log_interval_s;
-        pthread_cond_timedwait(&server->summary_cond, &server->summary_lock, &ts);
-        pthread_mutex_unlock(&server->summary_lock);
-        s_stats_flush(&server->stats, knn_clock_seconds_since(last));
-        last = knn_clock_monotonic_ns();
-        pthread_mutex_lock(&server->summary_lock);
-    }
-    pthread_mutex_unlock(&server->summary_lock);
-    return NULL;
-}
-
-static int s_summary_start(struct knn_http_server *server)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&server->summary_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&server->summary_lock, NULL);
-    pthread_mutex_init(&server->stats.lock, NULL);
-    if (!server->opts.log_interval_s)
-        return 0;
-    if (pthread_create(&server->summary_thread, NULL, s_summary_main, server) != 0)
-        return knn_error_set(KNN_EHTTP, "cannot start the log summary thread");
-    server->summary_started = 1;
-    return 0;
-}
-
-/* Stop the summary thread; it writes a last line for the requests since the previous one. */
-static void s_summary_stop(struct knn_http_server *server)
-{
-    if (server->summary_started) {
-        pthread_mutex_lock(&server->summary_lock);
-        server->summary_stop = 1;
-        pthread_cond_signal(&server->summary_cond);
-        pthread_mutex_unlock(&server->summary_lock);
-        pthread_join(server->summary_thread, NULL);
-    }
-    pthread_cond_destroy(&server->summary_cond);
-    pthread_mutex_destroy(&server->summary_lock);
-    pthread_mutex_destroy(&server->stats.lock);
-}
 
 /* Per-request state, from the first access-handler call to the completion callback. */
 struct s_request {
     uint64_t start_ns;
     const struct knn_http_route *route;
+    struct MHD_Connection *conn;
+    struct s_conn *c;         /* its connection's deadline record (NULL if unknown) */
     struct knn_buf body;
+    size_t reserved;          /* budget bytes held for the body */
     int rejected;             /* a response was queued before the body was read */
-    int close;                /* the body cannot be delimited: close the connection after the answer */
+    int close;                /* close the connection after the answer */
     unsigned deferred_status; /* an error to answer once the body is in (the body is dropped) */
-    char deferred_message[160];
+    char deferred_message[192];
     unsigned status;
     size_t rows;
     char method[8];
     char path[S_PATH_LOG_MAX + 1];
+    /* with the workers: */
+    int queued;
+    atomic_int done; /* the worker has filled resp */
+    struct knn_http_request req;
+    struct knn_http_response resp;
+    struct s_request *next;
 };
 
+/* Take n bytes of the global budget; 0 if they do not fit. */
+static int s_budget_take(struct knn_http_server *server, size_t n)
+{
+    size_t used = atomic_load(&server->budget_used);
+    do {
+        if (n > server->opts.budget_bytes || used > server->opts.budget_bytes - n)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&server->budget_used, &used, used + n));
+    return 1;
+}
+
+static void s_budget_give(struct knn_http_server *server, size_t n)
+{
+    atomic_fetch_sub(&server->budget_used, n);
+}
+
+static void s_run_batch(struct s_pool *p, struct s_request **batch, struct knn_http_job *jobs, size_t n)
+{
+    const struct knn_http_route *route = batch[0]->route;
+    void *ctx = p->server->opts.ctx;
+    if (route->batch) {
+        for (size_t i = 0; i < n; i++) {
+            jobs[i].req = &batch[i]->req;
+            jobs[i].resp = &batch[i]->resp;
+        }
+        route->batch(ctx, jobs, n);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            route->handler(ctx, &batch[i]->req, &batch[i]->resp);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct s_request *r = batch[i];
+        atomic_store(&r->done, 1);
+        MHD_resume_connection(r->conn); /* the event thread then queues r->resp */
+    }
+}
+
+/* Move up to `max` requests of `route` from the head of the queue into batch[*n...]. */
+static void s_take(struct s_pool *p, struct s_request **batch, size_t *n, size_t max)
+{
+    while (*n < max && p->head && (*n == 0 || (batch[0]->route->batch && p->head->route == batch[0]->route))) {
+        struct s_request *r = p->head;
+        p->head = r->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+        batch[(*n)++] = r;
+    }
+}
+
+static void *s_worker_main(void *arg)
+{
+    struct s_worker *w = arg;
+    struct s_pool *p = w->pool;
+    struct s_request **batch = w->batch;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->head && !p->stopping)
+            pthread_cond_wait(&p->work, &p->lock);
+        if (!p->head)
+            break; /* stopping, and nothing left: requests still arriving get 503 */
+        size_t n = 0, max = p->batch_max;
+        s_take(p, batch, &n, max);
+        if (n < max && batch[0]->route->batch && p->batch_wait_us && !p->stopping) {
+            /* Wait a little for more requests to fill the batch (bounded: batch_wait_us). */
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)p->batch_wait_us * 1000u;
+            until.tv_sec += (time_t)(ns / 1000000000u);
+            until.tv_nsec = (long)(ns % 1000000000u);
+            while (n < max && !p->stopping && pthread_cond_timedwait(&p->work, &p->lock, &until) == 0)
+                s_take(p, batch, &n, max);
+            s_take(p, batch, &n, max);
+        }
+        if (p->head)
+            pthread_cond_signal(&p->work); /* more for another worker */
+        pthread_mutex_unlock(&p->lock);
+        s_run_batch(p, batch, w->jobs, n);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Queue a request for the workers; 0 if the queue is full or the server is stopping. */
+static int s_pool_push(struct s_pool *p, struct s_request *r)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->stopping || p->queued >= p->max_queue) {
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+    }
+    r->next = NULL;
+    if (p->tail)
+        p->tail->next = r;
+    else
+        p->head = r;
+    p->tail = r;
+    p->queued++;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return 1;
+}
+
+/* Stop the workers once the queue is empty (they answer what is queued first). */
+static void s_pool_stop(struct s_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < p->nthreads; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    if (p->workers) {
+        for (size_t i = 0; i < p->server->opts.threads; i++) {
+            knn_free(p->workers[i].batch);
+            knn_free(p->workers[i].jobs);
+        }
+    }
+    knn_free(p->workers);
+    p->workers = NULL;
+    p->nthreads = 0;
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->lock);
+}
+
+static int s_pool_start(struct s_pool *p, struct knn_http_server *server)
+{
+    const struct knn_http_server_options *o = &server->opts;
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->work, &ca);
+    pthread_condattr_destroy(&ca);
+    p->server = server;
+    p->max_queue = o->max_queue ? o->max_queue : 1;
+    p->batch_max = o->batch_max_requests ? o->batch_max_requests : 1;
+    p->batch_wait_us = o->batch_wait_us;
+    if (!(p->workers = knn_calloc(o->threads, sizeof(*p->workers)))) {
+        s_pool_stop(p);
+        return KNN_ENOMEM;
+    }
+    for (size_t i = 0; i < o->threads; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].batch = knn_malloc_array(p->batch_max, sizeof(*p->workers[i].batch));
+        p->workers[i].jobs = knn_malloc_array(p->batch_max, sizeof(*p->workers[i].jobs));
+        if (!p->workers[i].batch || !p->workers[i].jobs) {
+            s_pool_stop(p);
+            return KNN_ENOMEM;
+        }
+    }
+    for (; p->nthreads < o->threads; p->nthreads++) {
+        if (pthread_create(&p->workers[p->nthreads].thread, NULL, s_worker_main, &p->workers[p->nthreads]) != 0) {
+            s_pool_stop(p);
+            return knn_error_set(KNN_EHTTP, "cannot start the search threads");
+        }
+    }
+    return 0;
+}
 static const char *s_reason(unsigned status)
 {
     switch (status) {
@@ -369,24 +425,191 @@ void knn_http_response_error(struct knn_http_response *resp, unsigned status, co
     }
 }
 
-static enum MHD_Result s_queue(struct MHD_Connection *conn, struct s_request *r, struct knn_http_response *resp)
+/* ---- connections and the housekeeping thread ---- */
+
+static void s_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                enum MHD_ConnectionNotificationCode code)
+{
+    struct knn_http_server *server = cls;
+    struct s_conns *cs = &server->conns;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct s_conn *c = knn_calloc(1, sizeof(*c));
+        *socket_context = c;
+        if (!c || !info)
+            return; /* no deadline for this one: the idle timeout still applies */
+        c->fd = info->connect_fd;
+        atomic_store(&c->since_ns, knn_clock_monotonic_ns());
+        pthread_mutex_lock(&cs->lock);
+        c->next = cs->head;
+        if (cs->head)
+            cs->head->prev = c;
+        cs->head = c;
+        cs->n++;
+        pthread_mutex_unlock(&cs->lock);
+        return;
+    }
+    /* Closed: libmicrohttpd closes the socket after this returns, so under the lock the
+     * housekeeping thread never shuts down a descriptor that was closed (and maybe reused). */
+    struct s_conn *c = *socket_context;
+    *socket_context = NULL;
+    if (!c)
+        return;
+    if (c->fd) {
+        pthread_mutex_lock(&cs->lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else if (cs->head == c)
+            cs->head = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        cs->n--;
+        pthread_mutex_unlock(&cs->lock);
+    }
+    knn_free(c);
+}
+
+/* Shut down the connections whose request is not complete within request_timeout_s. */
+static void s_enforce_deadlines(struct knn_http_server *server)
+{
+    if (!server->opts.request_timeout_s)
+        return;
+    uint64_t now = knn_clock_monotonic_ns(), limit = (uint64_t)server->opts.request_timeout_s * 1000000000u;
+    size_t cut = 0;
+    pthread_mutex_lock(&server->conns.lock);
+    for (struct s_conn *c = server->conns.head; c; c = c->next) {
+        if (c->cut || atomic_load(&c->busy))
+            continue;
+        uint64_t since = atomic_load(&c->since_ns);
+        if (now > since && now - since > limit) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->cut = 1;
+            cut++;
+        }
+    }
+    pthread_mutex_unlock(&server->conns.lock);
+    if (cut)
+        KNN_LOG(KNN_LOG_DEBUG, KNN_LS_HTTP, "closed %zu connections without a complete request after %u s", cut,
+                server->opts.request_timeout_s);
+}
+
+static void *s_house_main(void *arg)
+{
+    struct knn_http_server *server = arg;
+    uint64_t last = knn_clock_monotonic_ns();
+    pthread_mutex_lock(&server->house_lock);
+    while (!server->house_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + S_TICK_MS * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&server->house_cond, &server->house_lock, &ts);
+        pthread_mutex_unlock(&server->house_lock);
+        s_enforce_deadlines(server);
+        double since = knn_clock_seconds_since(last);
+        if (server->opts.log_interval_s && since >= (double)server->opts.log_interval_s) {
+            s_stats_flush(&server->stats, since);
+            last = knn_clock_monotonic_ns();
+        }
+        pthread_mutex_lock(&server->house_lock);
+    }
+    pthread_mutex_unlock(&server->house_lock);
+    if (server->opts.log_interval_s)
+        s_stats_flush(&server->stats, knn_clock_seconds_since(last)); /* the requests since the last line */
+    return NULL;
+}
+
+static int s_house_start(struct knn_http_server *server)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&server->house_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&server->house_lock, NULL);
+    pthread_mutex_init(&server->stats.lock, NULL);
+    pthread_mutex_init(&server->conns.lock, NULL);
+    if (pthread_create(&server->house_thread, NULL, s_house_main, server) != 0)
+        return knn_error_set(KNN_EHTTP, "cannot start the housekeeping thread");
+    server->house_started = 1;
+    return 0;
+}
+
+static void s_house_stop(struct knn_http_server *server)
+{
+    if (server->house_started) {
+        pthread_mutex_lock(&server->house_lock);
+        server->house_stop = 1;
+        pthread_cond_signal(&server->house_cond);
+        pthread_mutex_unlock(&server->house_lock);
+        pthread_join(server->house_thread, NULL);
+    }
+    pthread_cond_destroy(&server->house_cond);
+    pthread_mutex_destroy(&server->house_lock);
+    pthread_mutex_destroy(&server->stats.lock);
+    pthread_mutex_destroy(&server->conns.lock);
+}
+
+/* ---- answers ---- */
+
+struct s_answer {
+    struct knn_http_server *server;
+    void *data;
+    size_t charged; /* budget bytes held until libmicrohttpd is done with it */
+};
+
+static void s_answer_free(void *cls)
+{
+    struct s_answer *a = cls;
+    s_budget_give(a->server, a->charged);
+    knn_free(a->data);
+    knn_free(a);
+}
+
+/*
+ * Queue resp as the answer. Its body is handed to libmicrohttpd, which sends it from our buffer
+ * as the socket drains, and is charged to the budget until then (a client that never reads holds
+ * it until the idle timeout).
+ */
+static enum MHD_Result s_queue(
+    struct knn_http_server *server, struct MHD_Connection *conn, struct s_request *r, struct knn_http_response *resp)
 {
     size_t len = resp->body.len;
     void *data = resp->body.data;
+    struct MHD_Response *mr = NULL;
     resp->body.data = NULL;
     resp->body.len = resp->body.cap = 0;
-    struct MHD_Response *mr = data ? MHD_create_response_from_buffer_with_free_callback(len, data, knn_free)
-                                   : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!mr) {
-        knn_free(data);
-        return MHD_NO;
+    if (data) {
+        struct s_answer *a = knn_malloc(sizeof(*a));
+        if (!a) {
+            knn_free(data);
+            return MHD_NO;
+        }
+        a->server = server;
+        a->data = data;
+        a->charged = len;
+        atomic_fetch_add(&server->budget_used, len); /* answers are made already: charged, never refused */
+        mr = MHD_create_response_from_buffer_with_free_callback_cls(len, data, s_answer_free, a);
+        if (!mr) {
+            s_answer_free(a);
+            return MHD_NO;
+        }
+    } else {
+        mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!mr)
+            return MHD_NO;
     }
     if (resp->content_type)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    if (resp->status == 503)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->close)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = resp->status;
     r->rows = resp->rows;
+    if (r->c)
+        atomic_store(&r->c->busy, 1); /* answered: the deadline is met */
     enum MHD_Result ok = MHD_queue_response(conn, resp->status, mr);
     MHD_destroy_response(mr);
     return ok;
@@ -398,7 +621,7 @@ static enum MHD_Result s_queue_error(
 {
     struct knn_http_response resp = {200, "application/json", KNN_BUF_INIT(64u << 10), 0};
     knn_http_response_error(&resp, status, message);
-    enum MHD_Result ok = s_queue(conn, r, &resp);
+    enum MHD_Result ok = s_queue(server, conn, r, &resp);
     knn_buf_clean_up(&resp.body);
     return ok;
 }
@@ -423,6 +646,63 @@ static enum MHD_Result s_reject(
     return MHD_YES;
 }
 
+static void s_release_body(struct knn_http_server *server, struct s_request *r)
+{
+    knn_buf_clean_up(&r->body);
+    s_budget_give(server, r->reserved);
+    r->reserved = 0;
+}
+
+/* The capacity knn_buf_reserve gives a buffer of capacity `cap` that must hold `need` bytes and a NUL. */
+static size_t s_buf_cap_for(size_t cap, size_t need, size_t max)
+{
+    if (need + 1 <= cap)
+        return cap;
+    size_t c = cap ? cap : 256;
+    while (c < need + 1)
+        c = c > SIZE_MAX / 2 ? need + 1 : c * 2;
+    return c > max + 1 ? max + 1 : c;
+}
+
+/* Make room for `need` bytes of body, charging the growth to the budget first; 0 if over it. */
+static int s_body_room(struct knn_http_server *server, struct s_request *r, size_t need)
+{
+    size_t cap = s_buf_cap_for(r->body.cap, need, server->opts.max_body_bytes);
+    if (cap > r->reserved) {
+        if (!s_budget_take(server, cap - r->reserved))
+            return 0;
+        r->reserved = cap;
+    }
+    return knn_buf_reserve(&r->body, need - r->body.len) == 0;
+}
+
+static void s_defer_busy(struct knn_http_server *server, struct s_request *r)
+{
+    r->deferred_status = 503;
+    snprintf(r->deferred_message, sizeof(r->deferred_message),
+             "the server is busy (request bodies and answers over its memory budget of %zu bytes): retry later",
+             server->opts.budget_bytes);
+    s_release_body(server, r);
+}
+
+/* Append a piece of the body, within the body cap and the budget. */
+static void s_take_body(struct knn_http_server *server, struct s_request *r, const char *data, size_t n)
+{
+    if (n > server->opts.max_body_bytes - r->body.len) {
+        /* libmicrohttpd cannot answer in the middle of a body: drop it and answer at its end
+         * (the request deadline bounds how long a client can keep sending). */
+        r->deferred_status = 413;
+        snprintf(r->deferred_message, sizeof(r->deferred_message), "request body is over the limit of %zu bytes",
+                 server->opts.max_body_bytes);
+        s_release_body(server, r);
+        return;
+    }
+    if (!s_body_room(server, r, r->body.len + n)) {
+        s_defer_busy(server, r);
+        return;
+    }
+    knn_buf_append(&r->body, data, n);
+}
 /* What the framing headers say, each occurrence counted (a smuggling attempt repeats them). */
 struct s_framing {
     unsigned n_length, n_encoding;
@@ -497,6 +777,99 @@ static void s_copy_path(char *dst, size_t size, const char *url)
     dst[n] = '\0';
 }
 
+/* ---- the request's life ---- */
+
+static struct s_conn *s_conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct s_conn *c = info ? info->socket_context : NULL;
+    return c && c->fd ? c : NULL;
+}
+
+/* The headers are in: route, framing, size and budget checks. */
+static enum MHD_Result s_headers_in(
+    struct knn_http_server *server, struct MHD_Connection *conn, struct s_request *r, const char *url,
+    const char *method)
+{
+    char msg[192];
+    unsigned bad = s_check_framing(conn, msg, sizeof(msg));
+    if (bad) {
+        r->rejected = 1;
+        r->close = 1;
+        return s_queue_error(server, conn, r, bad, msg);
+    }
+    int path_known = 0;
+    size_t url_len = strcspn(url, "?");
+    for (size_t i = 0; i < server->opts.nroutes; i++) {
+        const struct knn_http_route *rt = &server->opts.routes[i];
+        if (strlen(rt->path) != url_len || strncmp(rt->path, url, url_len) != 0)
+            continue;
+        path_known = 1;
+        if (strcmp(rt->method, method) == 0)
+            r->route = rt;
+    }
+    if (!r->route) {
+        snprintf(msg, sizeof(msg), path_known ? "method %s is not allowed on %s" : "no route for %s %s", r->method,
+                 r->path);
+        return s_reject(server, conn, r, path_known ? 405 : 404, msg);
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        unsigned long long v = strtoull(cl, NULL, 10); /* digits only: s_check_framing */
+        if (v > server->opts.max_body_bytes) {
+            snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
+                     server->opts.max_body_bytes);
+            return s_reject(server, conn, r, 413, msg);
+        }
+        /* The whole body is charged now: a request that does not fit waits for nothing. */
+        if (v && !s_body_room(server, r, (size_t)v)) {
+            s_release_body(server, r);
+            snprintf(msg, sizeof(msg),
+                     "the server is busy (request bodies and answers over its memory budget of %zu bytes): retry later",
+                     server->opts.budget_bytes);
+            return s_reject(server, conn, r, 503, msg);
+        }
+    }
+    return MHD_YES;
+}
+
+/* The whole request is in: answer it here (routes not limited) or queue it for the workers. */
+static enum MHD_Result s_request_in(
+    struct knn_http_server *server, struct MHD_Connection *conn, struct s_request *r, const char *method)
+{
+    struct knn_http_request req = {
+        method,
+        r->path,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amzn-SageMaker-Custom-Attributes"),
+        r->body.data ? r->body.data : (const uint8_t *)"",
+        r->body.len,
+    };
+    struct knn_http_response init = {200, "application/json", KNN_BUF_INIT(server->opts.max_response_bytes), 0};
+    r->req = req;
+    r->resp = init;
+    if (!r->route->limited) {
+        r->route->handler(server->opts.ctx, &r->req, &r->resp);
+        s_release_body(server, r);
+        enum MHD_Result ok = s_queue(server, conn, r, &r->resp);
+        knn_buf_clean_up(&r->resp.body);
+        return ok;
+    }
+    if (r->c)
+        atomic_store(&r->c->busy, 1); /* complete: the deadline is met */
+    /* Suspend first, then queue: a worker may answer (and resume) before this returns. */
+    MHD_suspend_connection(conn);
+    r->queued = 1;
+    if (s_pool_push(&server->pool, r))
+        return MHD_YES;
+    r->queued = 0;
+    MHD_resume_connection(conn);
+    s_release_body(server, r);
+    return s_queue_error(server, conn, r, 503,
+                         "the server is busy (its queue of requests waiting for a search is full): retry later");
+}
+
 static enum MHD_Result s_access(
     void *cls, struct MHD_Connection *conn, const char *url, const char *method, const char *version,
     const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -509,89 +882,38 @@ static enum MHD_Result s_access(
         if (!r)
             return MHD_NO;
         r->start_ns = knn_clock_monotonic_ns();
+        r->conn = conn;
+        r->c = s_conn_of(conn);
         knn_buf_init(&r->body, server->opts.max_body_bytes);
         snprintf(r->method, sizeof(r->method), "%s", method);
         s_copy_path(r->path, sizeof(r->path), url);
         *con_cls = r;
         atomic_fetch_add(&server->in_flight, 1);
-
-        char msg[160];
-        unsigned bad = s_check_framing(conn, msg, sizeof(msg));
-        if (bad) {
-            r->rejected = 1;
-            r->close = 1;
-            return s_queue_error(server, conn, r, bad, msg);
-        }
-        int path_known = 0;
-        size_t url_len = strcspn(url, "?");
-        for (size_t i = 0; i < server->opts.nroutes; i++) {
-            const struct knn_http_route *rt = &server->opts.routes[i];
-            if (strlen(rt->path) != url_len || strncmp(rt->path, url, url_len) != 0)
-                continue;
-            path_known = 1;
-            if (strcmp(rt->method, method) == 0)
-                r->route = rt;
-        }
-        if (!r->route) {
-            snprintf(msg, sizeof(msg), path_known ? "method %s is not allowed on %s" : "no route for %s %s",
-                     r->method, r->path);
-            return s_reject(server, conn, r, path_known ? 405 : 404, msg);
-        }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (end != cl && v > server->opts.max_body_bytes) {
-                snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu bytes", v,
-                         server->opts.max_body_bytes);
-                return s_reject(server, conn, r, 413, msg);
-            }
-        }
-        return MHD_YES;
+        return s_headers_in(server, conn, r, url, method);
     }
 
     if (*upload_data_size) { /* a piece of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->rejected)
-            return MHD_YES;
-        if (server->opts.request_timeout_s &&
-            knn_clock_seconds_since(r->start_ns) > (double)server->opts.request_timeout_s) {
-            KNN_LOG(KNN_LOG_WARN, KNN_LS_HTTP, "%s %s: body still arriving after %u s, closing", r->method, r->path,
-                    server->opts.request_timeout_s);
-            r->status = 408;
-            return MHD_NO;
-        }
-        if (!r->deferred_status && knn_buf_append(&r->body, upload_data, n) != 0) {
-            /* libmicrohttpd cannot answer in the middle of a body: drop it and answer at its end
-             * (the request timeout bounds how long a client can keep sending). */
-            r->deferred_status = 413;
-            snprintf(r->deferred_message, sizeof(r->deferred_message),
-                     "request body is over the limit of %zu bytes", server->opts.max_body_bytes);
-            knn_buf_clean_up(&r->body);
-        }
+        if (!r->rejected && !r->deferred_status)
+            s_take_body(server, r, upload_data, n);
         return MHD_YES;
     }
 
     if (r->rejected)
         return MHD_YES; /* the response is queued already */
+    if (r->queued) { /* resumed: the worker has answered */
+        if (!atomic_load(&r->done))
+            return MHD_YES; /* not yet (a spurious call) */
+        r->queued = 0;
+        s_release_body(server, r);
+        enum MHD_Result ok = s_queue(server, conn, r, &r->resp);
+        knn_buf_clean_up(&r->resp.body);
+        return ok;
+    }
     if (r->deferred_status)
         return s_queue_error(server, conn, r, r->deferred_status, r->deferred_message);
-
-    /* The whole request is in: run the handler. */
-    struct knn_http_request req = {
-        method, r->path, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
-        r->body.data ? r->body.data : (const uint8_t *)"", r->body.len};
-    struct knn_http_response resp = {200, "application/json", KNN_BUF_INIT(server->opts.max_response_bytes), 0};
-    if (r->route->limited)
-        s_pool_run(&server->pool, r->route, server->opts.ctx, &req, &resp);
-    else
-        r->route->handler(server->opts.ctx, &req, &resp);
-    knn_buf_clean_up(&r->body); /* the request body is not needed any more */
-    enum MHD_Result ok = s_queue(conn, r, &resp);
-    knn_buf_clean_up(&resp.body);
-    return ok;
+    return s_request_in(server, conn, r, method);
 }
 
 static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -614,11 +936,16 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
             how);
     s_stats_add(&server->stats, strcmp(r->path, "/ping") == 0, r->status, r->rows, (uint64_t)(ms * 1e3),
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status);
-    knn_buf_clean_up(&r->body);
+    struct s_conn *c = s_conn_of(conn);
+    if (c) { /* waiting for its next request from now on */
+        atomic_store(&c->since_ns, knn_clock_monotonic_ns());
+        atomic_store(&c->busy, 0);
+    }
+    s_release_body(server, r);
+    knn_buf_clean_up(&r->resp.body);
     knn_free(r);
     atomic_fetch_sub(&server->in_flight, 1);
 }
-
 static void s_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void s_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -682,48 +1009,73 @@ static int s_resolve(struct sockaddr_storage *ss, socklen_t *sslen, const char *
     return 0;
 }
 
+/* Connections the descriptor limit allows: raise the soft limit to the hard one, keep a reserve. */
+static size_t s_connection_limit(size_t wanted)
+{
+    struct rlimit rl;
+    size_t fit = S_MAX_CONNECTIONS_CAP;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY)
+            fit = rl.rlim_cur > S_FD_RESERVE + 16 ? (size_t)rl.rlim_cur - S_FD_RESERVE : 16;
+    }
+    if (fit > S_MAX_CONNECTIONS_CAP)
+        fit = S_MAX_CONNECTIONS_CAP;
+    if (wanted && wanted > fit) {
+        KNN_LOG(KNN_LOG_WARN, KNN_LS_HTTP,
+                "at most %zu connections instead of %zu: the open-files limit (ulimit -n) allows no more", fit, wanted);
+        return fit;
+    }
+    return wanted ? wanted : fit;
+}
+
 int knn_http_server_start(struct knn_http_server **out, const struct knn_http_server_options *opts)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
     int rc, listen_fd = -1;
+    const char *host = opts->host ? opts->host : "0.0.0.0";
     *out = NULL;
     struct knn_http_server *server = knn_calloc(1, sizeof(*server));
     if (!server)
         return KNN_ENOMEM;
     server->opts = *opts;
-    size_t threads = opts->threads;
-    if (!threads) {
+    if (!server->opts.threads) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = ncpu > 0 ? (size_t)ncpu : 1;
+        server->opts.threads = ncpu > 0 ? (size_t)ncpu : 1;
     }
-    server->opts.threads = threads;
-    if ((rc = s_summary_start(server)) != 0)
+    server->opts.max_connections = s_connection_limit(opts->max_connections);
+    if ((rc = s_house_start(server)) != 0)
         goto on_error;
-    rc = s_resolve(&ss, &sslen, opts->host ? opts->host : "0.0.0.0", opts->port);
-    if (rc)
+    if ((rc = s_resolve(&ss, &sslen, host, opts->port)) != 0)
         goto on_error;
-    if ((rc = s_listen(&listen_fd, &ss, sslen, opts->host ? opts->host : "0.0.0.0", opts->port)) != 0)
+    if ((rc = s_listen(&listen_fd, &ss, sslen, host, opts->port)) != 0)
         goto on_error;
-    if ((rc = s_pool_start(&server->pool, threads)) != 0)
+    if ((rc = s_pool_start(&server->pool, server)) != 0)
         goto on_error;
-    /* A thread per connection, not a pool of event loops: libmicrohttpd binds a connection to the
-     * pool thread that accepted it, so two busy keep-alive connections could share one thread while
-     * the other core idled (measured: 100-row requests on 2 connections ran at the speed of one).
-     * The `pool` keeps the searches in flight to `threads`. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    /*
+     * One event thread (epoll) for every connection's I/O; the searches run on the pool. (A
+     * thread per connection capped the connections at 512 and made /ping fail beyond; a
+     * libmicrohttpd thread pool binds a connection to one event thread, so two busy connections
+     * could share it while a core idled. Here no event thread runs a search.)
+     */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     server->daemon = MHD_start_daemon(
         flags, opts->port, NULL, NULL, s_access, server, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, server,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
-        MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, s_completed, server,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)S_MAX_CONNECTIONS, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, s_completed, server, MHD_OPTION_NOTIFY_CONNECTION, s_notify_connection, server,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)server->opts.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)opts->max_per_client, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_CONNECTION_MEMORY,
+        MHD_OPTION_END);
     if (!server->daemon) {
         s_pool_stop(&server->pool);
-        rc = knn_error_set(KNN_EHTTP, "cannot start the HTTP server on %s port %u",
-                           opts->host ? opts->host : "0.0.0.0", opts->port);
+        rc = knn_error_set(KNN_EHTTP, "cannot start the HTTP server on %s port %u", host, opts->port);
         goto on_error;
     }
     server->listen_fd = listen_fd;
@@ -738,7 +1090,7 @@ int knn_http_server_start(struct knn_http_server **out, const struct knn_http_se
 on_error:
     if (listen_fd >= 0)
         close(listen_fd);
-    s_summary_stop(server);
+    s_house_stop(server);
     knn_free(server);
     return rc;
 }
@@ -761,9 +1113,11 @@ void knn_http_server_stop(struct knn_http_server *server, unsigned drain_ms)
     }
     if (n)
         KNN_LOG(KNN_LOG_WARN, KNN_LS_HTTP, "stopping with %zu requests still in flight after %u ms", n, drain_ms);
+    /* The workers answer what is queued and stop (later requests get 503), so that no connection
+     * is left suspended when libmicrohttpd stops. */
+    s_pool_stop(&server->pool);
     MHD_stop_daemon(server->daemon);
     close(server->listen_fd);
-    s_pool_stop(&server->pool); /* after MHD_stop_daemon: no connection thread can queue any more */
-    s_summary_stop(server);
+    s_house_stop(server);
     knn_free(server);
 }
