@@ -42,6 +42,7 @@ static const struct s_error_row s_errors[] = {
     {KNN_ES3_RETRIES_EXHAUSTED, "KNN_ES3_RETRIES_EXHAUSTED", "retries exhausted"},
     {KNN_ES3_CHANGED, "KNN_ES3_CHANGED", "object changed while being read"},
     {KNN_ES3_NO_SUCH_UPLOAD, "KNN_ES3_NO_SUCH_UPLOAD", "no such multipart upload"},
+    {KNN_ES3_UNREACHABLE, "KNN_ES3_UNREACHABLE", "S3 endpoint unreachable"},
     {KNN_EINDEX_NOT_TRAINED, "KNN_EINDEX_NOT_TRAINED", "index not trained"},
     {KNN_EHTTP, "KNN_EHTTP", "HTTP error"},
 };

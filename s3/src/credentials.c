@@ -47,9 +47,22 @@ int knn__s3_credentials_set(
 
 int knn_s3_credentials_copy(struct knn_s3_credentials *dst, const struct knn_s3_credentials *src)
 {
-    return knn__s3_credentials_set(
+    int rc = knn__s3_credentials_set(
         dst, src->access_key_id, strlen(src->access_key_id), src->secret_access_key, strlen(src->secret_access_key),
         src->session_token, src->session_token ? strlen(src->session_token) : 0, src->expiration_s);
+    if (rc == 0)
+        memcpy(dst->source, src->source, sizeof(dst->source));
+    return rc;
+}
+
+void knn_s3_credentials_describe(char *buf, size_t size, const struct knn_s3_credentials *creds)
+{
+    /* The first characters of the key id tell keys apart (AKIA.. long-term, ASIA.. temporary); never the secret. */
+    size_t n = creds->access_key_id ? strlen(creds->access_key_id) : 0;
+    size_t shown = n / 2 < 8 ? n / 2 : 8;
+    snprintf(buf, size, "%s, access key id %.*s... (%zu characters)%s",
+             creds->source[0] ? creds->source : "unknown source", (int)shown,
+             creds->access_key_id ? creds->access_key_id : "", n, creds->session_token ? ", with a session token" : "");
 }
 
 int knn_s3_credentials_provider_get(struct knn_s3_credentials *out, struct knn_s3_credentials_provider *provider)
@@ -117,8 +130,10 @@ int knn_s3_credentials_provider_new_static(
     if (!c)
         return KNN_ENOMEM;
     int rc = knn__s3_credentials_set(c, ak, strlen(ak), sk, strlen(sk), token, token ? strlen(token) : 0, 0);
-    if (!rc)
+    if (!rc) {
+        snprintf(c->source, sizeof(c->source), "the keys given to the client");
         rc = knn__s3_provider_new(out, &s_static_vtable, "static", c);
+    }
     if (rc) {
         knn_s3_credentials_clean_up(c);
         knn_free(c);
@@ -141,7 +156,11 @@ static int s_env_get(struct knn_s3_credentials_provider *p, struct knn_s3_creden
             KNN_ES3_CREDENTIALS, "environment credentials are partial: %s is set but %s is not",
             have_ak ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
             have_ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
-    return knn__s3_credentials_set(out, ak, strlen(ak), sk, strlen(sk), token, token ? strlen(token) : 0, 0);
+    int rc = knn__s3_credentials_set(out, ak, strlen(ak), sk, strlen(sk), token, token ? strlen(token) : 0, 0);
+    if (rc == 0)
+        snprintf(out->source, sizeof(out->source), "environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY%s",
+                 token && *token ? "/AWS_SESSION_TOKEN" : "");
+    return rc;
 }
 
 static void s_plain_destroy(struct knn_s3_credentials_provider *p)
@@ -172,7 +191,9 @@ static int s_chain_get(struct knn_s3_credentials_provider *p, struct knn_s3_cred
         struct knn_s3_credentials_provider *member = chain->providers[i];
         int rc = knn_s3_credentials_provider_get(out, member);
         if (rc == 0) {
-            KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "credentials from the %s provider", member->name);
+            if (!out->source[0])
+                snprintf(out->source, sizeof(out->source), "the %s provider", member->name);
+            KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "credentials from %s", out->source);
             return 0;
         }
         if (rc != KNN_ENOTFOUND)

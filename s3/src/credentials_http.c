@@ -361,6 +361,8 @@ int knn__s3_credentials_from_json(struct knn_s3_credentials *out, const char *js
     rc = knn__s3_credentials_set(
         out, (const char *)val[S_F_AK].data, val[S_F_AK].len, (const char *)val[S_F_SK].data, val[S_F_SK].len,
         (const char *)val[S_F_TOKEN].data, val[S_F_TOKEN].len, expiration);
+    if (rc == 0)
+        snprintf(out->source, sizeof(out->source), "%s", what);
 done:
     if (rc && rc != KNN_ES3_CREDENTIALS && rc != KNN_ENOMEM)
         rc = knn_error_wrap(KNN_EFORMAT, "%s: credentials response", what);

@@ -265,6 +265,9 @@ static int s_profile_get(struct knn_s3_credentials_provider *p, struct knn_s3_cr
     if (have_ak && have_sk) {
         rc = knn__s3_credentials_set(
             out, m.value[S_AK], m.len[S_AK], m.value[S_SK], m.len[S_SK], m.value[S_TOKEN], m.len[S_TOKEN], 0);
+        if (rc == 0)
+            snprintf(out->source, sizeof(out->source), "profile '%s' in %s", f.profile,
+                     csec.value[S_AK] ? f.credentials_path : f.config_path);
         goto done;
     }
     if (have_ak || have_sk) {

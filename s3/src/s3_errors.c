@@ -90,6 +90,37 @@ static const char *s_code_from_status(long status)
     }
 }
 
+/*
+ * A 403 says which credentials were used (their source, the first characters of the key id, never
+ * the secret) and what to check: a HEAD answer has no body, so a wrong key or secret and a missing
+ * permission look the same there.
+ */
+static void s_access_denied(
+    struct knn_s3_client *client, const struct knn_s3__request *req, const struct knn_s3__response *resp,
+    const char *uri, const char *s3code, const char *msg, const char *rid)
+{
+    char used[sizeof(client->credentials_used)];
+    pthread_mutex_lock(&client->lock);
+    memcpy(used, client->credentials_used, sizeof(used));
+    pthread_mutex_unlock(&client->lock);
+    const char *check;
+    if (strcmp(s3code, "InvalidAccessKeyId") == 0)
+        check = "the server does not know this access key id: check AWS_ACCESS_KEY_ID / the profile's keys and "
+                "that they belong to this endpoint";
+    else if (strcmp(s3code, "SignatureDoesNotMatch") == 0)
+        check = "the secret access key does not match the key id: check AWS_SECRET_ACCESS_KEY / the profile's keys";
+    else if (strcmp(s3code, "ExpiredToken") == 0 || strcmp(s3code, "InvalidToken") == 0)
+        check = "the session token is expired or invalid: get fresh temporary credentials";
+    else if (!resp->error.code[0])
+        check = "a HEAD answer carries no reason: check the access key id and secret (a wrong secret is refused the "
+                "same way), the session token, and that this identity may read the object";
+    else
+        check = "check that this identity may do this (the bucket policy, the user's or role's permissions)";
+    knn_error_set(
+        KNN_ES3_ACCESS_DENIED, "%s %s: %s%s%s (HTTP %ld, request id %s); credentials used: %s; %s", req->op, uri,
+        s3code, msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", used[0] ? used : "none", check);
+}
+
 enum knn_s3__verdict knn__s3_classify(
     int *code, struct knn_s3_client *client, const struct knn_s3__request *req, const struct knn_s3_http_exchange *x,
     const struct knn_s3__response *resp, int attempt)
@@ -115,6 +146,19 @@ enum knn_s3__verdict knn__s3_classify(
             return KNN_S3__RETRY;
         }
         *code = x->result;
+        if (x->result == KNN_ES3_NET && x->unreachable) {
+            *code = KNN_ES3_UNREACHABLE;
+            char tries[48] = "";
+            if (attempt > 1)
+                snprintf(tries, sizeof(tries), " (gave up after %d attempts)", attempt);
+            knn_error_set(
+                *code, "%s %s: cannot connect to the S3 endpoint %s: %s%s: %s", req->op, uri, client->endpoint,
+                x->error, tries,
+                client->is_aws ? "check the network and the region (--region, AWS_REGION, region in ~/.aws/config)"
+                               : "check the endpoint URL (--endpoint-url, the manifest's EndpointUrl, "
+                                 "AWS_ENDPOINT_URL(_S3), endpoint_url in ~/.aws/config) and that the server is running");
+            return KNN_S3__FAIL;
+        }
         if (attempt > 1)
             knn_error_set(
                 x->result, "%s %s: %s: %s (gave up after %d attempts)", req->op, uri, what, x->error, attempt);
@@ -155,6 +199,8 @@ enum knn_s3__verdict knn__s3_classify(
         knn_error_set(
             *code, "%s %s: %s%s%s (HTTP %ld, request id %s; gave up after %d attempts)", req->op, uri, s3code,
             msg[0] ? ": " : "", msg, resp->status, rid[0] ? rid : "none", attempt);
+    else if (*code == KNN_ES3_ACCESS_DENIED)
+        s_access_denied(client, req, resp, uri, s3code, msg, rid);
     else
         knn_error_set(
             *code, "%s %s: %s%s%s (HTTP %ld, request id %s)", req->op, uri, s3code, msg[0] ? ": " : "", msg,

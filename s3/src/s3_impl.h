@@ -51,6 +51,7 @@ struct knn_s3_http_exchange {
     /* result, set when the exchange completes */
     int result; /* 0: a complete response arrived; KNN_ES3_NET / KNN_ETIMEOUT / KNN_ETRUNCATED; or on_body's code */
     int net_retryable;    /* for KNN_ES3_NET: whether the failure is worth retrying (resets yes, bad TLS no) */
+    int unreachable;      /* for KNN_ES3_NET: no connection was made (name not resolved, connection refused) */
     char error[256];      /* why, when result != 0 (never secrets) */
     uint64_t bytes_sent;  /* request body bytes the transport handed over */
     void *transport_data; /* the transport's own */
@@ -123,6 +124,7 @@ struct knn_s3_client {
     size_t idle_count;
     size_t idle_cap;
     int64_t skew_s; /* server time - local time, learnt from RequestTimeTooSkewed */
+    char credentials_used[256]; /* knn_s3_credentials_describe() of the last request's, for 403 messages */
     uint64_t rng;   /* backoff jitter */
 };
 
@@ -305,6 +307,8 @@ typedef int(knn_s3__xml_fn)(void *user, const char *path, const char *text, size
  * Errors: KNN_EFORMAT (with the line and column), or the callback's code.
  */
 int knn__s3_xml_parse(const uint8_t *data, size_t len, knn_s3__xml_fn *fn, void *user);
+/** The same, and the document element must be `root` (else KNN_EFORMAT naming both): an answer of the wrong kind. */
+int knn__s3_xml_parse_root(const uint8_t *data, size_t len, const char *root, knn_s3__xml_fn *fn, void *user);
 
 /** Parse an S3 <Error> document into `out`. Returns 1 if the root element is Error. */
 int knn__s3_xml_error(struct knn_s3__error *out, const uint8_t *data, size_t len);

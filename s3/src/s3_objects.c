@@ -237,8 +237,15 @@ int knn_s3_list_each(
         if ((rc = knn__s3_execute(client, &req, &resp)))
             goto done;
         s_page_clean_up(&page);
-        rc = knn__s3_xml_parse(resp.body.data, resp.body.len, s_list_cb, &page);
+        rc = knn__s3_xml_parse_root(resp.body.data, resp.body.len, "ListBucketResult", s_list_cb, &page);
         if (rc) {
+            if (client->addressing == KNN_S3_ADDRESSING_VIRTUAL && strstr(knn_error_message(), "ListAllMyBuckets")) {
+                char why[512];
+                snprintf(why, sizeof(why), "%s", knn_error_message());
+                knn_error_set(rc, "%s: the server took the request for a list of buckets, so it does not serve "
+                                  "virtual-hosted-style requests; use path-style addressing (--path-style, or s3 = "
+                                  "addressing_style = path in ~/.aws/config)", why);
+            }
             rc = knn_error_wrap(rc, "ListObjectsV2 s3://%s/%s page %d", bucket, prefix ? prefix : "", page_no);
             goto done;
         }
@@ -684,7 +691,7 @@ int knn_s3_list_uploads(
         if ((rc = knn__s3_execute(client, &req, &resp)))
             goto done;
         s_uploads_clean_up(&u);
-        if ((rc = knn__s3_xml_parse(resp.body.data, resp.body.len, s_uploads_cb, &u))) {
+        if ((rc = knn__s3_xml_parse_root(resp.body.data, resp.body.len, "ListMultipartUploadsResult", s_uploads_cb, &u))) {
             rc = knn_error_wrap(rc, "ListMultipartUploads s3://%s page %d", bucket, page_no);
             goto done;
         }

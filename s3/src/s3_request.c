@@ -49,16 +49,25 @@ static int s_host_is_aws(const char *host, size_t n)
 }
 
 /* "scheme://host[:port][/]" into the client's endpoint fields. */
-static int s_parse_endpoint(struct knn_s3_client *c, const char *url)
+static int s_parse_endpoint(struct knn_s3_client *c, const char *raw)
 {
     const char *p;
     int https;
-    if (strncasecmp(url, "https://", 8) == 0) {
+    char url[1024]; /* the URL as messages show it: no password, no signature */
+    knn_s3_url_redact(url, sizeof(url), raw);
+    const char *scheme_end = strstr(raw, "://");
+    if (scheme_end && memchr(scheme_end + 3, '@', strcspn(scheme_end + 3, "/?#")))
+        return knn_error_set(
+            KNN_EINVAL,
+            "endpoint URL '%s': a user name or password in the URL is not supported (S3 requests are signed with "
+            "access keys: use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)",
+            url);
+    if (strncasecmp(raw, "https://", 8) == 0) {
         https = 1;
-        p = url + 8;
-    } else if (strncasecmp(url, "http://", 7) == 0) {
+        p = raw + 8;
+    } else if (strncasecmp(raw, "http://", 7) == 0) {
         https = 0;
-        p = url + 7;
+        p = raw + 7;
     } else {
         return knn_error_set(KNN_EINVAL, "endpoint URL '%s' must start with http:// or https://", url);
     }
@@ -466,6 +475,9 @@ int knn__s3_prepare(struct knn_s3__prepared *p, struct knn_s3_client *c, const s
 
     if ((rc = knn_s3_credentials_provider_get(&creds, c->credentials)))
         goto done;
+    pthread_mutex_lock(&c->lock);
+    knn_s3_credentials_describe(c->credentials_used, sizeof(c->credentials_used), &creds);
+    pthread_mutex_unlock(&c->lock);
     int64_t now = knn__s3_client_now(c);
     if ((rc = knn_s3_sigv4_amz_date(amz_date, now)))
         goto done;

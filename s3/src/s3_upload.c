@@ -216,7 +216,8 @@ static int s_create(struct knn_s3_upload *u)
     knn__s3_response_init(&resp, 64 * 1024);
     int64_t started = knn__s3_client_now(u->client);
     int rc = knn__s3_execute_counted(u->client, &req, &resp, &uncertain);
-    if (!rc && (rc = knn__s3_xml_parse(resp.body.data, resp.body.len, s_upload_id_cb, &u->upload_id)))
+    if (!rc && (rc = knn__s3_xml_parse_root(resp.body.data, resp.body.len, "InitiateMultipartUploadResult",
+                                            s_upload_id_cb, &u->upload_id)))
         rc = knn_error_wrap(rc, "CreateMultipartUpload s3://%s/%s", u->bucket, u->key);
     if (!rc && (!u->upload_id || !*u->upload_id))
         rc = knn_error_set(

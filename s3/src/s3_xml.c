@@ -21,6 +21,7 @@ struct s_state {
     size_t starts[S_MAX_DEPTH]; /* path length before each open element */
     int depth;
     struct knn_buf text;
+    const char *root; /* the document element the caller expects, or NULL */
     int rc;
 };
 
@@ -45,6 +46,11 @@ static void s_start(
     }
     if (st->path_len + 1 + n > S_MAX_PATH) {
         s_stop(st, knn_error_set(KNN_EFORMAT, "XML element path longer than %d bytes", S_MAX_PATH));
+        return;
+    }
+    if (st->depth == 0 && st->root && strcmp((const char *)localname, st->root) != 0) {
+        s_stop(st, knn_error_set(KNN_EFORMAT, "the answer is a <%.64s> document, not the expected <%s>",
+                                 (const char *)localname, st->root));
         return;
     }
     st->starts[st->depth++] = st->path_len;
@@ -100,6 +106,11 @@ static void s_entity_decl(
 
 int knn__s3_xml_parse(const uint8_t *data, size_t len, knn_s3__xml_fn *fn, void *user)
 {
+    return knn__s3_xml_parse_root(data, len, NULL, fn, user);
+}
+
+int knn__s3_xml_parse_root(const uint8_t *data, size_t len, const char *root, knn_s3__xml_fn *fn, void *user)
+{
     int rc = knn__s3_curl_global_init();
     if (rc)
         return rc;
@@ -120,6 +131,7 @@ int knn__s3_xml_parse(const uint8_t *data, size_t len, knn_s3__xml_fn *fn, void 
     memset(&st, 0, sizeof(st));
     st.fn = fn;
     st.user = user;
+    st.root = root;
     knn_buf_init(&st.text, S_MAX_TEXT);
     st.ctxt = xmlCreatePushParserCtxt(&sax, &st, NULL, 0, NULL);
     if (!st.ctxt) {

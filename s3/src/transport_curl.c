@@ -86,6 +86,7 @@ static void s_set_result(struct s_xfer *t, CURLcode cc)
 {
     struct knn_s3_http_exchange *x = t->x;
     x->net_retryable = 0;
+    x->unreachable = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_RESOLVE_PROXY;
     x->error[0] = '\0';
     if (cc == CURLE_OK) {
         x->result = 0;

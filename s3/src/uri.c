@@ -303,3 +303,72 @@ on_error:
     knn_s3_uri_clean_up(out);
     return rc;
 }
+
+static int s_secret_param(const char *name, size_t len)
+{
+    static const char *const words[] = {"signature", "credential", "token", "secret", "password", "key"};
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= len; i++)
+            if (strncasecmp(name + i, words[w], wl) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+const char *knn_s3_url_redact(char *buf, size_t size, const char *url)
+{
+    size_t o = 0;
+#define S_PUT(ch)                                                                                                      \
+    do {                                                                                                               \
+        if (o + 1 < size)                                                                                              \
+            buf[o++] = (ch);                                                                                           \
+    } while (0)
+    if (size == 0)
+        return buf;
+    const char *p = url;
+    const char *scheme = strstr(url, "://");
+    if (scheme) {
+        for (; p < scheme + 3; p++)
+            S_PUT(*p);
+        size_t auth = strcspn(p, "/?#");
+        const char *at = NULL;
+        for (size_t i = 0; i < auth; i++)
+            if (p[i] == '@')
+                at = p + i;
+        if (at) {
+            for (const char *r = "***"; *r; r++)
+                S_PUT(*r);
+            p = at;
+        }
+    }
+    const char *q = strchr(p, '?');
+    for (; *p && p != q; p++)
+        S_PUT(*p);
+    while (q && *q) { /* q points at '?' or '&' */
+        S_PUT(*q++);
+        size_t nl = strcspn(q, "=&#");
+        for (size_t i = 0; i < nl; i++)
+            S_PUT(q[i]);
+        q += nl;
+        if (*q == '=') {
+            S_PUT(*q++);
+            size_t vl = strcspn(q, "&#");
+            if (s_secret_param(q - 1 - nl, nl)) {
+                for (const char *r = "***"; *r; r++)
+                    S_PUT(*r);
+            } else {
+                for (size_t i = 0; i < vl; i++)
+                    S_PUT(q[i]);
+            }
+            q += vl;
+        }
+        if (*q == '#') {
+            for (; *q; q++)
+                S_PUT(*q);
+        }
+    }
+#undef S_PUT
+    buf[o] = '\0';
+    return buf;
+}

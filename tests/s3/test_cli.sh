@@ -55,7 +55,13 @@ grep -q "nope.txt: cannot open" "$work/err" || fail "missing local file message:
 expect_exit 1 "$K" s3 ls "s3://knn-no-such-bucket-$$/"
 grep -q "NoSuchBucket" "$work/err" || fail "missing bucket message: $(cat "$work/err")"
 expect_exit 1 "$K" s3 ls --endpoint-url http://127.0.0.1:9 "s3://$B/"
-grep -q "connection failed" "$work/err" || fail "dead endpoint message: $(cat "$work/err")"
+grep -q "cannot connect to the S3 endpoint http://127.0.0.1:9: .*check the endpoint URL" "$work/err" ||
+    fail "dead endpoint message: $(cat "$work/err")"
+# A server without virtual-host support answers a bucket listing with its list of buckets: an error, not
+# an empty listing (curl resolves BUCKET.localhost to the loopback).
+expect_exit 1 "$K" s3 ls --virtual-host --endpoint-url "$(echo "$AWS_ENDPOINT_URL" | sed 's/127\.0\.0\.1/localhost/')" "s3://$B/$P"
+grep -q "ListAllMyBucketsResult.*not the expected <ListBucketResult>.*use path-style addressing" "$work/err" ||
+    fail "virtual-host listing message: $(cat "$work/err")"
 expect_exit 2 "$K" s3 cp "$work/tree/one.txt" "$work/elsewhere.txt"
 expect_exit 2 "$K" s3 frobnicate
 expect_exit 2 "$K" s3 ls --no-such-option "s3://$B/"

@@ -623,6 +623,13 @@ int test_delete_and_errors(void)
     ASSERT_CONTAINS(knn_error_message(), "SignatureDoesNotMatch");
     ASSERT_TRUE(strstr(knn_error_message(), "not-the-secret") == NULL);
     ASSERT_TRUE(strstr(knn_error_message(), c.env.secret_key) == NULL);
+    /* The same on a HEAD (no error body): the message says which credentials and what to check. */
+    ASSERT_ERR(KNN_ES3_ACCESS_DENIED, knn_s3_exists(&exists, bc, c.env.bucket, key));
+    ASSERT_CONTAINS(knn_error_message(), "HeadObject s3://");
+    ASSERT_CONTAINS(knn_error_message(), "(HTTP 403, request id ");
+    ASSERT_CONTAINS(knn_error_message(), "credentials used: the keys given to the client, access key id ");
+    ASSERT_CONTAINS(knn_error_message(), "check the access key id and secret");
+    ASSERT_TRUE(strstr(knn_error_message(), "not-the-secret") == NULL);
     knn_s3_client_destroy(bc);
 
     /* Nothing listens: a network error after the retries, quickly (short backoff). */
@@ -632,9 +639,10 @@ int test_delete_and_errors(void)
     d.max_attempts = 3;
     d.retry_base_ms = 5;
     ASSERT_OK(knn_s3_test_env_client(&dead, &c.env, &d));
-    ASSERT_ERR(KNN_ES3_NET, knn_s3_exists(&exists, dead, c.env.bucket, key));
+    ASSERT_ERR(KNN_ES3_UNREACHABLE, knn_s3_exists(&exists, dead, c.env.bucket, key));
     ASSERT_CONTAINS(knn_error_message(), "HeadObject");
     ASSERT_CONTAINS(knn_error_message(), "3 attempts");
+    ASSERT_CONTAINS(knn_error_message(), "check the endpoint URL");
     knn_s3_client_destroy(dead);
     s_teardown(&c);
     return 0;

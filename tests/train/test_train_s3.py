@@ -277,7 +277,13 @@ def case_bad_inputs(ctx):
         ("truncated", dict(train="truncated/"), "truncated/a.pbr: record 59 at offset %d: truncated" % (59 * size)),
         ("wrong-width", dict(train="wide/"), "wide/a.pbr: record 0"),
         ("csv-columns", dict(train="csv/", ct="text/csv"), "csv/a.csv: line 2"),
-        ("bad-endpoint", dict(extra={"EndpointUrl": "http://127.0.0.1:1"}), "Error: "),
+        # An endpoint nothing listens on is the user's setting: a ClientError that says what to check.
+        ("bad-endpoint", dict(extra={"EndpointUrl": "http://127.0.0.1:1"}),
+         "ClientError: checking the output s3://"),
+        ("bad-endpoint-hint", dict(extra={"EndpointUrl": "http://127.0.0.1:1"}),
+         "cannot connect to the S3 endpoint http://127.0.0.1:1: "),
+        # A password in the endpoint URL is never echoed.
+        ("endpoint-password", dict(extra={"EndpointUrl": "http://knn:hunter2@127.0.0.1:1"}), "'http://***@127.0.0.1:1'"),
         # Found before any data is read, not at upload time after the whole job.
         ("no-output-bucket", dict(out_uri="s3://%s/out" % missing_bucket),
          "the output bucket '%s' does not exist" % missing_bucket),
@@ -293,6 +299,7 @@ def case_bad_inputs(ctx):
         r = ctx.job("bad-" + name, m, ["--no-progress"])
         t.check(r.rc == 1, "%s: exit %d\n%s" % (name, r.rc, r.show()))
         t.check(want in r.err, "%s: the log lacks %r\n%s" % (name, want, r.show()))
+        t.check("hunter2" not in r.err + r.out, "%s: a password in the output\n%s" % (name, r.show()))
         t.check(r.summary()["FailureReason"].startswith(("ClientError: ", "AlgorithmError: ")), "%s" % r.summary())
     # Every job above used its own name: none of them left an object or a multipart upload.
     ctx.nothing_left("bad inputs")

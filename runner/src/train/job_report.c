@@ -49,6 +49,7 @@ const char *knn_failure_class(int code)
         case KNN_ES3_NO_SUCH_BUCKET:
         case KNN_ES3_ACCESS_DENIED:
         case KNN_ES3_CHANGED:
+        case KNN_ES3_UNREACHABLE: /* the endpoint the user configured */
             return "ClientError";
         default:
             /* Data decoding errors have their own range. */

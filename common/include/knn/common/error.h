@@ -47,6 +47,7 @@ enum knn_error_code {
     KNN_ES3_RETRIES_EXHAUSTED = -206, /* a retryable error persisted past the last attempt */
     KNN_ES3_CHANGED = -207,           /* the object changed while it was read (its ETag no longer matches) */
     KNN_ES3_NO_SUCH_UPLOAD = -208,    /* the multipart upload does not exist (completed or aborted) */
+    KNN_ES3_UNREACHABLE = -209,       /* no connection to the endpoint could be made (name, refused): a setting */
 
     /* algorithms: -300 .. -399 */
     KNN_EINDEX_NOT_TRAINED = -300, /* the index needs training before vectors are added */

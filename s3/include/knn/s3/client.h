@@ -25,8 +25,11 @@
  *   "GetObject s3://b/k: NoSuchKey: The specified key does not exist. (HTTP 404, request id tx0...)".
  *
  * Codes: KNN_ES3_NO_SUCH_KEY, KNN_ES3_NO_SUCH_BUCKET, KNN_ES3_ACCESS_DENIED (also a rejected
- * signature or unknown key), KNN_ES3_CREDENTIALS (none found), KNN_ES3_NET (connection failed after
- * the retries), KNN_ES3_RETRIES_EXHAUSTED (a retryable S3 error persisted), KNN_ES3_CHANGED (the
+ * signature or unknown key; the message then names the credentials used: their source and the
+ * first characters of the key id), KNN_ES3_CREDENTIALS (none found), KNN_ES3_UNREACHABLE (no
+ * connection could be made to the endpoint after the retries: name not resolved, connection
+ * refused; the message says which endpoint and where it is set), KNN_ES3_NET (another connection
+ * failure after the retries), KNN_ES3_RETRIES_EXHAUSTED (a retryable S3 error persisted), KNN_ES3_CHANGED (the
  * object changed during a resumed read), KNN_ETRUNCATED (a body shorter than announced),
  * KNN_ECHECKSUM (BadDigest, XAmzContentSHA256Mismatch), KNN_EFORMAT (a response we cannot parse),
  * KNN_ES3 (any other S3 error), KNN_EINVAL (bad arguments), KNN_ENOMEM.

@@ -30,6 +30,7 @@
  * Secrets are never logged or put in error messages; knn_s3_credentials_clean_up wipes them.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct knn_s3_credentials {
@@ -37,10 +38,17 @@ struct knn_s3_credentials {
     char *secret_access_key;
     char *session_token;  /* NULL if none */
     int64_t expiration_s; /* Unix time in seconds; 0: does not expire */
+    char source[160];     /* where they came from, for messages: "environment variables", "profile 'x' in ..." */
 };
 
 /** Wipe (OPENSSL_cleanse) and free the strings; leaves the struct zeroed. NULL-safe. */
 void knn_s3_credentials_clean_up(struct knn_s3_credentials *creds);
+
+/**
+ * "<source>, access key id AKIAIOSF... (20 characters)[, with a session token]" for messages: at most
+ * the first 8 characters (half of a short one) of the key id, never the secret or the token.
+ */
+void knn_s3_credentials_describe(char *buf, size_t size, const struct knn_s3_credentials *creds);
 
 /** Deep copy into `dst` (which must be empty). Errors: KNN_ENOMEM. */
 int knn_s3_credentials_copy(struct knn_s3_credentials *dst, const struct knn_s3_credentials *src);

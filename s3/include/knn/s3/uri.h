@@ -62,4 +62,12 @@ int knn_s3_uri_encode(struct knn_buf *out, const char *s, size_t len, int keep_s
  */
 int knn_s3_uri_decode(struct knn_buf *out, const char *s, size_t len, int plus_is_space);
 
+/**
+ * `url` fit for a message: a user name and password ("https://user:pass@host/") become "***@", and
+ * the values of query parameters that carry secrets (X-Amz-Signature, X-Amz-Credential,
+ * X-Amz-Security-Token, Signature, AWSAccessKeyId, and any name containing "token", "secret",
+ * "password" or "key") become "***". Truncated to `size`; returns buf.
+ */
+const char *knn_s3_url_redact(char *buf, size_t size, const char *url);
+
 #endif
