@@ -13,6 +13,7 @@ static atomic_int s_level = -1; /* -1: not yet read from the environment */
 static knn_log_sink_fn *s_sink;
 static void *s_sink_user;
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_host[64]; /* "" or the host every line starts with */
 
 static const char *const s_level_names[] = {"ERROR", "WARNING", "INFO", "DEBUG", "TRACE"};
 static const char *const s_subject_names[KNN_LS_COUNT] = {"", "recordio", "s3", "algorithms", "http", "runner"};
@@ -66,6 +67,13 @@ void knn_log_set_sink(knn_log_sink_fn *fn, void *user)
     pthread_mutex_unlock(&s_lock);
 }
 
+void knn_log_set_host(const char *host)
+{
+    pthread_mutex_lock(&s_lock);
+    snprintf(s_host, sizeof(s_host), "%s", host ? host : "");
+    pthread_mutex_unlock(&s_lock);
+}
+
 void knn_log_write(enum knn_log_level level, enum knn_log_subject subject, const char *fmt, ...)
 {
     char line[4096];
@@ -76,8 +84,11 @@ void knn_log_write(enum knn_log_level level, enum knn_log_subject subject, const
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
-    n = (size_t)snprintf(
-        line, sizeof(line), "[%02d/%02d/%04d %02d:%02d:%02d %s %lu] ", tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900,
+    n = 0;
+    if (s_host[0])
+        n = (size_t)snprintf(line, sizeof(line), "%s | ", s_host);
+    n += (size_t)snprintf(
+        line + n, sizeof(line) - n, "[%02d/%02d/%04d %02d:%02d:%02d %s %lu] ", tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900,
         tm.tm_hour, tm.tm_min, tm.tm_sec, s_level_names[level], (unsigned long)pthread_self());
     if (subject != KNN_LS_JOB && subject < KNN_LS_COUNT && n < sizeof(line))
         n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", s_subject_names[subject]);

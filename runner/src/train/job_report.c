@@ -151,6 +151,38 @@ static json_t *s_recall_json(const struct knn_job_summary_recall *r)
     return o;
 }
 
+/* "World": {"Engine", "Size"} and "Hosts": [{"Host", "Rank", "Pid", ...}, ...]. */
+static int s_set_world(json_t *root, const struct knn_job_summary *s)
+{
+    json_t *world = json_object(), *hosts = json_array();
+    int bad = s_set(root, "World", world) | s_set(root, "Hosts", hosts);
+    if (bad)
+        return -1;
+    bad |= s_set(world, "Engine", json_string(s->world_engine));
+    bad |= s_set(world, "Size", json_integer((json_int_t)s->world_size));
+    for (size_t i = 0; i < s->host_count && !bad; i++) {
+        const struct knn_job_host *h = &s->hosts[i];
+        json_t *o = json_object(), *secs = json_object();
+        if (!o || !secs || json_array_append_new(hosts, o) != 0) {
+            json_decref(o);
+            json_decref(secs);
+            return -1;
+        }
+        bad |= s_set(o, "Host", json_string(h->host));
+        bad |= s_set(o, "Rank", json_integer((json_int_t)h->rank));
+        bad |= s_set(o, "Pid", json_integer((json_int_t)h->pid));
+        bad |= s_set(o, "Objects", json_integer((json_int_t)h->objects));
+        bad |= s_set(o, "Bytes", json_integer((json_int_t)h->bytes));
+        bad |= s_set(o, "Rows", json_integer((json_int_t)h->rows));
+        bad |= s_set(o, "RowsSampled", json_integer((json_int_t)h->rows_sampled));
+        bad |= s_set(o, "PeakMemoryBytes", json_integer((json_int_t)h->peak_memory_bytes));
+        bad |= s_set(o, "Seconds", secs);
+        bad |= s_set(secs, "sample", json_real(h->sample_seconds));
+        bad |= s_set(secs, "gather", json_real(h->gather_seconds));
+    }
+    return bad ? -1 : 0;
+}
+
 json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
 {
     static const char *const channel_names[2] = {"train", "test"};
@@ -191,6 +223,8 @@ json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
     bad |= s_set(root, "PeakMemoryBytes", json_integer((json_int_t)s->peak_rss_bytes));
     if (!s->failed && s->artifact)
         bad |= s_set(root, "ModelArtifacts", json_string(s->artifact));
+    if (s->world_engine)
+        bad |= s_set_world(root, s);
     if (bad)
         goto on_error;
     json_decref(channels);

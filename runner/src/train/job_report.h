@@ -66,6 +66,24 @@ struct knn_job_summary_recall {
     int reached;
 };
 
+/*
+ * One host of the job (spec: SageMaker's algo-N): rank r of an MPI world, or simulated host r of a
+ * single process (then every host has the same pid and the process's peak memory). Plain numbers,
+ * so ranks can send it as bytes.
+ */
+struct knn_job_host {
+    char host[32];           /* "algo-2" */
+    uint64_t rank;
+    uint64_t pid;
+    uint64_t objects;        /* train objects it read */
+    uint64_t bytes;
+    uint64_t rows;           /* rows read */
+    uint64_t rows_sampled;
+    uint64_t peak_memory_bytes;
+    double sample_seconds;   /* reading and sampling its share */
+    double gather_seconds;   /* sending its sample to algo-1 (0 in one process) */
+};
+
 struct knn_job_summary {
     const char *job_name;
     int failed;
@@ -83,6 +101,10 @@ struct knn_job_summary {
     double total_seconds;
     uint64_t peak_rss_bytes;
     const char *artifact;        /* model.tar.gz URI, or the model directory in container mode */
+    const char *world_engine;    /* "Open MPI", or "single process" (simulated hosts); NULL: no World */
+    uint64_t world_size;         /* processes */
+    const struct knn_job_host *hosts; /* host_count entries (borrowed), in rank order */
+    size_t host_count;
 };
 
 /** The summary as a JSON object (new reference; NULL on ENOMEM). */

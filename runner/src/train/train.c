@@ -11,6 +11,7 @@
 #include "model_archive.h"
 #include "progress.h"
 #include "train/train_io.h"
+#include "train/train_world.h"
 
 #include "knn/algorithms/model.h"
 #include "knn/algorithms/recall.h"
@@ -22,6 +23,7 @@
 #include "knn/common/log.h"
 #include "knn/recordio/rows.h"
 #include "knn/s3/client.h"
+#include "knn/world/world.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,7 +59,8 @@ static const char *const s_model_files[] = {"model_algo-1", "model_algo-1.labels
 
 /* ---- stopping: MaxRuntimeInSeconds, SIGTERM, SIGINT, or a failed worker ---- */
 
-enum { S_STOP_NONE = 0, S_STOP_DEADLINE = 1, S_STOP_FAILED = 2, S_STOP_SIGNAL = 100 };
+/* S_STOP_REMOTE: another rank of the world failed and raised its alarm. */
+enum { S_STOP_NONE = 0, S_STOP_DEADLINE = 1, S_STOP_FAILED = 2, S_STOP_REMOTE = 3, S_STOP_SIGNAL = 100 };
 
 static atomic_int s_stop = 0;
 static uint64_t s_max_runtime_s;
@@ -79,6 +82,8 @@ static int s_check_stop(void)
                              s_max_runtime_s);
     if (why == S_STOP_FAILED)
         return knn_error_set(KNN_ECANCELED, "stopped: another part of the job failed");
+    if (why == S_STOP_REMOTE)
+        return knn_error_set(KNN_ECANCELED, "stopped: another host of the job failed");
     return knn_error_set(KNN_ECANCELED, "the job was stopped by %s", why - S_STOP_SIGNAL == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
@@ -136,6 +141,10 @@ static void *s_watchdog_main(void *arg)
 
 struct s_job {
     const struct knn_train_options *opts;
+    struct knn_world *world; /* the processes of the job: one, or the ranks of mpirun */
+    size_t hosts;            /* SageMaker hosts: the world's size, or InstanceCount simulated in one process */
+    size_t host_lo, host_hi; /* the hosts this process samples: its rank, or all simulated ones */
+    struct knn_job_host *host_reports; /* `hosts` entries */
     struct knn_job_config cfg;
     struct knn_hyperparams hp;
     json_t *hp_json; /* the final configuration, for the summary */
@@ -240,6 +249,47 @@ static int s_format_given(const json_t *obj, struct knn_buf *out)
 
 /* ---- configuration ---- */
 
+/* This machine's name, for the rank's first line ("?" if unknown). */
+static const char *s_machine_name(void)
+{
+    static char name[256];
+    if (gethostname(name, sizeof(name) - 1) != 0)
+        snprintf(name, sizeof(name), "?");
+    return name;
+}
+
+/* Which hosts this process is: its rank under mpirun, or every simulated host (InstanceCount). */
+static int s_plan_hosts(struct s_job *job)
+{
+    int rc;
+    if (knn_world_is_mpi(job->world)) {
+        const char *source = job->cfg.container ? "resourceconfig.json's hosts" : "ResourceConfig.InstanceCount";
+        if ((rc = knn_train_world_check_size(job->world, job->cfg.instance_count, source)) < 0)
+            return rc;
+        job->hosts = (size_t)knn_world_size(job->world);
+        job->host_lo = (size_t)knn_world_rank(job->world);
+        job->host_hi = job->host_lo + 1;
+    } else {
+        job->hosts = (size_t)job->cfg.instance_count;
+        job->host_lo = 0;
+        job->host_hi = job->hosts;
+    }
+    if (!(job->host_reports = knn_calloc(job->hosts, sizeof(*job->host_reports))))
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    for (size_t h = 0; h < job->hosts; h++) {
+        struct knn_job_host *r = &job->host_reports[h];
+        snprintf(r->host, sizeof(r->host), "algo-%zu", h + 1);
+        r->rank = h;
+        r->pid = (uint64_t)getpid(); /* the others' come with their reports */
+    }
+    return 0;
+}
+
+static int s_is_root(const struct s_job *job)
+{
+    return knn_world_rank(job->world) == 0;
+}
+
 static int s_load_config(struct s_job *job)
 {
     const struct knn_train_options *o = job->opts;
@@ -259,6 +309,8 @@ static int s_load_config(struct s_job *job)
     job->summary.job_name = job->cfg.name;
     job->summary.instance_count = job->cfg.instance_count;
     s_max_runtime_s = job->cfg.max_runtime_s;
+    if ((rc = s_plan_hosts(job)) < 0)
+        return rc;
     if (o->endpoint_url) {
         knn_free(job->cfg.endpoint_url);
         if (!(job->cfg.endpoint_url = knn_strdup(o->endpoint_url)))
@@ -485,6 +537,7 @@ struct s_pool {
     atomic_size_t next;
     pthread_mutex_t lock;
     size_t first_failed; /* index of the stream whose error is reported; count if none */
+    atomic_size_t threads_done;
 };
 
 static int s_sample_rows(void *user, const float *x, const float *labels, size_t n)
@@ -526,7 +579,40 @@ static void *s_worker_main(void *arg)
             atomic_compare_exchange_strong(&s_stop, &expected, S_STOP_FAILED);
         }
     }
+    atomic_fetch_add(&pool->threads_done, 1);
     return NULL;
+}
+
+/*
+ * Under mpirun, while the workers read, the main thread keeps this rank and the others in touch:
+ * a stop here (a failed stream, SIGTERM, the deadline) raises the world's alarm, and another
+ * rank's alarm stops this rank's workers, so every rank stops within moments of the first failure
+ * instead of after reading its whole share.
+ */
+#define S_ALARM_POLL_NS (20 * 1000 * 1000)
+
+static void s_wait_workers(struct s_job *job, struct s_pool *pool, size_t nthreads)
+{
+    if (!knn_world_is_mpi(job->world) || knn_world_size(job->world) < 2)
+        return;
+    int raised_here = 0;
+    for (;;) {
+        int why = atomic_load(&s_stop), raised = 0, rank = -1;
+        if (why != S_STOP_NONE && why != S_STOP_REMOTE && !raised_here) {
+            raised_here = 1;
+            if (knn_world_alarm_raise(job->world) < 0)
+                KNN_LOG(KNN_LOG_WARN, KNN_LS_JOB, "could not tell the other hosts to stop: %s", knn_error_message());
+        }
+        if (!raised_here && knn_world_alarm_poll(job->world, &raised, &rank) == 0 && raised) {
+            int expected = S_STOP_NONE;
+            if (atomic_compare_exchange_strong(&s_stop, &expected, S_STOP_REMOTE))
+                KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "algo-%d failed: stopping", rank + 1);
+        }
+        if (atomic_load(&pool->threads_done) >= nthreads)
+            break;
+        struct timespec ts = {0, S_ALARM_POLL_NS};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int s_host_name(char *buf, size_t size, struct s_job *job, size_t host)
@@ -547,12 +633,12 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
 {
     const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TRAIN];
     const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TRAIN];
-    size_t hosts = (size_t)job->cfg.instance_count;
+    size_t hosts = job->hosts, local_hosts = job->host_hi - job->host_lo;
     /* RecordIO decodes at over 1 GB/s, so one stream keeps up with the network and one reservoir is
      * all the memory; parsing CSV numbers is CPU-bound and gains from a second stream. */
     size_t per_host = job->opts->streams ? job->opts->streams
                                          : ch->content.kind == KNN_CONTENT_CSV ? S_CSV_STREAMS : 1;
-    struct s_pool pool = {job, NULL, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0};
+    struct s_pool pool = {job, NULL, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0, 0};
     const struct knn_object **refs = NULL;
     size_t *host_first = NULL, *host_streams = NULL;
     pthread_t threads[S_MAX_THREADS];
@@ -570,18 +656,18 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
             "Using per-worker sample size = %" PRIu64 " (Available virtual memory = %" PRIu64
             " bytes, GPU free memory = 0 bytes, number of workers = %zu). If an out-of-memory error occurs, choose a "
             "larger instance type, use dimension reduction, decrease sample_size, and/or decrease mini_batch_size.",
-            knn_channel_host_sample_size(job->hp.sample_size, 0, hosts), avail, hosts);
+            knn_channel_host_sample_size(job->hp.sample_size, job->host_lo, hosts), avail, hosts);
 
     /* Every host's objects (in key order), dealt round-robin to its streams. */
-    if (!(refs = knn_malloc_array(hosts * list->count + 1, sizeof(*refs))) ||
+    if (!(refs = knn_malloc_array(local_hosts * list->count + 1, sizeof(*refs))) ||
         !(host_first = knn_calloc(hosts, sizeof(*host_first))) ||
         !(host_streams = knn_calloc(hosts, sizeof(*host_streams))) ||
-        !(pool.streams = knn_calloc(hosts * per_host, sizeof(*pool.streams)))) {
+        !(pool.streams = knn_calloc(local_hosts * per_host, sizeof(*pool.streams)))) {
         rc = KNN_ENOMEM;
         goto done;
     }
     size_t nrefs = 0;
-    for (size_t h = 0; h < hosts; h++) {
+    for (size_t h = job->host_lo; h < job->host_hi; h++) {
         uint64_t capacity = knn_channel_host_sample_size(job->hp.sample_size, h, hosts);
         size_t mine = 0;
         for (size_t i = 0; i < list->count; i++)
@@ -632,6 +718,7 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
     }
     if (nthreads == 0 && pool.count > 0)
         s_worker_main(&pool); /* no thread could start: do the work here */
+    s_wait_workers(job, &pool, nthreads);
     for (size_t t = 0; t < nthreads; t++)
         pthread_join(threads[t], NULL);
     knn_progress_end(job->progress);
@@ -646,7 +733,7 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
 
     /* Merge each host's streams, in stream order; then the hosts' samples together. */
     size_t total = 0, dim = (size_t)job->hp.feature_dim;
-    for (size_t h = 0; h < hosts; h++) {
+    for (size_t h = job->host_lo; h < job->host_hi; h++) {
         uint64_t bytes = 0, rows = 0;
         size_t objects = 0;
         struct s_stream *first = host_streams[h] ? &pool.streams[host_first[h]] : NULL;
@@ -666,6 +753,13 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
         total += kept;
         job->summary.channels[KNN_CHANNEL_TRAIN].bytes += bytes;
         job->summary.channels[KNN_CHANNEL_TRAIN].rows += rows;
+        struct knn_job_host *report = &job->host_reports[h];
+        report->objects = objects;
+        report->bytes = bytes;
+        report->rows = rows;
+        report->rows_sampled = kept;
+        report->sample_seconds = knn_clock_seconds_since(job->phase_ns);
+        report->peak_memory_bytes = knn_peak_rss_bytes();
         char name[64], size[32];
         s_host_name(name, sizeof(name), job, h);
         s_human_bytes(size, sizeof(size), bytes);
@@ -674,7 +768,7 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
                 ")",
                 name, objects, size, rows, kept, knn_channel_host_sample_size(job->hp.sample_size, h, hosts));
     }
-    if (total == 0) {
+    if (total == 0 && !knn_world_is_mpi(job->world)) {
         rc = knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)", ch->uri);
         goto done;
     }
@@ -682,7 +776,7 @@ static int s_sample(struct s_job *job, size_t *n_out, float **x_out, float **lab
      * place (realloc moves big blocks by remapping, not copying), then each other host's rows
      * appended and its reservoir freed. */
     size_t at = 0;
-    for (size_t h = 0; h < hosts; h++) {
+    for (size_t h = job->host_lo; h < job->host_hi; h++) {
         if (!host_streams[h])
             continue;
         struct knn_reservoir **r = &pool.streams[host_first[h]].reservoir;
@@ -1088,6 +1182,33 @@ static void s_print_summary(struct s_job *job)
     fflush(stdout);
 }
 
+/* ---- the world: where the ranks meet ---- */
+
+static int s_agree(struct s_job *job, int rc)
+{
+    return knn_train_world_agree(job->world, rc, atomic_load(&s_stop) == S_STOP_REMOTE);
+}
+
+/* The ranks' samples to algo-1; the train channel's totals and the hosts' reports with them. */
+static int s_gather(struct s_job *job, size_t *n, float **x, float **labels)
+{
+    int rc = knn_train_world_gather_sample(job->world, (size_t)job->hp.feature_dim, n, x, labels, job->host_reports);
+    if (rc < 0 || !s_is_root(job))
+        return rc;
+    struct knn_job_summary_channel *train = &job->summary.channels[KNN_CHANNEL_TRAIN];
+    train->bytes = train->rows = 0;
+    for (size_t h = 0; h < job->hosts; h++) {
+        train->bytes += job->host_reports[h].bytes;
+        train->rows += job->host_reports[h].rows;
+    }
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Gathered %zu sampled rows from %zu hosts in %.2f s (with the wait for the last host)",
+            *n, job->hosts, job->host_reports[0].gather_seconds);
+    if (*n == 0)
+        return knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)",
+                             job->cfg.channels[KNN_CHANNEL_TRAIN].uri);
+    return s_check_stop();
+}
+
 /* Everything after the configuration is loaded. */
 static int s_run(struct s_job *job)
 {
@@ -1095,8 +1216,11 @@ static int s_run(struct s_job *job)
     float *x = NULL, *labels = NULL;
     int rc;
 
-    if ((rc = s_validate(job)) < 0 || (rc = s_open_s3(job)) < 0 || (rc = s_plan_output(job)) < 0 ||
-        (rc = s_check_stop()) < 0 || (rc = s_list_channels(job)) < 0)
+    /* Only algo-1 writes the model: it alone checks the output. */
+    if ((rc = s_validate(job)) == 0 && (rc = s_open_s3(job)) == 0 && (!s_is_root(job) || (rc = s_plan_output(job)) == 0) &&
+        (rc = s_check_stop()) == 0)
+        rc = s_list_channels(job);
+    if ((rc = s_agree(job, rc)) < 0)
         return rc;
     if (job->opts->dry_run) {
         job->summary.dry_run = 1;
@@ -1106,9 +1230,20 @@ static int s_run(struct s_job *job)
 
     s_phase(job, KNN_PHASE_SAMPLE);
     rc = s_sample(job, &n, &x, &labels);
+    if (knn_world_is_mpi(job->world)) {
+        if ((rc = s_agree(job, rc)) == 0)
+            rc = s_gather(job, &n, &x, &labels);
+        if (rc < 0 || !s_is_root(job)) {
+            knn_free(x);
+            knn_free(labels);
+            return rc; /* the other ranks' part is done */
+        }
+    }
     if (rc < 0)
         return rc;
     job->summary.rows_sampled = n;
+    job->summary.hosts = job->host_reports;
+    job->summary.host_count = job->hosts;
 
     s_phase(job, KNN_PHASE_BUILD);
     /* The sample goes into the model (knn_model_build_consume): x and labels are not ours any more. */
@@ -1165,6 +1300,16 @@ int knn_train_run(const struct knn_train_options *opts)
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
 
+    /* Started by mpirun: one rank of the job's world; else the single world, MPI untouched. */
+    if ((rc = knn_world_new(&job.world)) < 0)
+        goto finish;
+    job.summary.world_engine = knn_world_is_mpi(job.world) ? "Open MPI" : "single process";
+    job.summary.world_size = (uint64_t)knn_world_size(job.world);
+    if (knn_world_is_mpi(job.world)) {
+        knn_log_set_host(knn_world_host(job.world));
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Rank %d of %d (%s), pid %ld, on %s", knn_world_rank(job.world),
+                knn_world_size(job.world), knn_world_library_version(job.world), (long)getpid(), s_machine_name());
+    }
     po.interactive = opts->progress;
     if ((rc = knn_progress_new(&job.progress, &po)) < 0 || (rc = s_load_config(&job)) < 0)
         goto finish;
@@ -1198,7 +1343,8 @@ finish:
         knn_progress_destroy(job.progress);
         job.progress = NULL;
     }
-    s_print_summary(&job);
+    if (!job.world || s_is_root(&job))
+        s_print_summary(&job); /* algo-1 speaks for the job */
 
     if (dog.started) {
         atomic_store(&dog.quit, 1);
@@ -1217,5 +1363,8 @@ finish:
     knn_free(job.summary_uri);
     knn_free(job.failure_path);
     knn_free(job.tmp_dir);
+    knn_free(job.host_reports);
+    knn_world_destroy(job.world);
+    knn_log_set_host(NULL);
     return rc < 0 ? 1 : 0;
 }

@@ -45,6 +45,12 @@ int knn_log_parse_level(enum knn_log_level *out, const char *name);
 /** Replace the stderr sink (NULL restores it). For tests and the progress display. */
 void knn_log_set_sink(knn_log_sink_fn *fn, void *user);
 
+/**
+ * Start every line with "<host> | " (NULL or "" removes it), as SageMaker's multi-host logs name
+ * the host of each line: set by a rank of a multi-process job (train under mpirun).
+ */
+void knn_log_set_host(const char *host);
+
 int knn_log_enabled(enum knn_log_level level);
 void knn_log_write(enum knn_log_level level, enum knn_log_subject subject, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
