@@ -102,8 +102,10 @@ void knn_log_write(enum knn_log_level level, enum knn_log_subject subject, const
     if (s_sink) {
         s_sink(s_sink_user, level, line);
     } else {
-        fputs(line, stderr);
-        fputc('\n', stderr);
+        /* One write per line: under mpirun the ranks' lines would otherwise interleave mid-line. */
+        size_t len = strnlen(line, sizeof(line) - 1);
+        line[len] = '\n';
+        fwrite(line, 1, len + 1, stderr);
         fflush(stderr);
     }
     pthread_mutex_unlock(&s_lock);

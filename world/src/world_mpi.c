@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define S_TAG_DATA 17
 #define S_TAG_ALARM 23
@@ -119,8 +120,19 @@ static void s_destroy(void *impl)
     int finalized = 0;
     if (m->alarm_sends)
         MPI_Waitall(m->size, m->alarm_sends, MPI_STATUSES_IGNORE);
-    /* Every rank is here: alarms sent before this barrier are received below, none is left queued. */
-    MPI_Barrier(m->alarm_comm);
+    /*
+     * Every rank is here: alarms sent before this barrier are received below, none is left queued.
+     * The barrier is polled with a sleep, not blocked in: a blocked MPI call spins a core, and ranks
+     * that finished early would take it from rank 0's work on a shared machine.
+     */
+    MPI_Request req = MPI_REQUEST_NULL;
+    if (MPI_Ibarrier(m->alarm_comm, &req) == MPI_SUCCESS) {
+        int done = 0;
+        while (MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
     s_alarm_drain(m);
     MPI_Comm_free(&m->alarm_comm);
     knn_free(m->alarm_sends);
