@@ -87,12 +87,12 @@ static int s_check_stop(void)
     return knn_error_set(KNN_ECANCELED, "the job was stopped by %s", why - S_STOP_SIGNAL == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-/* The S3 client's cancel hook: a deadline or a signal stops the transfers in flight at once. */
+/* The S3 client's cancel hook: a deadline, a signal or another rank's failure stops the transfers in flight. */
 static int s_s3_cancelled(void *user)
 {
     (void)user;
     int why = atomic_load_explicit(&s_stop, memory_order_relaxed);
-    return why == S_STOP_DEADLINE || why >= S_STOP_SIGNAL;
+    return why == S_STOP_DEADLINE || why >= S_STOP_SIGNAL || why == S_STOP_REMOTE;
 }
 
 struct s_watchdog {
@@ -1323,8 +1323,9 @@ int knn_train_run(const struct knn_train_options *opts)
 
 finish:
     s_phase(&job, job.phase);
-    if (rc < 0 && s_s3_cancelled(NULL))
-        rc = s_check_stop(); /* the stop is the cause, not the transfer it cut short */
+    /* The stop is the cause, not the transfer it cut short (another rank's failure: its own reason, agreed on). */
+    if (rc < 0 && s_s3_cancelled(NULL) && atomic_load(&s_stop) != S_STOP_REMOTE)
+        rc = s_check_stop();
     if (rc < 0) {
         knn_failure_reason(job.reason, sizeof(job.reason), rc, knn_error_message());
         s_clean_output(&job);
