@@ -1,14 +1,11 @@
 /* knn-runner: SageMaker k-NN training jobs and endpoints outside SageMaker. */
+#include "build_info.h"
 #include "commands.h"
 
 #include "knn/common/log.h"
 
 #include <stdio.h>
 #include <string.h>
-
-#ifndef KNN_VERSION
-#define KNN_VERSION "unknown"
-#endif
 
 struct s_command {
     const char *name;
@@ -29,7 +26,7 @@ static void s_usage(FILE *out)
     fprintf(out, "usage: knn-runner <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(s_commands) / sizeof(s_commands[0]); i++)
         fprintf(out, "  %-10s %s\n", s_commands[i].name, s_commands[i].summary);
-    fprintf(out, "  %-10s %s\n", "version", "print the version");
+    fprintf(out, "  %-10s %s\n", "version", "print the version, the git commit and the features built in");
     fprintf(out, "\n`knn-runner help <command>` (or `knn-runner <command> --help`) describes a command.\n"
                  "Log level: KNN_LOG_LEVEL=debug.\n"
                  "\n"
@@ -76,7 +73,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(name, "version") == 0 || strcmp(name, "--version") == 0) {
-        printf("knn-runner %s\n", KNN_VERSION);
+        knn_build_info_print(stdout);
         return 0;
     }
     const struct s_command *cmd = s_find(name);
