@@ -48,7 +48,7 @@ with tempfile.TemporaryDirectory(prefix="knn-install-") as tmp:
     script = f'''. "{completion}"
 t() {{ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _knn_runner; echo "${{COMPREPLY[*]}}"; }}
 t knn-runner tr
-t knn-runner serve --max
+t knn-runner serve --max-pay
 t knn-runner s3 ""
 '''
     env = dict(clean_env(), PATH=os.path.dirname(binary) + ":/usr/bin:/bin")
