@@ -542,6 +542,10 @@ int knn_model_predict(
             goto on_error;
         }
     }
+    if (opts->ids && !(out->ids = knn_malloc_array(n, k * sizeof(int64_t)))) {
+        rc = KNN_ENOMEM;
+        goto on_error;
+    }
     struct knn_search_params params = KNN_SEARCH_PARAMS_INIT;
     params.nprobe = opts->nprobe;
     params.threads = opts->threads ? opts->threads : model->cfg.threads;
@@ -565,6 +569,8 @@ int knn_model_predict(
                     od[j] = qd[j];
                 }
             }
+            if (opts->ids)
+                memcpy(out->ids + (i0 + i) * k, qi, k * sizeof(int64_t));
         }
     }
     knn_free(xt);
@@ -589,6 +595,7 @@ void knn_predictions_clean_up(struct knn_predictions *p)
     knn_free(p->predicted);
     knn_free(p->labels);
     knn_free(p->distances);
+    knn_free(p->ids);
     memset(p, 0, sizeof(*p));
 }
 

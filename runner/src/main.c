@@ -17,6 +17,7 @@ static const struct s_command s_commands[] = {
     {"train", knn_cmd_train, "run a training job (--manifest job.json, or the /opt/ml container contract)"},
     {"serve", knn_cmd_serve, "serve a model with SageMaker's /ping and /invocations"},
     {"transform", knn_cmd_transform, "batch transform: run a model over an S3 or local prefix"},
+    {"query", knn_cmd_query, "ask a model from the shell: rows in, neighbours out (a table, or JSON Lines)"},
     {"recordio", knn_cmd_recordio, "inspect and convert RecordIO-protobuf and CSV data"},
     {"s3", knn_cmd_s3, "ls, cp and rm against S3-compatible storage"},
 };

@@ -256,7 +256,7 @@ int test_encode_shapes(void)
     float predicted[] = {0.0f, 2.0f};
     float labels[] = {0.0f, 1.0f, 0.0f, 2.0f, 2.0f, 0.0f};
     float distances[] = {3.11792408f, 3.89746071f, 6.32548437f, 1.08470316f, 3.04917915f, 5.25393973f};
-    struct knn_predictions p = {2, 3, predicted, labels, distances};
+    struct knn_predictions p = {2, 3, predicted, labels, distances, NULL};
     struct knn_buf out = KNN_BUF_INIT(1 << 20);
     struct knn_mime json = {KNN_MEDIA_JSON, 0, -1}, jl = {KNN_MEDIA_JSONLINES, 0, -1};
 
@@ -285,7 +285,7 @@ int test_encode_shapes(void)
     float predicted2[] = {1.0f, NAN};
     float labels2[] = {1.0f, NAN, NAN, NAN, NAN, NAN};
     float distances2[] = {0.5f, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
-    struct knn_predictions p2 = {2, 3, predicted2, labels2, distances2};
+    struct knn_predictions p2 = {2, 3, predicted2, labels2, distances2, NULL};
     knn_buf_reset(&out);
     ASSERT_OK(knn_infer_encode(&out, &jl, &p2, 0, 2));
     ASSERT_STR_EQ("{\"predicted_label\": 1.0, \"distances\": [0.5], \"labels\": [1.0]}\n"

@@ -96,9 +96,10 @@ struct knn_predict_options {
     int verbose;    /* also return the k neighbours' labels and distances */
     size_t nprobe;  /* 0 = the model's */
     size_t threads; /* 0 = the model's */
+    int ids;        /* also return the k neighbours' ids: their rows in the sample, 0-based */
 };
 
-#define KNN_PREDICT_OPTIONS_INIT {0, 0, 0}
+#define KNN_PREDICT_OPTIONS_INIT {0, 0, 0, 0}
 
 /**
  * Predictions for n queries. `k` is the model's k clamped to the number of indexed vectors (a
@@ -115,6 +116,7 @@ struct knn_predictions {
     float *predicted; /* n */
     float *labels;    /* n * k, or NULL */
     float *distances; /* n * k, or NULL */
+    int64_t *ids;     /* n * k when asked (opts->ids), else NULL; -1 for a neighbour not found */
 };
 
 int knn_model_predict(
