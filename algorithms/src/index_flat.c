@@ -37,6 +37,14 @@
 #define S_QUERY_UNIT 256
 /* ... and only when each worker gets at least this many floats of the base to scan. */
 #define S_SPLIT_MIN_FLOATS (1u << 16)
+/*
+ * The base is split in units of this many rows, so that every row gets the same distance, to the
+ * bit, whatever the split (and in a model part, part.h, whose rows start at such a unit): the
+ * single-query kernel takes rows in groups of 8 from the start of its range (the rest one by one,
+ * rounded differently), and the sgemm path (d > 128) cuts the base in tiles of 256 whose sgemm
+ * calls round by their shape.
+ */
+#define S_SPLIT_ROWS 256
 
 struct s_flat {
     float *xb;    /* ntotal * dim */
@@ -135,9 +143,11 @@ static int s_chunk_queries(void *ctx, size_t ubegin, size_t uend, size_t worker)
     return rc ? knn_error_wrap(rc, "flat search, queries %zu..%zu", begin, end) : 0;
 }
 
-static int s_chunk_base(void *ctx, size_t begin, size_t end, size_t worker)
+static int s_chunk_base(void *ctx, size_t ubegin, size_t uend, size_t worker)
 {
     struct s_search *s = ctx;
+    size_t ntotal = s->index->ntotal;
+    size_t begin = ubegin * S_SPLIT_ROWS, end = uend * S_SPLIT_ROWS < ntotal ? uend * S_SPLIT_ROWS : ntotal;
     size_t nk = s->n * s->k;
     int rc = s_search_range(
         s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip, s->k,
@@ -183,7 +193,7 @@ static int s_search(
         s.wdist[i] = s.ip ? -INFINITY : INFINITY;
         s.wlabels[i] = -1;
     }
-    rc = knn__parallel_for(ntotal, split, s_chunk_base, &s);
+    rc = knn__parallel_for((ntotal + S_SPLIT_ROWS - 1) / S_SPLIT_ROWS, split, s_chunk_base, &s);
     if (rc != 0)
         goto done;
     for (size_t i = 0; i < n; i++) {

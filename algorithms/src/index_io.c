@@ -24,6 +24,7 @@
 #include "pq.h"
 
 #include "knn/algorithms/index.h"
+#include "knn/algorithms/part.h"
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
 
@@ -209,6 +210,10 @@ struct s_reader {
     void *user;
     uint64_t off;   /* bytes consumed */
     uint64_t total; /* bytes available */
+    /* A part of the index only (knn_index_read_faiss_part): positional reads, skips are seeks. */
+    knn_pread_fn *pread;
+    size_t part, nparts; /* nparts 0: the whole index */
+    struct knn_index_part_info *info;
 };
 
 static uint64_t s_left(const struct s_reader *r)
@@ -225,7 +230,7 @@ static int s_get(struct s_reader *r, void *p, size_t n, const char *field)
             s_left(r));
     if (n == 0)
         return 0;
-    int rc = r->read(r->user, p, n);
+    int rc = r->pread ? r->pread(r->user, p, n, r->off) : r->read(r->user, p, n);
     if (rc != 0)
         return knn_error_wrap(rc, "byte %" PRIu64 ": %s", r->off, field);
     r->off += n;
@@ -254,6 +259,10 @@ static int s_skip(struct s_reader *r, uint64_t n, const char *field)
         return knn_error_set(
             KNN_ETRUNCATED, "byte %" PRIu64 ": %s: needs %" PRIu64 " bytes, the file has %" PRIu64 " left", r->off,
             field, n, s_left(r));
+    if (r->pread) {
+        r->off += n;
+        return 0;
+    }
     uint8_t buf[4096];
     while (n > 0) {
         size_t c = n < sizeof(buf) ? (size_t)n : sizeof(buf);
@@ -334,8 +343,18 @@ static int s_read_header(struct s_reader *r, struct s_header *h)
 
 static int s_read_index(struct s_reader *r, struct knn_index **out, int depth);
 
-/* The rest of an IxF2 / IxFI after its fourcc. */
-static int s_read_flat(struct s_reader *r, struct knn_index **out, uint32_t fourcc)
+/*
+ * Entries [lo, hi) of part `part` of `nparts` over n entries, cut at multiples of `align` (the
+ * last part ends at n): consecutive parts meet, so every entry is in exactly one part.
+ */
+static void s_part_range(uint64_t n, size_t part, size_t nparts, uint64_t align, uint64_t *lo, uint64_t *hi)
+{
+    *lo = part == 0 ? 0 : (uint64_t)((unsigned __int128)n * part / nparts) / align * align;
+    *hi = part + 1 == nparts ? n : (uint64_t)((unsigned __int128)n * (part + 1) / nparts) / align * align;
+}
+
+/* The rest of an IxF2 / IxFI after its fourcc; `sliced`: only this reader's part of the rows. */
+static int s_read_flat(struct s_reader *r, struct knn_index **out, uint32_t fourcc, int sliced)
 {
     struct s_header h;
     struct knn_index *index = NULL;
@@ -364,13 +383,21 @@ static int s_read_flat(struct s_reader *r, struct knn_index **out, uint32_t four
     o.dim = h.d;
     if ((rc = knn_index_new(&index, &o)))
         goto on_error;
-    size_t chunk = h.ntotal < S_FLAT_CHUNK ? (size_t)h.ntotal : S_FLAT_CHUNK;
+    uint64_t lo = 0, hi = h.ntotal;
+    if (sliced) {
+        s_part_range(h.ntotal, r->part, r->nparts, KNN_PART_FLAT_ALIGN, &lo, &hi);
+        r->info->ntotal = h.ntotal;
+        r->info->id_offset = (int64_t)lo;
+        if ((rc = s_skip(r, lo * h.d * sizeof(float), "Flat vectors")))
+            goto on_error;
+    }
+    size_t chunk = hi - lo < S_FLAT_CHUNK ? (size_t)(hi - lo) : S_FLAT_CHUNK;
     if (chunk > 0 && !(buf = knn_malloc_array(chunk, h.d * sizeof(float)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
-    for (uint64_t i0 = 0; i0 < h.ntotal; i0 += chunk) {
-        size_t nb = h.ntotal - i0 < chunk ? (size_t)(h.ntotal - i0) : chunk;
+    for (uint64_t i0 = lo; i0 < hi; i0 += chunk) {
+        size_t nb = hi - i0 < chunk ? (size_t)(hi - i0) : chunk;
         at = r->off;
         if ((rc = s_get(r, buf, nb * h.d * sizeof(float), "Flat vectors")))
             goto on_error;
@@ -379,6 +406,8 @@ static int s_read_flat(struct s_reader *r, struct knn_index **out, uint32_t four
             goto on_error;
         }
     }
+    if (sliced && (rc = s_skip(r, (h.ntotal - hi) * h.d * sizeof(float), "Flat vectors")))
+        goto on_error;
     knn_free(buf);
     *out = index;
     return 0;
@@ -519,25 +548,41 @@ static int s_read_invlists(struct s_reader *r, struct knn_index *index, uint64_t
         rc = KNN_ENOMEM;
         goto on_error;
     }
+    /* A part holds its slice [lo, hi) of every list (a seek over the rest); the whole: all of it. */
+    uint64_t held = 0;
     for (size_t l = 0; l < nlist; l++) {
-        if (sizes[l] == 0)
+        uint64_t lo = 0, hi = sizes[l];
+        if (r->nparts > 0)
+            s_part_range(sizes[l], r->part, r->nparts, KNN_PART_LIST_ALIGN, &lo, &hi);
+        if (hi == lo) {
+            if ((rc = s_skip(r, sizes[l] * per, "inverted lists: codes and ids")))
+                goto on_error;
             continue;
+        }
         uint8_t *codes;
         int64_t *ids;
-        if ((rc = knn__ivf_list_alloc(index, l, (size_t)sizes[l], &codes, &ids)))
+        size_t n = (size_t)(hi - lo);
+        if ((rc = knn__ivf_list_alloc(index, l, n, &codes, &ids)) ||
+            (rc = s_skip(r, lo * code_size, "inverted lists: codes")))
             goto on_error;
         at = r->off;
-        if ((rc = s_get(r, codes, (size_t)sizes[l] * code_size, "inverted lists: codes")))
+        if ((rc = s_get(r, codes, n * code_size, "inverted lists: codes")))
             goto on_error;
         if (index->opts.type == KNN_INDEX_IVFFLAT &&
-            (rc = s_check_finite(r, at, (const float *)codes, (size_t)sizes[l] * code_size / sizeof(float))))
+            (rc = s_check_finite(r, at, (const float *)codes, n * code_size / sizeof(float))))
+            goto on_error;
+        if ((rc = s_skip(r, (sizes[l] - hi) * code_size, "inverted lists: codes")) ||
+            (rc = s_skip(r, lo * 8, "inverted lists: ids")))
             goto on_error;
         at = r->off;
-        if ((rc = s_get(r, ids, (size_t)sizes[l] * 8, "inverted lists: ids")) ||
-            (rc = s_check_ids(r, at, ids, (size_t)sizes[l], ntotal, seen)) || (rc = knn__ivf_list_finish(index, l)))
+        if ((rc = s_get(r, ids, n * 8, "inverted lists: ids")) || (rc = s_check_ids(r, at, ids, n, ntotal, seen)) ||
+            (rc = knn__ivf_list_finish(index, l)) || (rc = s_skip(r, (sizes[l] - hi) * 8, "inverted lists: ids")))
             goto on_error;
+        held += n;
     }
-    index->ntotal = (size_t)ntotal;
+    index->ntotal = (size_t)held;
+    if (r->info)
+        r->info->ntotal = ntotal;
 
 on_error:
     knn_free(sizes);
@@ -712,7 +757,7 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
     if (rc)
         return rc;
     if (h == S_FOURCC("IxF2") || h == S_FOURCC("IxFI"))
-        return s_read_flat(r, out, h);
+        return s_read_flat(r, out, h, depth == 0 && r->nparts > 0);
     if ((h == S_FOURCC("IwFl") || h == S_FOURCC("IwPQ")) && depth == 0)
         return s_read_ivf(r, out, h, depth);
     char t[5];
@@ -730,23 +775,46 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
         at, t);
 }
 
+/* A whole file's index: nothing may follow it. */
+static int s_read_top(struct s_reader *r, struct knn_index **out)
+{
+    struct knn_index *index = NULL;
+    int rc = s_read_index(r, &index, 0);
+    if (rc)
+        return rc;
+    if (s_left(r) != 0) {
+        knn_index_destroy(index);
+        return knn_error_set(
+            KNN_EFORMAT, "byte %" PRIu64 ": %" PRIu64 " bytes follow the end of the index", r->off, s_left(r));
+    }
+    *out = index;
+    return 0;
+}
+
 int knn_index_read_faiss(struct knn_index **out, knn_read_fn *read, void *user, uint64_t total_len)
 {
     if (!out || !read)
         return knn_error_set(KNN_EINVAL, "FAISS index: NULL argument");
     *out = NULL;
-    struct s_reader r = {read, user, 0, total_len};
-    struct knn_index *index = NULL;
-    int rc = s_read_index(&r, &index, 0);
-    if (rc)
-        return rc;
-    if (s_left(&r) != 0) {
-        knn_index_destroy(index);
-        return knn_error_set(
-            KNN_EFORMAT, "byte %" PRIu64 ": %" PRIu64 " bytes follow the end of the index", r.off, s_left(&r));
-    }
-    *out = index;
-    return 0;
+    struct s_reader r = {read, user, 0, total_len, NULL, 0, 0, NULL};
+    return s_read_top(&r, out);
+}
+
+int knn_index_read_faiss_part(
+    struct knn_index **out, struct knn_index_part_info *info, knn_pread_fn *pread, void *user, uint64_t total_len,
+    size_t part, size_t nparts)
+{
+    if (!out || !info || !pread)
+        return knn_error_set(KNN_EINVAL, "FAISS index: NULL argument");
+    *out = NULL;
+    if (nparts == 0 || part >= nparts)
+        return knn_error_set(KNN_EINVAL, "FAISS index: part %zu of %zu does not exist", part, nparts);
+    memset(info, 0, sizeof(*info));
+    struct s_reader r = {NULL, user, 0, total_len, pread, part, nparts, info};
+    int rc = s_read_top(&r, out);
+    if (rc == 0)
+        info->held = knn_index_ntotal(*out);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */

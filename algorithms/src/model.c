@@ -489,6 +489,40 @@ static float s_regress(const float *labels, const int64_t *ids, size_t k)
     return n ? (float)(sum / (double)n) : NAN;
 }
 
+size_t knn__model_predict_chunk(size_t n, size_t k)
+{
+    /* Scratch of chunk * k results: about 12 MiB at most, whatever k. */
+    size_t chunk = ((size_t)1 << 20) / k;
+    chunk = chunk < 512 ? 512 : chunk > S_CHUNK_ROWS ? S_CHUNK_ROWS : chunk;
+    return n < chunk ? n : chunk;
+}
+
+int knn__model_predict_neighbours(
+    const struct knn_model *model, size_t n, size_t k, const float *dist, const int64_t *ids, const float *nlabels,
+    float *predicted)
+{
+    /* s_classify and s_regress read labels[ids[j]]: give them positions into this query's labels. */
+    struct s_vote *votes = knn_malloc_array(k, sizeof(*votes));
+    int64_t *pos = knn_malloc_array(k, sizeof(int64_t));
+    if (!votes || !pos) {
+        knn_free(votes);
+        knn_free(pos);
+        return knn_error_wrap(KNN_ENOMEM, "predict: votes of k=%zu neighbours", k);
+    }
+    int ip = model->cfg.metric != KNN_MODEL_METRIC_L2;
+    for (size_t i = 0; i < n; i++) {
+        const int64_t *qi = ids + i * k;
+        for (size_t j = 0; j < k; j++)
+            pos[j] = qi[j] >= 0 ? (int64_t)j : -1;
+        predicted[i] = model->cfg.predictor == KNN_PREDICTOR_CLASSIFIER
+                           ? s_classify(nlabels + i * k, dist + i * k, pos, k, ip, votes)
+                           : s_regress(nlabels + i * k, pos, k);
+    }
+    knn_free(votes);
+    knn_free(pos);
+    return 0;
+}
+
 static int s_clamp_warned;
 
 int knn_model_predict(
@@ -524,10 +558,7 @@ int knn_model_predict(
     if (s_find_nonfinite(x, n, model->cfg.feature_dim, &row, &col))
         return knn_error_set(KNN_ERANGE, "predict: query %zu, feature %zu is not a finite number", row, col);
 
-    /* Scratch of chunk * k results: about 12 MiB at most, whatever k. */
-    size_t chunk = ((size_t)1 << 20) / k;
-    chunk = chunk < 512 ? 512 : chunk > S_CHUNK_ROWS ? S_CHUNK_ROWS : chunk;
-    chunk = n < chunk ? n : chunk;
+    size_t chunk = knn__model_predict_chunk(n, k);
     size_t d = model->effective_dim;
     if (!(out->predicted = knn_malloc_array(n, sizeof(float))) || !(xt = knn_malloc_array(chunk, d * sizeof(float))) ||
         !(dist = knn_malloc_array(chunk, k * sizeof(float))) || !(ids = knn_malloc_array(chunk, k * sizeof(int64_t))) ||

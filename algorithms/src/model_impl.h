@@ -35,4 +35,36 @@ int knn__model_setup_transform(struct knn_model *model);
  */
 int knn__model_transform(const struct knn_model *model, size_t n, const float *x, float *out);
 
+/**
+ * How knn__model_load_with reads the index and labels files (knn_model_load: all of them; a model
+ * part, part.c: its share). `index` fills *out and *ntotal (the whole index's vector count);
+ * `labels` reads the labels file at `path` (which must hold ntotal floats) into `model` or `user`.
+ * `verify`: check the JSON's SHA-256 sums of the two files first.
+ */
+struct knn__model_reader {
+    int (*index)(void *user, const char *path, struct knn_index **out, uint64_t *ntotal);
+    int (*labels)(void *user, const char *path, uint64_t ntotal, struct knn_model *model);
+    void *user;
+    int verify;
+};
+
+/** knn_model_load with the given reader (the JSON's checks and the transform are the same). */
+int knn__model_load_with(struct knn_model **out, const char *dir, const struct knn__model_reader *reader);
+
+/**
+ * Queries transformed and searched per step by knn_model_predict (n queries, k neighbours): a
+ * model part searches in the same steps, so every search call sees the batch the whole model's
+ * would (the kernels choose by batch size).
+ */
+size_t knn__model_predict_chunk(size_t n, size_t k);
+
+/**
+ * Predictions of n queries from their k neighbours each, best first: nlabels[i * k + j] is the
+ * label of neighbour j (ignored where ids[i * k + j] < 0, a neighbour that could not be found).
+ * The vote (or mean) of knn_model_predict.
+ */
+int knn__model_predict_neighbours(
+    const struct knn_model *model, size_t n, size_t k, const float *dist, const int64_t *ids, const float *nlabels,
+    float *predicted);
+
 #endif

@@ -559,7 +559,29 @@ static int s_mismatch(const char *what, size_t json_value, size_t index_value)
         KNN_EMISMATCH, "%s says %s = %zu, but %s has %zu", S_JSON_NAME, what, json_value, S_INDEX_NAME, index_value);
 }
 
+/* The default reader: the whole index and every label. */
+static int s_read_whole_index(void *user, const char *path, struct knn_index **out, uint64_t *ntotal)
+{
+    (void)user;
+    int rc = knn_index_read_faiss_file(out, path);
+    if (rc == 0)
+        *ntotal = knn_index_ntotal(*out);
+    return rc;
+}
+
+static int s_read_all_labels(void *user, const char *path, uint64_t ntotal, struct knn_model *model)
+{
+    (void)user;
+    return s_load_labels(path, (size_t)ntotal, &model->labels);
+}
+
 int knn_model_load(struct knn_model **out, const char *dir)
+{
+    static const struct knn__model_reader s_whole = {s_read_whole_index, s_read_all_labels, NULL, 1};
+    return knn__model_load_with(out, dir, &s_whole);
+}
+
+int knn__model_load_with(struct knn_model **out, const char *dir, const struct knn__model_reader *reader)
 {
     char path[4096];
     char *text = NULL;
@@ -589,9 +611,11 @@ int knn_model_load(struct knn_model **out, const char *dir)
         rc = KNN_ENOMEM;
         goto on_error;
     }
-    if ((rc = s_path(path, sizeof(path), dir, S_INDEX_NAME)) || (rc = s_verify(path, S_INDEX_NAME, m.index_sha)))
+    if ((rc = s_path(path, sizeof(path), dir, S_INDEX_NAME)) ||
+        (reader->verify && (rc = s_verify(path, S_INDEX_NAME, m.index_sha))))
         goto on_error;
-    if ((rc = knn_index_read_faiss_file(&model->index, path))) {
+    uint64_t ntotal;
+    if ((rc = reader->index(reader->user, path, &model->index, &ntotal))) {
         /* The reader's message starts with the path: name the file as the user knows it. */
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s", knn_error_message());
@@ -600,7 +624,6 @@ int knn_model_load(struct knn_model **out, const char *dir)
         goto on_error;
     }
     const struct knn_index_options *io = knn_index_get_options(model->index);
-    size_t ntotal = knn_index_ntotal(model->index);
 
     /* The configuration: the JSON where it speaks, the index file for the rest. */
     struct knn_model_config *c = &model->cfg;
@@ -679,8 +702,9 @@ int knn_model_load(struct knn_model **out, const char *dir)
         goto on_error;
     }
 
-    if ((rc = s_path(path, sizeof(path), dir, S_LABELS_NAME)) || (rc = s_verify(path, S_LABELS_NAME, m.labels_sha)) ||
-        (rc = s_load_labels(path, ntotal, &model->labels)))
+    if ((rc = s_path(path, sizeof(path), dir, S_LABELS_NAME)) ||
+        (reader->verify && (rc = s_verify(path, S_LABELS_NAME, m.labels_sha))) ||
+        (rc = reader->labels(reader->user, path, ntotal, model)))
         goto on_error;
 
     knn_free(text);
