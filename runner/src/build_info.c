@@ -1,6 +1,7 @@
 /* The version block of `knn-runner --version`; see build_info.h. */
 #include "build_info.h"
 
+#include "knn/world/world.h"
 #include "knn_git_commit.h" /* generated at build time: KNN_GIT_COMMIT */
 
 #include <cblas.h>
@@ -31,13 +32,17 @@ static void s_threads(FILE *out)
     fprintf(out, "our own worker threads (no OpenMP), one per core unless told otherwise (%ld cores here)", cpus > 0 ? cpus : 1);
 }
 
-/*
- * The features compiled in, one line each. Add yours here (e.g. Open MPI: {"mpi", s_mpi} under the
- * same #if that compiles the MPI world in, describing the library and its version).
- */
+static void s_mpi(FILE *out)
+{
+    /* The version compiled against, without an MPI call: --version never initialises MPI. */
+    fprintf(out, "%s; used only when started by mpirun (one rank per SageMaker host)", knn_world_mpi_version());
+}
+
+/* The features compiled in, one line each: a new feature adds its describe function here. */
 static const struct s_feature s_features[] = {
     {"blas", s_blas},
     {"threads", s_threads},
+    {"mpi", s_mpi},
 };
 
 const char *knn_build_info_version(void)

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`knn-runner --version`: the project version, the git commit the binary was built from (as git
-itself reports it; "unknown" outside a git checkout) and the BLAS library with its threading, as
+itself reports it; "unknown" outside a git checkout), the BLAS library with its threading and the
+Open MPI version, as
 dpkg says is installed."""
 import os
 import re
@@ -52,4 +53,10 @@ check(len(blas) == 1, f"no single 'blas' feature line in {lines}")
 check(f"OpenBLAS {upstream}" in blas[0] and f"{threading} build" in blas[0],
       f"blas line {blas[0]!r}: expected OpenBLAS {upstream} and '{threading} build' ({package})")
 check(any(l.strip().startswith("threads ") for l in lines), "no 'threads' feature line")
+
+# Open MPI: the version of the libopenmpi package dpkg has installed, e.g. 4.1.4 of "4.1.4-3+b1".
+mpi_version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libopenmpi3"], capture_output=True,
+                             text=True, check=True).stdout.split("-")[0]
+mpi = [l for l in lines if l.strip().startswith("mpi ")]
+check(len(mpi) == 1 and f"Open MPI {mpi_version}" in mpi[0], f"expected an 'mpi' line naming Open MPI {mpi_version}")
 print(out, end="")
