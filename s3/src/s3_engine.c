@@ -191,7 +191,7 @@ static void s_attempt_done(struct knn_s3__engine *e, struct knn_s3__job *j)
         return;
     }
     int wait = knn__s3_backoff_ms(e->client, j->attempt + 1);
-    KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "%s; retrying in %d ms", knn_error_message(), wait);
+    knn__s3_note_retry(e->client, &j->req, x, &j->resp, wait);
     j->not_before_ns = knn_clock_monotonic_ns() + (uint64_t)wait * 1000000u;
     j->state = KNN_S3__JOB_BACKOFF;
 }

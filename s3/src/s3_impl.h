@@ -125,6 +125,13 @@ struct knn_s3_client {
     size_t idle_cap;
     int64_t skew_s; /* server time - local time, learnt from RequestTimeTooSkewed */
     char credentials_used[256]; /* knn_s3_credentials_describe() of the last request's, for 403 messages */
+    struct knn_s3_retry_count retries[KNN_S3_RETRY_CAUSES_MAX];
+    size_t retry_causes;
+    struct {
+        const char *op; /* a string literal of the request */
+        uint64_t last_warn_ns;
+        uint64_t unlogged; /* retries of this operation since its last WARN line */
+    } retry_warn[16];
     uint64_t rng;   /* backoff jitter */
 };
 
@@ -265,6 +272,14 @@ int knn__s3_code_is_retryable(const char *code);
 
 /** The KNN_E* for an S3 error code and HTTP status. */
 int knn__s3_code_to_error(const char *code, long status);
+
+/**
+ * A retry of `req` after the attempt (x, resp) failed and `knn__s3_classify` set the message: count it
+ * by cause and log the message at WARN, at most once per operation every 10 s (else at DEBUG).
+ */
+void knn__s3_note_retry(
+    struct knn_s3_client *client, const struct knn_s3__request *req, const struct knn_s3_http_exchange *x,
+    const struct knn_s3__response *resp, int wait_ms);
 
 /** Learn the clock skew from a RequestTimeTooSkewed response's Date header. */
 void knn__s3_note_skew(struct knn_s3_client *client, const struct knn_s3__response *resp);

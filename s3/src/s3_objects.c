@@ -535,9 +535,10 @@ int knn_s3_get(
         if (g.end != UINT64_MAX && g.start + g.delivered >= g.end)
             break; /* everything arrived before the failure */
         int wait = knn__s3_backoff_ms(client, attempt + 1);
+        knn__s3_note_retry(client, &req, &x, &resp, wait);
         KNN_LOG(
-            KNN_LOG_DEBUG, KNN_LS_S3, "%s; resuming at byte %llu in %d ms", knn_error_message(),
-            (unsigned long long)(g.start + g.delivered), wait);
+            KNN_LOG_DEBUG, KNN_LS_S3, "GetObject s3://%s/%s: resuming at byte %llu", bucket, key,
+            (unsigned long long)(g.start + g.delivered));
         if ((rc = knn__s3_backoff_sleep(client, &req, wait)))
             goto done;
     }

@@ -367,6 +367,80 @@ int knn__s3_backoff_sleep(struct knn_s3_client *c, const struct knn_s3__request 
     }
 }
 
+/* ---- retries: counted by cause, logged at WARN at most once per operation every 10 s ---- */
+
+#define S_RETRY_WARN_INTERVAL_NS (10ull * 1000000000ull)
+
+static void s_retry_cause(char *out, size_t size, const struct knn_s3_http_exchange *x, const struct knn_s3__response *r)
+{
+    if (x->result != 0)
+        snprintf(out, size, "%s", x->result == KNN_ETIMEOUT     ? "timeout"
+                                  : x->result == KNN_ETRUNCATED ? "truncated"
+                                                                : "connection");
+    else if (r->error.code[0])
+        snprintf(out, size, "%.40s", r->error.code);
+    else
+        snprintf(out, size, "HTTP %ld", r->status);
+}
+
+void knn__s3_note_retry(
+    struct knn_s3_client *c, const struct knn_s3__request *req, const struct knn_s3_http_exchange *x,
+    const struct knn_s3__response *resp, int wait_ms)
+{
+    char cause[48];
+    s_retry_cause(cause, sizeof(cause), x, resp);
+    uint64_t now = knn_clock_monotonic_ns(), unlogged = 0;
+    int warn = 0;
+    pthread_mutex_lock(&c->lock);
+    size_t i = 0;
+    while (i < c->retry_causes && strcmp(c->retries[i].cause, cause) != 0)
+        i++;
+    if (i == c->retry_causes && i == KNN_S3_RETRY_CAUSES_MAX) {
+        i = KNN_S3_RETRY_CAUSES_MAX - 1; /* the last slot becomes "other" */
+        snprintf(c->retries[i].cause, sizeof(c->retries[i].cause), "other");
+    } else if (i == c->retry_causes) {
+        snprintf(c->retries[i].cause, sizeof(c->retries[i].cause), "%s", cause);
+        c->retry_causes++;
+    }
+    c->retries[i].count++;
+    size_t n = sizeof(c->retry_warn) / sizeof(c->retry_warn[0]), w = 0;
+    while (w < n && c->retry_warn[w].op && strcmp(c->retry_warn[w].op, req->op) != 0)
+        w++;
+    if (w == n) {
+        warn = 1; /* more operations than slots: never hide one */
+    } else {
+        if (!c->retry_warn[w].op) {
+            c->retry_warn[w].op = req->op;
+            c->retry_warn[w].last_warn_ns = 0;
+        }
+        if (!c->retry_warn[w].last_warn_ns || now - c->retry_warn[w].last_warn_ns >= S_RETRY_WARN_INTERVAL_NS) {
+            warn = 1;
+            unlogged = c->retry_warn[w].unlogged;
+            c->retry_warn[w].unlogged = 0;
+            c->retry_warn[w].last_warn_ns = now;
+        } else {
+            c->retry_warn[w].unlogged++;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (warn && unlogged)
+        KNN_LOG(
+            KNN_LOG_WARN, KNN_LS_S3, "%s; retrying in %d ms (and %llu more %s retries since the last such line)",
+            knn_error_message(), wait_ms, (unsigned long long)unlogged, req->op);
+    else
+        KNN_LOG(warn ? KNN_LOG_WARN : KNN_LOG_DEBUG, KNN_LS_S3, "%s; retrying in %d ms", knn_error_message(), wait_ms);
+}
+
+size_t knn_s3_client_retries(struct knn_s3_client *c, struct knn_s3_retry_count *out, size_t max)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->retry_causes;
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = c->retries[i];
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 /* ---- responses ---- */
 
 void knn__s3_response_init(struct knn_s3__response *resp, size_t body_cap)
@@ -739,7 +813,7 @@ int knn__s3_execute_counted(
         }
         knn__s3_note_skew(c, resp);
         int wait = knn__s3_backoff_ms(c, attempt + 1);
-        KNN_LOG(KNN_LOG_DEBUG, KNN_LS_S3, "%s; retrying in %d ms", knn_error_message(), wait);
+        knn__s3_note_retry(c, req, &x, resp, wait);
         if ((rc = knn__s3_backoff_sleep(c, req, wait)))
             goto done;
     }

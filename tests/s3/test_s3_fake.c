@@ -7,11 +7,13 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/common/log.h"
 #include "knn/s3/client.h"
 #include "knn/s3/reader.h"
 #include "knn/s3/upload.h"
 #include "knn_test.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,4 +442,74 @@ int test_fake_torture_put_get_head(void)
 int test_fake_torture_upload_and_reader(void)
 {
     return s_torture(s_op_upload_reader, 5 * MIB + 1, 3);
+}
+
+/* Retries are visible: counted by cause, and one WARN line per operation at most every 10 s. */
+struct s_warns {
+    pthread_mutex_t lock;
+    int get_lines, put_lines;
+    char first_get[1024];
+};
+
+static void s_warn_sink(void *user, enum knn_log_level level, const char *line)
+{
+    struct s_warns *w = user;
+    if (level != KNN_LOG_WARN)
+        return;
+    pthread_mutex_lock(&w->lock);
+    if (strstr(line, "GetObject s3://b/k:") && w->get_lines++ == 0)
+        snprintf(w->first_get, sizeof(w->first_get), "%s", line);
+    if (strstr(line, "PutObject s3://b/p:"))
+        w->put_lines++;
+    pthread_mutex_unlock(&w->lock);
+}
+
+static uint64_t s_retries_of(struct knn_s3_client *c, const char *cause)
+{
+    struct knn_s3_retry_count r[KNN_S3_RETRY_CAUSES_MAX];
+    size_t n = knn_s3_client_retries(c, r, KNN_S3_RETRY_CAUSES_MAX);
+    for (size_t i = 0; i < n && i < KNN_S3_RETRY_CAUSES_MAX; i++)
+        if (strcmp(r[i].cause, cause) == 0)
+            return r[i].count;
+    return 0;
+}
+
+int test_fake_retries_counted_and_logged(void)
+{
+    struct fake_s3 *f = fake_s3_new();
+    struct knn_s3_client *c;
+    struct s_warns w = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    ASSERT_OK(s_client(&c, f, 8));
+    uint8_t data[5000];
+    s3t_fill(data, sizeof(data), 3);
+    ASSERT_OK(fake_s3_put(f, "b", "k", data, sizeof(data)));
+    fake_s3_fault(f, "GET", "/b/k", 0, 3, FAKE_STATUS, 503, "SlowDown", 0);
+    fake_s3_fault(f, "GET", "/b/k", 0, 1, FAKE_RESET, 0, NULL, 0);
+    fake_s3_fault(f, "GET", "/b/k", 0, 1, FAKE_STATUS, 500, "InternalError", 0);
+    fake_s3_fault(f, "PUT", "/b/p", 0, 1, FAKE_STATUS, 503, "SlowDown", 0);
+    enum knn_log_level old = knn_log_get_level();
+    knn_log_set_level(KNN_LOG_WARN);
+    knn_log_set_sink(s_warn_sink, &w);
+    struct knn_buf got = KNN_BUF_INIT(1 << 20);
+    int rc = knn_s3_get(NULL, c, "b", "k", NULL, s_collect, &got);
+    int prc = knn_s3_put(NULL, c, "b", "p", data, 100, NULL);
+    knn_log_set_sink(NULL, NULL);
+    knn_log_set_level(old);
+    ASSERT_OK(rc);
+    ASSERT_OK(prc);
+    ASSERT_MEM_EQ(data, sizeof(data), got.data, got.len);
+    ASSERT_UINT_EQ(4, s_retries_of(c, "SlowDown")); /* 3 GETs, 1 PUT */
+    ASSERT_UINT_EQ(1, s_retries_of(c, "connection"));
+    ASSERT_UINT_EQ(1, s_retries_of(c, "InternalError"));
+    /* Five GET retries within far less than 10 s: one line, the first, naming the cause and attempt. */
+    ASSERT_INT_EQ(1, w.get_lines);
+    ASSERT_CONTAINS(w.first_get, "SlowDown");
+    ASSERT_CONTAINS(w.first_get, "attempt 1 of 8");
+    ASSERT_CONTAINS(w.first_get, "retrying in");
+    /* Another operation has its own line. */
+    ASSERT_INT_EQ(1, w.put_lines);
+    knn_buf_clean_up(&got);
+    knn_s3_client_destroy(c);
+    fake_s3_destroy(f);
+    return 0;
 }

@@ -225,6 +225,8 @@ json_t *knn_job_summary_to_json(const struct knn_job_summary *s)
         bad |= s_set(root, "ModelArtifacts", json_string(s->artifact));
     if (s->world_engine)
         bad |= s_set_world(root, s);
+    if (s->s3_retries)
+        bad |= s_set(root, "S3Retries", json_incref(s->s3_retries));
     if (bad)
         goto on_error;
     json_decref(channels);
@@ -285,4 +287,15 @@ void knn_job_summary_print(FILE *out, const struct knn_job_summary *s)
     fprintf(out, " total %.2f s; peak memory %s\n", s->total_seconds, a);
     if (!s->failed && s->artifact)
         fprintf(out, "  model%s: %s\n", s->dry_run ? " (would be written to)" : "", s->artifact);
+    if (s->s3_retries && json_object_size(s->s3_retries) > 0) {
+        const char *cause;
+        json_t *n;
+        const char *sep = "";
+        fprintf(out, "  S3 retries:");
+        json_object_foreach(s->s3_retries, cause, n) {
+            fprintf(out, "%s %s %lld", sep, cause, (long long)json_integer_value(n));
+            sep = ",";
+        }
+        fprintf(out, "\n");
+    }
 }

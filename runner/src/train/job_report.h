@@ -105,6 +105,7 @@ struct knn_job_summary {
     uint64_t world_size;         /* processes */
     const struct knn_job_host *hosts; /* host_count entries (borrowed), in rank order */
     size_t host_count;
+    json_t *s3_retries;          /* borrowed; "S3Retries": {"SlowDown": 40, "timeout": 2}; NULL: S3 not used */
 };
 
 /** The summary as a JSON object (new reference; NULL on ENOMEM). */

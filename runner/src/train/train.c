@@ -1120,8 +1120,23 @@ static int s_upload(struct s_job *job)
     return s_check_stop();
 }
 
+/* The S3 client's retries by cause into the summary ("S3Retries"). */
+static void s_summary_retries(struct s_job *job)
+{
+    struct knn_s3_retry_count r[KNN_S3_RETRY_CAUSES_MAX];
+    if (!job->s3)
+        return;
+    size_t n = knn_s3_client_retries(job->s3, r, KNN_S3_RETRY_CAUSES_MAX);
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < n && i < KNN_S3_RETRY_CAUSES_MAX; i++)
+        json_object_set_new(o, r[i].cause, json_integer((json_int_t)r[i].count));
+    json_decref(job->summary.s3_retries);
+    job->summary.s3_retries = o;
+}
+
 static int s_write_summary(struct s_job *job)
 {
+    s_summary_retries(job);
     job->summary.total_seconds = knn_clock_seconds_since(job->start_ns);
     job->summary.peak_rss_bytes = knn_peak_rss_bytes();
     job->summary.artifact = job->artifact;
@@ -1166,6 +1181,7 @@ static void s_clean_output(struct s_job *job)
 
 static void s_print_summary(struct s_job *job)
 {
+    s_summary_retries(job);
     job->summary.total_seconds = knn_clock_seconds_since(job->start_ns);
     job->summary.peak_rss_bytes = knn_peak_rss_bytes();
     job->summary.artifact = job->artifact;
@@ -1358,6 +1374,7 @@ finish:
     for (int i = 0; i < KNN_CHANNEL_COUNT; i++)
         knn_object_list_clean_up(&job.lists[i]);
     json_decref(job.hp_json);
+    json_decref(job.summary.s3_retries);
     knn_hyperparams_clean_up(&job.hp);
     knn_job_config_clean_up(&job.cfg);
     knn_free(job.artifact);

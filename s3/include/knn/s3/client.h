@@ -119,6 +119,23 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
 /** Free the client (NULL-safe). Destroy its readers and uploads first: they borrow it. */
 void knn_s3_client_destroy(struct knn_s3_client *client);
 
+/** Retries of one cause: an S3 error code ("SlowDown", "InternalError"), "HTTP 503" when the answer
+ *  named none, or "timeout", "truncated", "connection" for transport failures. */
+struct knn_s3_retry_count {
+    char cause[48];
+    uint64_t count;
+};
+
+#define KNN_S3_RETRY_CAUSES_MAX 16 /* causes counted apart; later new ones count as "other" */
+
+/**
+ * The retries the client's requests made so far, by cause in the order first seen: copies up to
+ * `max` into out and returns how many there are. Thread-safe. (Each retry also logs one WARN line
+ * "<operation> s3://bucket/key: <cause> ... (attempt a of n); retrying in t ms", at most one per
+ * operation every 10 s, with the count of the retries it did not log.)
+ */
+size_t knn_s3_client_retries(struct knn_s3_client *client, struct knn_s3_retry_count *out, size_t max);
+
 /** The resolved region and endpoint ("https://s3.us-east-1.amazonaws.com"); owned by the client. */
 const char *knn_s3_client_region(const struct knn_s3_client *client);
 const char *knn_s3_client_endpoint(const struct knn_s3_client *client);
