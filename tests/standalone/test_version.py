@@ -1,8 +1,7 @@
 #!/usr/bin/python3
 """`knn-runner --version`: the project version, the git commit the binary was built from (as git
-itself reports it; "unknown" outside a git checkout), the BLAS library with its threading and the
-Open MPI version, as
-dpkg says is installed."""
+itself reports it; "unknown" outside a git checkout), and the BLAS library with its threading and
+the Open MPI version, as dpkg says they are installed."""
 import os
 import re
 import subprocess
