@@ -298,7 +298,8 @@ int test_manifest_unsupported_values(void)
                                 "\"OutputDataConfig\": {\"S3OutputPath\": \"s3://b/o\"}, "
                                 "\"AlgorithmSpecification\": {\"TrainingInputMode\": \"file\"}}"));
     const char *m = knn_error_message();
-    ASSERT_CONTAINS(m, "InputDataConfig[0].CompressionType: 'Gzip' is not supported");
+    ASSERT_CONTAINS(m, "InputDataConfig[0].CompressionType: 'Gzip' needs Pipe input mode: this channel is in File "
+                       "mode, which only supports None");
     ASSERT_CONTAINS(m, "InputDataConfig[0].RecordWrapperType: 'RecordIO' is not supported");
     ASSERT_CONTAINS(m, "InputDataConfig[0].ContentType: ContentType 'application/json' is not supported");
     ASSERT_CONTAINS(m, "InputDataConfig[0].DataSource.FileSystemDataSource: EFS and FSx sources are not supported");

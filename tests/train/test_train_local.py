@@ -107,6 +107,58 @@ def case_regressor_csv(tmp):
             "test score %s %.17g, expected mse %.17g" % (name, value, want))
 
 
+def case_gzip_pipe(tmp):
+    """Pipe mode with CompressionType Gzip: objects are gunzipped as they stream (several gzip members
+    in one object too); File mode refuses Gzip naming File mode; bad gzip names the object and offset."""
+    import gzip
+    x, y, tx, ty = _tree(tmp)
+    raw = open(os.path.join(tmp, "train", "part-0.rec"), "rb").read()
+    half = len(raw) // 2
+    _write(os.path.join(tmp, "gz", "train", "part-0.rec.gz"), gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    _write(os.path.join(tmp, "gz", "train", "sub", "part-1.rec.gz"),
+           gzip.compress(open(os.path.join(tmp, "train", "sub", "part-1.rec"), "rb").read()))
+    _write(os.path.join(tmp, "gz", "train", "z-part-2.rec.gz"),
+           gzip.compress(open(os.path.join(tmp, "train", "z-part-2.rec"), "rb").read()))
+    _write(os.path.join(tmp, "gz", "test", "test.rec.gz"), gzip.compress(t.recordio_bytes(tx, ty)))
+
+    def job(name, train_dir, mode, per_channel=False):
+        m = t.manifest(name, HPS, "file://" + os.path.join(tmp, train_dir, "train"), "file://" + tmp + "/out",
+                       test_uri="file://" + os.path.join(tmp, train_dir, "test"))
+        for ch in m["InputDataConfig"]:
+            ch["CompressionType"] = "Gzip"
+            if per_channel:
+                ch["InputMode"] = mode
+        if not per_channel:
+            m["AlgorithmSpecification"]["TrainingInputMode"] = mode
+        t.write_json(os.path.join(tmp, name + ".json"), m)
+        return t.run_train(["--manifest", os.path.join(tmp, name + ".json"), "--no-progress"])
+
+    r = job("gzip-pipe", "gz", "Pipe")
+    t.check(r.rc == 0, r.show())
+    want = t.expected_score(x, y, tx, ty, 5, "L2", "classifier")
+    t.check(r.test_score() == want, "gzip Pipe score %s, expected %s (numpy on the uncompressed rows)"
+            % (r.test_score(), want))
+    r = job("gzip-pipe-channel", "gz", "Pipe", per_channel=True)
+    t.check(r.rc == 0 and r.test_score() == want, r.show())
+
+    r = job("gzip-file", "gz", "File")
+    t.check(r.rc == 1 and "InputDataConfig[0].CompressionType: 'Gzip' needs Pipe input mode: this channel is in "
+            "File mode, which only supports None" in r.err, r.show())
+    t.check("File mode only supports None" not in r.err.replace("File mode, which only supports None", ""), r.err)
+
+    # Not gzip at all, and gzip cut short: the object and the compressed offset are named.
+    _write(os.path.join(tmp, "bad", "test", "test.rec.gz"), gzip.compress(t.recordio_bytes(tx, ty)))
+    _write(os.path.join(tmp, "bad", "train", "a.rec.gz"), raw)
+    r = job("gzip-notgz", "bad", "Pipe")
+    t.check(r.rc == 1 and "a.rec.gz: gzip (CompressionType Gzip): not gzip data at compressed byte" in r.err,
+            r.show())
+    cut = gzip.compress(raw)
+    _write(os.path.join(tmp, "bad", "train", "a.rec.gz"), cut[:len(cut) // 2])
+    r = job("gzip-cut", "bad", "Pipe")
+    t.check(r.rc == 1 and "a.rec.gz: gzip (CompressionType Gzip): cut short at compressed byte %d" % (len(cut) // 2)
+            in r.err, r.show())
+
+
 def case_bad_inputs(tmp):
     """Each bad manifest, hyperparameter set or data object fails with its reason and leaves no output."""
     x, y = t.clusters(50, 8, 2, seed=3)

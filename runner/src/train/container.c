@@ -95,9 +95,14 @@ static int s_read_channels(struct knn_job_config *cfg, const char *config_dir)
             (rc = s_optional_enum(ch, "RecordWrapperType", wrappers, path, name, &wrapper)) < 0 ||
             (rc = s_optional_enum(ch, "CompressionType", compressions, path, name, &compression)) < 0)
             goto done;
-        if (wrapper == 1 || compression == 1) {
-            rc = knn_error_set(KNN_ECONFIG, "%s: channel '%s': %s is not supported", path, name,
-                               wrapper == 1 ? "RecordWrapperType RecordIO" : "CompressionType Gzip");
+        if (wrapper == 1) {
+            rc = knn_error_set(KNN_ECONFIG, "%s: channel '%s': RecordWrapperType RecordIO is not supported", path, name);
+            goto done;
+        }
+        /* In Pipe mode SageMaker gunzips the objects into the FIFO itself; File mode copies them as they are. */
+        if (compression == 1 && mode != 2) {
+            rc = knn_error_set(KNN_ECONFIG, "%s: channel '%s': CompressionType Gzip needs Pipe input mode; %s mode "
+                                            "only supports None", path, name, mode == 1 ? "FastFile" : "File");
             goto done;
         }
         const json_t *ct = json_object_get(ch, "ContentType");

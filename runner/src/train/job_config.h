@@ -58,6 +58,7 @@ struct knn_job_channel {
     int manifest_file;          /* S3DataType ManifestFile: uri names a manifest listing the objects */
     int sharded;                /* ShardedByS3Key (else FullyReplicated) */
     int pipe;                   /* container Pipe mode: uri is one FIFO read start to end */
+    int gzip;                   /* manifest, Pipe mode with CompressionType Gzip: each object is gunzipped as it streams */
     struct knn_content_type content;
     char *content_type;         /* as given (NULL if absent), for logs */
 };

@@ -18,7 +18,8 @@
 
 struct s_ctx {
     struct knn_buf errs;
-    int oom; /* an append failed: report ENOMEM */
+    int oom;      /* an append failed: report ENOMEM */
+    int job_mode; /* AlgorithmSpecification.TrainingInputMode: index in s_input_modes (0 File, the default) */
 };
 
 static void s_err(struct s_ctx *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -225,10 +226,17 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
         }
     }
 
-    s_enum(c, path, ch, "InputMode", s_input_modes, 0); /* we always stream */
-    if (s_enum(c, path, ch, "CompressionType", s_compressions, 0) == 1) {
+    int mode = s_enum(c, path, ch, "InputMode", s_input_modes, 0); /* we always stream */
+    if (mode < 0)
+        mode = c->job_mode;
+    int gzip = s_enum(c, path, ch, "CompressionType", s_compressions, 0) == 1;
+    if (gzip && mode != 1) {
+        /* SageMaker decompresses only what it streams (Pipe); File and FastFile take the objects as they are. */
         s_path(p, sizeof(p), path, "CompressionType");
-        s_err(c, p, "'Gzip' is not supported (File mode only supports None)");
+        s_err(c, p, "'Gzip' needs Pipe input mode: this channel is in %s mode, which only supports None "
+                    "(set InputMode or AlgorithmSpecification.TrainingInputMode to Pipe, or give uncompressed data)",
+              s_input_modes[mode]);
+        gzip = 0;
     }
     if (s_enum(c, path, ch, "RecordWrapperType", s_wrappers, 0) == 1) {
         s_path(p, sizeof(p), path, "RecordWrapperType");
@@ -284,6 +292,7 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
     if (uri)
         channel->uri = s_dup(c, uri);
     channel->manifest_file = data_type == 1;
+    channel->gzip = gzip;
     channel->sharded = distribution == 1;
     channel->content = content;
     if (content_type)
@@ -312,7 +321,7 @@ static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *
 
 int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root, const char *source)
 {
-    struct s_ctx c = {KNN_BUF_INIT(16 * 1024), 0};
+    struct s_ctx c = {KNN_BUF_INIT(16 * 1024), 0, 0};
     int rc = 0;
 
     knn_job_config_clean_up(cfg);
@@ -355,7 +364,8 @@ int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root,
     const json_t *algo = s_member(&c, "", root, "AlgorithmSpecification", JSON_OBJECT, 0);
     if (algo) {
         s_check_fields(&c, "AlgorithmSpecification", algo, s_algo_fields);
-        s_enum(&c, "AlgorithmSpecification", algo, "TrainingInputMode", s_input_modes, 0);
+        int job_mode = s_enum(&c, "AlgorithmSpecification", algo, "TrainingInputMode", s_input_modes, 0);
+        c.job_mode = job_mode < 0 ? 0 : job_mode;
     }
 
     const json_t *inputs = s_member(&c, "", root, "InputDataConfig", JSON_ARRAY, 1);

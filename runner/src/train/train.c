@@ -555,6 +555,7 @@ static void *s_worker_main(void *arg)
     struct knn_train_stream_options so = KNN_TRAIN_STREAM_OPTIONS_INIT;
     so.part_size = S_READ_PART_SIZE;
     so.max_in_flight = S_READ_IN_FLIGHT;
+    so.gzip = pool->job->cfg.channels[KNN_CHANNEL_TRAIN].gzip;
     for (;;) {
         size_t i = atomic_fetch_add(&pool->next, 1);
         if (i >= pool->count)
@@ -973,6 +974,7 @@ static int s_score(struct s_job *job)
                          job->progress, NULL, 0, 0};
     so.part_size = S_READ_PART_SIZE;
     so.max_in_flight = S_READ_IN_FLIGHT;
+    so.gzip = ch->gzip;
     knn_progress_start_read(job->progress, "test", list->total_bytes ? list->total_bytes : UINT64_MAX);
     rc = knn_train_stream_objects(refs, list->count, job->s3, &so, s_decode_chunk, &d);
     knn_recordio_rows_destroy(d.rows);

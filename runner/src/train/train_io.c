@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* A data manifest (S3DataType=ManifestFile) is a small JSON document. */
 #define S_DATA_MANIFEST_MAX_BYTES ((size_t)16 << 20)
@@ -254,9 +255,123 @@ static int s_stream_local(const struct knn_object *object, size_t index, uint8_t
     return rc;
 }
 
+/* ---- gzip: inflate each object between the reader and the caller's callback ---- */
+
+#define S_GZ_OUT ((size_t)256 << 10)
+
+struct s_gunzip {
+    knn_train_chunk_fn *fn;
+    void *user;
+    const struct knn_object *const *objects;
+    z_stream z;
+    uint8_t *out;
+    uint64_t in_offset; /* compressed bytes of the current object consumed so far */
+    int first;          /* the next delivered chunk starts its object */
+    int ended;          /* the last member seen ended (Z_STREAM_END) */
+};
+
+static int s_gz_error(struct s_gunzip *g, size_t index, const char *what)
+{
+    return knn_error_set(KNN_EFORMAT, "%s: gzip (CompressionType Gzip): %s at compressed byte %llu%s%s",
+                         g->objects[index]->uri, what, (unsigned long long)g->in_offset, g->z.msg ? ": " : "",
+                         g->z.msg ? g->z.msg : "");
+}
+
+static int s_gz_chunk(void *user, size_t index, const uint8_t *data, size_t len, int flags)
+{
+    struct s_gunzip *g = user;
+    int rc;
+    if (flags & KNN_TRAIN_CHUNK_FIRST) {
+        if (inflateReset2(&g->z, 16 + MAX_WBITS) != Z_OK)
+            return knn_error_set(KNN_EINTERNAL, "inflateReset2 failed");
+        g->in_offset = 0;
+        g->first = 1;
+        g->ended = 0;
+    }
+    g->z.next_in = (Bytef *)data;
+    g->z.avail_in = (uInt)len;
+    while (g->z.avail_in > 0) {
+        if (g->ended) { /* another gzip member follows (as `cat a.gz b.gz`); gunzip reads them all */
+            if (inflateReset2(&g->z, 16 + MAX_WBITS) != Z_OK)
+                return knn_error_set(KNN_EINTERNAL, "inflateReset2 failed");
+            g->ended = 0;
+        }
+        uInt before = g->z.avail_in;
+        g->z.next_out = g->out;
+        g->z.avail_out = (uInt)S_GZ_OUT;
+        int zr = inflate(&g->z, Z_NO_FLUSH);
+        g->in_offset += before - g->z.avail_in;
+        if (zr == Z_STREAM_END)
+            g->ended = 1;
+        else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
+            return s_gz_error(g, index, g->in_offset < 10 && g->first ? "not gzip data" : "corrupt data");
+        else if (zr == Z_MEM_ERROR)
+            return knn_error_set(KNN_ENOMEM, "%s: inflate: out of memory", g->objects[index]->uri);
+        else if (zr != Z_OK && zr != Z_BUF_ERROR)
+            return s_gz_error(g, index, "inflate failed");
+        size_t produced = S_GZ_OUT - g->z.avail_out;
+        if (produced) {
+            if ((rc = g->fn(g->user, index, g->out, produced, g->first ? KNN_TRAIN_CHUNK_FIRST : 0)) != 0)
+                return rc;
+            g->first = 0;
+        }
+    }
+    /* The input is used up; inflate may still hold output (a full out buffer): drain it. */
+    while (!g->ended && g->z.avail_out == 0) {
+        g->z.next_out = g->out;
+        g->z.avail_out = (uInt)S_GZ_OUT;
+        int zr = inflate(&g->z, Z_NO_FLUSH);
+        if (zr == Z_STREAM_END)
+            g->ended = 1;
+        else if (zr == Z_DATA_ERROR)
+            return s_gz_error(g, index, "corrupt data");
+        else if (zr != Z_OK && zr != Z_BUF_ERROR)
+            return s_gz_error(g, index, "inflate failed");
+        size_t produced = S_GZ_OUT - g->z.avail_out;
+        if (produced) {
+            if ((rc = g->fn(g->user, index, g->out, produced, g->first ? KNN_TRAIN_CHUNK_FIRST : 0)) != 0)
+                return rc;
+            g->first = 0;
+        }
+        if (produced < S_GZ_OUT)
+            break;
+    }
+    if (flags & KNN_TRAIN_CHUNK_LAST) {
+        if (!g->ended)
+            return s_gz_error(g, index, g->in_offset == 0 ? "an empty object is not gzip data" : "cut short");
+        return g->fn(g->user, index, g->out, 0, (g->first ? KNN_TRAIN_CHUNK_FIRST : 0) | KNN_TRAIN_CHUNK_LAST);
+    }
+    return 0;
+}
+
+static int s_stream_plain(const struct knn_object *const *objects, size_t n, struct knn_s3_client *s3,
+                          const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user);
+
 int knn_train_stream_objects(
     const struct knn_object *const *objects, size_t n, struct knn_s3_client *s3,
     const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user)
+{
+    if (!opts || !opts->gzip)
+        return s_stream_plain(objects, n, s3, opts, fn, user);
+    struct s_gunzip g;
+    memset(&g, 0, sizeof(g));
+    g.fn = fn;
+    g.user = user;
+    g.objects = objects;
+    if (!(g.out = knn_malloc(S_GZ_OUT)))
+        return KNN_ENOMEM;
+    if (inflateInit2(&g.z, 16 + MAX_WBITS) != Z_OK) {
+        knn_free(g.out);
+        return knn_error_set(KNN_ENOMEM, "inflateInit2 failed");
+    }
+    int rc = s_stream_plain(objects, n, s3, opts, s_gz_chunk, &g);
+    inflateEnd(&g.z);
+    knn_free(g.out);
+    return rc;
+}
+
+static int s_stream_plain(const struct knn_object *const *objects, size_t n, struct knn_s3_client *s3,
+                          const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user)
 {
     struct knn_train_stream_options defaults = KNN_TRAIN_STREAM_OPTIONS_INIT;
     uint8_t *buf = NULL;

@@ -42,11 +42,17 @@ typedef int(knn_train_chunk_fn)(void *user, size_t index, const uint8_t *data, s
 struct knn_train_stream_options {
     size_t part_size;  /* S3 ranged reads; 0: the client's */
     int max_in_flight; /* S3 parts read ahead; 0: the client's */
+    int gzip;          /* each object is gzip (one or more members): deliver its inflated bytes, streamed */
 };
 
-#define KNN_TRAIN_STREAM_OPTIONS_INIT {0, 0}
+#define KNN_TRAIN_STREAM_OPTIONS_INIT {0, 0, 0}
 
-/** Deliver every byte of `objects[0..n)` in order to `fn` (an error from `fn` stops and is returned). */
+/**
+ * Deliver every byte of `objects[0..n)` in order to `fn` (an error from `fn` stops and is returned).
+ * With opts->gzip the bytes are inflated through zlib as they arrive (never a whole object in
+ * memory); data that is not gzip, corrupt or cut short is KNN_EFORMAT naming the object and the
+ * compressed byte offset.
+ */
 int knn_train_stream_objects(
     const struct knn_object *const *objects, size_t n, struct knn_s3_client *s3,
     const struct knn_train_stream_options *opts, knn_train_chunk_fn *fn, void *user);
