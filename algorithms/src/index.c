@@ -51,6 +51,7 @@ int knn_index_new(struct knn_index **out, const struct knn_index_options *opts)
             return knn__index_flat_new(out, opts);
         case KNN_INDEX_IVFFLAT:
         case KNN_INDEX_IVFPQ:
+        case KNN_INDEX_IVFSQ8:
             return knn__index_ivf_new(out, opts);
     }
     return knn_error_set(KNN_EINVAL, "index: unknown index type %d", (int)opts->type);

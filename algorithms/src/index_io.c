@@ -1,6 +1,6 @@
 /*
  * FAISS's index file format, as FAISS 1.7 writes it (faiss/impl/index_write.cpp) and reads it
- * (index_read.cpp), for the four index types we have. Every field is little-endian; FAISS's
+ * (index_read.cpp), for the index types we have. Every field is little-endian; FAISS's
  * size_t and idx_t are 8 bytes. See algorithms/docs/faiss-format.md for the byte layout.
  *
  *   index header  fourcc, i32 d, i64 ntotal, i64 1<<20, i64 1<<20, u8 is_trained, i32 metric
@@ -10,6 +10,9 @@
  *                 (u8 type, u64 n, n i64 [, u64 n, n pairs of i64 for a hash table]), inverted lists
  *   IwPQ          as IwFl up to the direct map, then u8 by_residual, u64 code_size, the product
  *                 quantizer (u64 d, u64 M, u64 nbits, u64 n, n floats), inverted lists
+ *   IwSq          as IwFl up to the direct map, then the scalar quantizer (i32 qtype = 0 QT_8bit,
+ *                 i32 rangestat = 0 RS_minmax, f32 rangestat_arg, u64 d, u64 code_size = d, u64 n = 2d,
+ *                 n floats vmin then vdiff), u64 code_size, u8 by_residual, inverted lists
  *   inverted lists "ilar", u64 nlist, u64 code_size, sizes ("full", u64 nlist, nlist u64; or
  *                 "sprs", u64 2m, m pairs (u64 list, u64 size) of the non-empty lists), then for
  *                 every non-empty list in order: size * code_size bytes of codes, size i64 ids
@@ -22,6 +25,7 @@
 #include "index_impl.h"
 #include "index_ivf.h"
 #include "pq.h"
+#include "sq.h"
 
 #include "knn/algorithms/index.h"
 #include "knn/algorithms/part.h"
@@ -70,6 +74,11 @@ static int s_put_u8(struct s_writer *w, uint8_t v)
 }
 
 static int s_put_i32(struct s_writer *w, int32_t v)
+{
+    return s_put(w, &v, 4);
+}
+
+static int s_put_f32(struct s_writer *w, float v)
 {
     return s_put(w, &v, 4);
 }
@@ -164,12 +173,12 @@ static int s_write_invlists(struct s_writer *w, const struct knn_index *index)
 
 static int s_write_ivf(struct s_writer *w, const struct knn_index *index)
 {
-    const int pq = index->opts.type == KNN_INDEX_IVFPQ;
+    const int pq = index->opts.type == KNN_INDEX_IVFPQ, sq = index->opts.type == KNN_INDEX_IVFSQ8;
     const struct knn_index *quantizer = knn__ivf_quantizer(index);
     int rc;
     if (!index->is_trained || !quantizer)
         return knn_error_set(KNN_EINDEX_NOT_TRAINED, "FAISS index: cannot write an untrained %s", index->vtable->name);
-    if ((rc = s_write_header(w, pq ? "IwPQ" : "IwFl", index)) || (rc = s_put_u64(w, index->opts.nlist)) ||
+    if ((rc = s_write_header(w, pq ? "IwPQ" : sq ? "IwSq" : "IwFl", index)) || (rc = s_put_u64(w, index->opts.nlist)) ||
         (rc = s_put_u64(w, index->opts.nprobe)) || (rc = s_write_flat(w, quantizer)))
         return rc;
     /* direct map: none */
@@ -181,6 +190,14 @@ static int s_write_ivf(struct s_writer *w, const struct knn_index *index)
         if ((rc = s_put_u8(w, knn__ivf_by_residual(index) ? 1 : 0)) || (rc = s_put_u64(w, knn__ivf_code_size(index))) ||
             (rc = s_put_u64(w, p->d)) || (rc = s_put_u64(w, p->m)) || (rc = s_put_u64(w, KNN__PQ_NBITS)) ||
             (rc = s_put_u64(w, nc)) || (rc = s_put(w, p->centroids, nc * sizeof(float))))
+            return rc;
+    }
+    if (sq) {
+        const struct knn__sq *q = knn__ivf_sq(index);
+        if ((rc = s_put_i32(w, KNN__SQ_QT_8BIT)) || (rc = s_put_i32(w, KNN__SQ_RS_MINMAX)) || (rc = s_put_f32(w, 0.0f)) ||
+            (rc = s_put_u64(w, q->d)) || (rc = s_put_u64(w, q->d)) || (rc = s_put_u64(w, 2 * q->d)) ||
+            (rc = s_put(w, q->trained, 2 * q->d * sizeof(float))) || (rc = s_put_u64(w, knn__ivf_code_size(index))) ||
+            (rc = s_put_u8(w, knn__ivf_by_residual(index) ? 1 : 0)))
             return rc;
     }
     return s_write_invlists(w, index);
@@ -196,6 +213,7 @@ int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, vo
             return s_write_flat(&w, index);
         case KNN_INDEX_IVFFLAT:
         case KNN_INDEX_IVFPQ:
+        case KNN_INDEX_IVFSQ8:
             return s_write_ivf(&w, index);
     }
     return knn_error_set(KNN_EINVAL, "FAISS index: unknown index type %d", (int)index->opts.type);
@@ -590,10 +608,89 @@ on_error:
     return rc;
 }
 
-/* The rest of an IwFl / IwPQ after its fourcc. */
+static int s_get_f32(struct s_reader *r, float *v, const char *field)
+{
+    return s_get(r, v, 4, field);
+}
+
+/*
+ * IwSq after the direct map: FAISS's ScalarQuantizer (only QT_8bit is ours; the range statistic
+ * only mattered at training), the code size and by_residual. *trained: 2d floats, knn_malloc'ed.
+ */
+static int s_read_sq(struct s_reader *r, size_t d, float **trained, int *by_residual)
+{
+    int32_t qtype, rangestat;
+    float rs_arg;
+    uint64_t sd, code_size, n, at = r->off;
+    uint8_t br;
+    int rc;
+    if ((rc = s_get_i32(r, &qtype, "scalar quantizer: qtype")))
+        return rc;
+    if (qtype != KNN__SQ_QT_8BIT)
+        return knn_error_set(
+            KNN_EUNSUPPORTED, "byte %" PRIu64 ": scalar quantizer: qtype %d (only 0, QT_8bit, is supported)", at,
+            (int)qtype);
+    if ((rc = s_get_i32(r, &rangestat, "scalar quantizer: rangestat")) ||
+        (rc = s_get_f32(r, &rs_arg, "scalar quantizer: rangestat_arg")))
+        return rc;
+    at = r->off;
+    if ((rc = s_get_u64(r, &sd, "scalar quantizer: d")))
+        return rc;
+    if (sd != d)
+        return s_bad(at, "scalar quantizer: d", "%" PRIu64 " differs from the index's d", sd);
+    at = r->off;
+    if ((rc = s_get_u64(r, &code_size, "scalar quantizer: code_size")))
+        return rc;
+    if (code_size != d)
+        return s_bad(at, "scalar quantizer: code_size", "%" PRIu64 " is not d bytes", code_size);
+    at = r->off;
+    if ((rc = s_get_u64(r, &n, "scalar quantizer: trained count")))
+        return rc;
+    if (n != 2 * (uint64_t)d)
+        return s_bad(at, "scalar quantizer: trained count", "%" PRIu64 " floats, expected 2 * d", n);
+    if (n > s_left(r) / sizeof(float))
+        return knn_error_set(
+            KNN_ETRUNCATED, "byte %" PRIu64 ": scalar quantizer: ranges need %" PRIu64 " bytes, the file has %" PRIu64
+            " left", r->off, n * 4, s_left(r));
+    float *t = knn_malloc_array((size_t)n, sizeof(float));
+    if (!t)
+        return KNN_ENOMEM;
+    at = r->off;
+    if ((rc = s_get(r, t, (size_t)n * sizeof(float), "scalar quantizer: ranges")))
+        goto on_error;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!isfinite(t[i]) || (i >= d && t[i] < 0)) {
+            rc = knn_error_set(KNN_ERANGE, "byte %" PRIu64 ": scalar quantizer: range value %g is %s", at + 4 * i,
+                               (double)t[i], isfinite(t[i]) ? "a negative width" : "not finite");
+            goto on_error;
+        }
+    }
+    at = r->off;
+    if ((rc = s_get_u64(r, &code_size, "IVF-SQ: code_size")))
+        goto on_error;
+    if (code_size != d) {
+        rc = s_bad(at, "IVF-SQ: code_size", "%" PRIu64 " is not d bytes", code_size);
+        goto on_error;
+    }
+    at = r->off;
+    if ((rc = s_get_u8(r, &br, "IVF-SQ: by_residual")))
+        goto on_error;
+    if (br > 1) {
+        rc = s_bad(at, "IVF-SQ: by_residual", "%u is not a bool", (unsigned)br);
+        goto on_error;
+    }
+    *by_residual = br;
+    *trained = t;
+    return 0;
+on_error:
+    knn_free(t);
+    return rc;
+}
+
+/* The rest of an IwFl / IwPQ / IwSq after its fourcc. */
 static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourcc, int depth)
 {
-    const int pq = fourcc == S_FOURCC("IwPQ");
+    const int pq = fourcc == S_FOURCC("IwPQ"), sq = fourcc == S_FOURCC("IwSq");
     struct s_header h;
     struct knn_index *index = NULL, *quantizer = NULL;
     float *centroids = NULL;
@@ -651,12 +748,14 @@ static int s_read_ivf(struct s_reader *r, struct knn_index **out, uint32_t fourc
         goto on_error;
 
     struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
-    o.type = pq ? KNN_INDEX_IVFPQ : KNN_INDEX_IVFFLAT;
+    o.type = pq ? KNN_INDEX_IVFPQ : sq ? KNN_INDEX_IVFSQ8 : KNN_INDEX_IVFFLAT;
     o.metric = h.metric;
     o.dim = h.d;
     o.nlist = (size_t)nlist;
     o.nprobe = (size_t)nprobe;
     int by_residual = 1;
+    if (sq && (rc = s_read_sq(r, h.d, &centroids, &by_residual)))
+        goto on_error;
     if (pq) {
         uint8_t br;
         uint64_t code_size, pd, m, nbits;
@@ -758,7 +857,7 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
         return rc;
     if (h == S_FOURCC("IxF2") || h == S_FOURCC("IxFI"))
         return s_read_flat(r, out, h, depth == 0 && r->nparts > 0);
-    if ((h == S_FOURCC("IwFl") || h == S_FOURCC("IwPQ")) && depth == 0)
+    if ((h == S_FOURCC("IwFl") || h == S_FOURCC("IwPQ") || h == S_FOURCC("IwSq")) && depth == 0)
         return s_read_ivf(r, out, h, depth);
     char t[5];
     s_fourcc_text(h, t);
@@ -771,7 +870,7 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
     return knn_error_set(
         KNN_EUNSUPPORTED,
         "byte %" PRIu64 ": index fourcc \"%s\" is not one we read (IxF2, IxFI, "
-        "IwFl, IwPQ)",
+        "IwFl, IwPQ, IwSq)",
         at, t);
 }
 

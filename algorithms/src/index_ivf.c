@@ -18,6 +18,7 @@
 #include "parallel.h"
 #include "pq.h"
 #include "rng.h"
+#include "sq.h"
 #include "topk.h"
 
 #include "knn/common/alloc.h"
@@ -86,6 +87,9 @@ struct s_ivf {
     int by_residual;
     struct knn__pq pq;
     float *precomputed; /* nlist * m * ksub: ||r||^2 + 2 c.r, or NULL */
+    /* IVF-SQ8: codes of d bytes (residuals, as is_pq's), scanned by sq.c */
+    int is_sq;
+    struct knn__sq sq;
 };
 
 size_t knn__ivf_default_nprobe(size_t nlist)
@@ -427,16 +431,20 @@ static int s_assign(const struct knn_index *index, size_t n, const float *x, siz
     return knn__parallel_for((n + S_COARSE_UNIT - 1) / S_COARSE_UNIT, threads, s_assign_chunk, &ctx);
 }
 
-static int s_train_pq(struct knn_index *index, size_t n, const float *x)
+/*
+ * The training set of a quantizer of residuals, as FAISS makes it: at most `most` of the n
+ * vectors (a uniform seeded subset, Knuth's selection sampling, in input order), then their
+ * residuals to their nearest centroid when the index encodes residuals. *out: *n_out * d floats.
+ */
+static int s_residual_sample(
+    const struct knn_index *index, size_t n, const float *x, size_t most, uint64_t seed, float **out, size_t *n_out)
 {
-    struct s_ivf *ivf = s_ivf(index);
+    const struct s_ivf *ivf = s_ivf(index);
     const size_t d = index->opts.dim;
+    size_t n_train = n < most ? n : most;
     float *res = NULL, *dist = NULL;
     int64_t *lab = NULL;
     int rc = 0;
-
-    /* As FAISS: sample the PQ training set first, then take residuals of just those points. */
-    size_t n_train = n < KNN__PQ_KSUB * 256 ? n : KNN__PQ_KSUB * 256;
     if (!(res = knn_malloc_array(n_train, d * sizeof(float))) || !(dist = knn_malloc_array(n_train, sizeof(float))) ||
         !(lab = knn_malloc_array(n_train, sizeof(int64_t)))) {
         rc = KNN_ENOMEM;
@@ -445,9 +453,8 @@ static int s_train_pq(struct knn_index *index, size_t n, const float *x)
     if (n_train == n) {
         memcpy(res, x, n * d * sizeof(float));
     } else {
-        /* A uniform seeded subset (Knuth's selection sampling), in input order. */
         struct knn__rng rng;
-        knn__rng_seed(&rng, index->opts.seed ^ 0x49565051u);
+        knn__rng_seed(&rng, seed);
         size_t got = 0;
         for (size_t i = 0; i < n && got < n_train; i++) {
             if (knn__rng_below(&rng, n - i) < n_train - got)
@@ -464,13 +471,41 @@ static int s_train_pq(struct knn_index *index, size_t n, const float *x)
                 res[i * d + j] -= c[j];
         }
     }
-    if ((rc = knn__pq_train(&ivf->pq, n_train, res, index->opts.seed + 1, index->opts.threads)) != 0)
-        goto on_error;
-
+    *out = res;
+    *n_out = n_train;
+    res = NULL;
 on_error:
     knn_free(res);
     knn_free(dist);
     knn_free(lab);
+    return rc;
+}
+
+static int s_train_pq(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    float *res = NULL;
+    size_t n_train = 0;
+    /* As FAISS: sample the PQ training set first (256 points per centroid), then take residuals. */
+    int rc = s_residual_sample(index, n, x, KNN__PQ_KSUB * 256, index->opts.seed ^ 0x49565051u, &res, &n_train);
+    if (rc == 0)
+        rc = knn__pq_train(&ivf->pq, n_train, res, index->opts.seed + 1, index->opts.threads);
+    knn_free(res);
+    return rc;
+}
+
+/* FAISS trains the scalar quantizer's ranges on at most 100,000 residuals. */
+#define S_SQ_TRAIN_MAX 100000
+
+static int s_train_sq(struct knn_index *index, size_t n, const float *x)
+{
+    struct s_ivf *ivf = s_ivf(index);
+    float *res = NULL;
+    size_t n_train = 0;
+    int rc = s_residual_sample(index, n, x, S_SQ_TRAIN_MAX, index->opts.seed ^ 0x49565351u, &res, &n_train);
+    if (rc == 0)
+        knn__sq_train(&ivf->sq, n_train, res);
+    knn_free(res);
     return rc;
 }
 
@@ -525,6 +560,10 @@ static int s_train(struct knn_index *index, size_t n, const float *x)
         if ((rc = s_precompute(index)) != 0)
             goto on_error;
     }
+    if (ivf->is_sq && (rc = s_train_sq(index, n, x)) != 0) {
+        knn_error_wrap(rc, "%s train", index->vtable->name);
+        goto on_error;
+    }
     index->is_trained = 1;
 
 on_error:
@@ -568,7 +607,10 @@ static int s_encode_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
             }
             src = buf;
         }
-        knn__pq_encode(&ivf->pq, nb, src, ctx->codes + i0 * ivf->code_size);
+        if (ivf->is_sq)
+            knn__sq_encode(&ivf->sq, nb, src, ctx->codes + i0 * ivf->code_size);
+        else
+            knn__pq_encode(&ivf->pq, nb, src, ctx->codes + i0 * ivf->code_size);
     }
     knn_free(buf);
     return 0;
@@ -589,7 +631,7 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
         return knn_error_set(KNN_ETOOBIG, "%s add: too many vectors", index->vtable->name);
     if (!(dist = knn_malloc_array(chunk, sizeof(float))) || !(lab = knn_malloc_array(chunk, sizeof(int64_t))) ||
         !(count = knn_calloc(ivf->nlist, sizeof(size_t))) ||
-        (ivf->is_pq && !(codes = knn_malloc_array(chunk, ivf->code_size)))) {
+        ((ivf->is_pq || ivf->is_sq) && !(codes = knn_malloc_array(chunk, ivf->code_size)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
@@ -599,7 +641,7 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
         if ((rc = s_assign(index, nb, xb, index->opts.threads, dist, lab)) != 0)
             goto on_error;
         const uint8_t *src = (const uint8_t *)xb;
-        if (ivf->is_pq) {
+        if (ivf->is_pq || ivf->is_sq) {
             struct s_encode_ctx ctx = {ivf, xb, lab, d, codes};
             if ((rc = knn__parallel_for(nb, index->opts.threads, s_encode_chunk, &ctx)) != 0)
                 goto on_error;
@@ -913,6 +955,63 @@ s_search_pq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const fl
     return 0;
 }
 
+/*
+ * IVF-SQ8, list l for the query xq: the query side of the distances (sq.h) into a, and the part of
+ * every distance that does not depend on the code. L2 by residual: a from x - c; inner product by
+ * residual: x.c + x.(vmin + step / 2), a = x * step (the same for every list: `a` is kept when
+ * `same_a` says it was made already).
+ */
+static float s_sq_list_query(const struct s_ivf *ivf, size_t d, int ip, const float *xq, size_t l, float *a, float *res)
+{
+    float dis0 = 0;
+    if (!ivf->by_residual) {
+        knn__sq_query(&ivf->sq, xq, ip, a, &dis0);
+        return dis0;
+    }
+    const float *c = knn__index_flat_vectors(ivf->quantizer) + l * d;
+    if (ip) {
+        knn__sq_query(&ivf->sq, xq, 1, a, &dis0);
+        return dis0 + knn__dot(xq, c, d);
+    }
+    for (size_t j = 0; j < d; j++)
+        res[j] = xq[j] - c[j];
+    knn__sq_query(&ivf->sq, res, 0, a, &dis0);
+    return dis0;
+}
+
+static int
+s_search_sq_block(const struct s_search_ctx *ctx, size_t q0, size_t nq, const float *cdist, const int64_t *clab)
+{
+    const struct knn_index *index = ctx->index;
+    const struct s_ivf *ivf = s_ivf(index);
+    const size_t d = index->opts.dim, k = ctx->k, nprobe = ctx->nprobe;
+    const int ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
+    float *a = knn_malloc_array(d, sizeof(float)), *res = knn_malloc_array(d, sizeof(float));
+    (void)cdist;
+    if (!a || !res) {
+        knn_free(a);
+        knn_free(res);
+        return KNN_ENOMEM;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        const float *xq = ctx->x + (q0 + q) * d;
+        struct knn__topk h;
+        knn__topk_init(&h, k, ip, ctx->distances + (q0 + q) * k, ctx->labels + (q0 + q) * k);
+        for (size_t p = 0; p < nprobe; p++) {
+            int64_t l = clab[q * nprobe + p];
+            if (l < 0 || ivf->lists[l].size == 0)
+                continue;
+            const struct s_list *list = &ivf->lists[l];
+            float dis0 = s_sq_list_query(ivf, d, ip, xq, (size_t)l, a, res);
+            knn__sq_scan(&ivf->sq, list->codes, list->size, a, dis0, list->ids, &h);
+        }
+        knn__topk_finish(&h);
+    }
+    knn_free(a);
+    knn_free(res);
+    return 0;
+}
+
 static int s_search_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
 {
     const struct s_search_ctx *ctx = ctx_;
@@ -934,7 +1033,9 @@ static int s_search_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
         rc = s_coarse(index, nq, ctx->x + q0 * d, ctx->nprobe, cdist, clab);
         if (rc != 0)
             goto on_error;
-        rc = ivf->is_pq ? s_search_pq_block(ctx, q0, nq, cdist, clab) : s_search_flat_block(ctx, q0, nq, cdist, clab);
+        rc = ivf->is_pq   ? s_search_pq_block(ctx, q0, nq, cdist, clab)
+             : ivf->is_sq ? s_search_sq_block(ctx, q0, nq, cdist, clab)
+                          : s_search_flat_block(ctx, q0, nq, cdist, clab);
         if (rc != 0)
             goto on_error;
     }
@@ -979,6 +1080,12 @@ static int s_split_chunk(void *ctx_, size_t begin, size_t end, size_t worker)
         if (l < 0 || ivf->lists[l].size == 0)
             continue;
         const struct s_list *list = &ivf->lists[l];
+        if (ivf->is_sq) {
+            float *a = ctx->wsim + worker * d, *res = ctx->wres + worker * d;
+            float dis0 = s_sq_list_query(ivf, d, ip, ctx->xq, (size_t)l, a, res);
+            knn__sq_scan(&ivf->sq, list->codes, list->size, a, dis0, list->ids, &h);
+            continue;
+        }
         if (!ivf->is_pq) {
             s_scan_flat_list(ivf, (size_t)l, ctx->xq, d, &h);
             continue;
@@ -1001,7 +1108,7 @@ static int s_search_one_split(
     const struct s_ivf *ivf = s_ivf(index);
     const size_t d = index->opts.dim;
     const int ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT;
-    const size_t tsize = ivf->is_pq ? ivf->pq.m * ivf->pq.ksub : 0;
+    const size_t tsize = ivf->is_pq ? ivf->pq.m * ivf->pq.ksub : ivf->is_sq ? d : 0;
     struct s_split_ctx ctx = {index, xq, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     float *cdist = NULL, *qtab = NULL;
     int64_t *clab = NULL;
@@ -1010,7 +1117,7 @@ static int s_search_one_split(
     if (!(cdist = knn_malloc_array(nprobe, sizeof(float))) || !(clab = knn_malloc_array(nprobe, sizeof(int64_t))) ||
         !(ctx.wdist = knn_malloc_array(nthreads * k, sizeof(float))) ||
         !(ctx.wlab = knn_malloc_array(nthreads * k, sizeof(int64_t))) ||
-        (ivf->is_pq && (!(qtab = knn_malloc_array(tsize, sizeof(float))) ||
+        ((ivf->is_pq || ivf->is_sq) && (!(qtab = knn_malloc_array(tsize, sizeof(float))) ||
                         !(ctx.wsim = knn_malloc_array(nthreads * tsize, sizeof(float))) ||
                         !(ctx.wres = knn_malloc_array(nthreads * d, sizeof(float)))))) {
         rc = KNN_ENOMEM;
@@ -1040,7 +1147,7 @@ static int s_search_one_split(
         for (size_t j = 0; j < k && ctx.wlab[w * k + j] >= 0; j++)
             knn__topk_push(&h, ctx.wdist[w * k + j], ctx.wlab[w * k + j]);
     knn__topk_finish(&h);
-    if (!ivf->is_pq && !ivf->blocked) {
+    if (!ivf->is_pq && !ivf->is_sq && !ivf->blocked) {
         for (size_t j = 0; j < k; j++) {
             if (labels[j] < 0)
                 continue;
@@ -1111,6 +1218,7 @@ static void s_destroy(struct knn_index *index)
         knn_free(ivf->lists);
         knn_index_destroy(ivf->quantizer);
         knn__pq_clean_up(&ivf->pq);
+        knn__sq_clean_up(&ivf->sq);
         knn_free(ivf->precomputed);
         knn_free(ivf->qcent);
         knn_free(ivf->qnorms);
@@ -1121,17 +1229,21 @@ static void s_destroy(struct knn_index *index)
 
 static const struct knn_index_vtable s_ivfflat_vtable = {"IndexIVFFlat", s_train, s_add, s_search, s_destroy};
 static const struct knn_index_vtable s_ivfpq_vtable = {"IndexIVFPQ", s_train, s_add, s_search, s_destroy};
+static const struct knn_index_vtable s_ivfsq_vtable = {
+    "IndexIVFScalarQuantizer", s_train, s_add, s_search, s_destroy};
 
 int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *opts)
 {
     struct knn_index *index = NULL;
     struct s_ivf *ivf = NULL;
     int rc = 0;
-    const char *name = opts->type == KNN_INDEX_IVFPQ ? "IndexIVFPQ" : "IndexIVFFlat";
+    const char *name = opts->type == KNN_INDEX_IVFPQ     ? "IndexIVFPQ"
+                       : opts->type == KNN_INDEX_IVFSQ8 ? "IndexIVFScalarQuantizer"
+                                                        : "IndexIVFFlat";
 
     *out = NULL;
-    if (opts->type != KNN_INDEX_IVFFLAT && opts->type != KNN_INDEX_IVFPQ)
-        return knn_error_set(KNN_EINVAL, "IVF index: type %d is not IVFFlat or IVFPQ", (int)opts->type);
+    if (opts->type != KNN_INDEX_IVFFLAT && opts->type != KNN_INDEX_IVFPQ && opts->type != KNN_INDEX_IVFSQ8)
+        return knn_error_set(KNN_EINVAL, "IVF index: type %d is not IVFFlat, IVFPQ or IVF-SQ8", (int)opts->type);
     if (opts->dim == 0)
         return knn_error_set(KNN_EINVAL, "%s: dimension 0", name);
     if (opts->nlist == 0 || opts->nlist > INT32_MAX)
@@ -1156,17 +1268,22 @@ int knn__index_ivf_new(struct knn_index **out, const struct knn_index_options *o
     }
     index->impl = ivf;
     index->opts = *opts;
-    index->vtable = opts->type == KNN_INDEX_IVFPQ ? &s_ivfpq_vtable : &s_ivfflat_vtable;
+    index->vtable = opts->type == KNN_INDEX_IVFPQ     ? &s_ivfpq_vtable
+                    : opts->type == KNN_INDEX_IVFSQ8 ? &s_ivfsq_vtable
+                                                     : &s_ivfflat_vtable;
     ivf->nlist = opts->nlist;
     ivf->is_pq = opts->type == KNN_INDEX_IVFPQ;
+    ivf->is_sq = opts->type == KNN_INDEX_IVFSQ8;
     ivf->by_residual = 1;
-    ivf->code_size = ivf->is_pq ? opts->pq_m : opts->dim * sizeof(float);
-    ivf->blocked = !ivf->is_pq && opts->dim <= S_BLOCKED_MAX_D;
+    ivf->code_size = ivf->is_pq ? opts->pq_m : ivf->is_sq ? opts->dim : opts->dim * sizeof(float);
+    ivf->blocked = opts->type == KNN_INDEX_IVFFLAT && opts->dim <= S_BLOCKED_MAX_D;
     if (!(ivf->lists = knn_calloc(ivf->nlist, sizeof(*ivf->lists)))) {
         rc = KNN_ENOMEM;
         goto on_error;
     }
     if (ivf->is_pq && (rc = knn__pq_init(&ivf->pq, opts->dim, opts->pq_m)) != 0)
+        goto on_error;
+    if (ivf->is_sq && (rc = knn__sq_init(&ivf->sq, opts->dim)) != 0)
         goto on_error;
     *out = index;
     return 0;
@@ -1205,12 +1322,18 @@ const struct knn__pq *knn__ivf_pq(const struct knn_index *index)
     return ivf->is_pq ? &ivf->pq : NULL;
 }
 
+const struct knn__sq *knn__ivf_sq(const struct knn_index *index)
+{
+    const struct s_ivf *ivf = s_ivf(index);
+    return ivf->is_sq ? &ivf->sq : NULL;
+}
+
 int knn__ivf_by_residual(const struct knn_index *index)
 {
     return s_ivf(index)->by_residual;
 }
 
-int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const float *pq_centroids, int by_residual)
+int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const float *trained, int by_residual)
 {
     struct s_ivf *ivf = s_ivf(index);
     int rc = 0;
@@ -1231,9 +1354,14 @@ int knn__ivf_install(struct knn_index *index, struct knn_index *quantizer, const
     ivf->quantizer = quantizer;
     if ((rc = s_prepare_coarse(ivf, index->opts.dim)) != 0)
         return rc;
+    if (ivf->is_sq) {
+        ivf->by_residual = by_residual != 0;
+        memcpy(ivf->sq.trained, trained, 2 * ivf->sq.d * sizeof(float));
+        knn__sq_prepare(&ivf->sq);
+    }
     if (ivf->is_pq) {
         ivf->by_residual = by_residual != 0;
-        memcpy(ivf->pq.centroids, pq_centroids, ivf->pq.m * ivf->pq.ksub * ivf->pq.dsub * sizeof(float));
+        memcpy(ivf->pq.centroids, trained, ivf->pq.m * ivf->pq.ksub * ivf->pq.dsub * sizeof(float));
         if ((rc = knn__pq_prepare(&ivf->pq)) != 0 || (rc = s_precompute(index)) != 0)
             return rc;
     }

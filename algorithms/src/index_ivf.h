@@ -2,7 +2,7 @@
 #define KNN_ALGORITHMS_INDEX_IVF_H
 
 /*
- * IVFFlat and IVFPQ (index_ivf.c), in FAISS's design: a Flat coarse quantizer holding nlist
+ * IVFFlat, IVFPQ and IVF-SQ8 (index_ivf.c), in FAISS's design: a Flat coarse quantizer holding nlist
  * centroids (trained by k-means, kmeans.c), one inverted list per centroid holding the ids and
  * codes of the vectors assigned to it (IVFFlat: the raw float vectors; IVFPQ: 8-bit product
  * quantizer codes of the residual x - centroid, pq.c). A search probes the nprobe lists whose
@@ -52,13 +52,17 @@ void knn__ivf_list_rows(const struct knn_index *ivf, size_t l, uint8_t *out);
 /** IVFPQ: the product quantizer (NULL for IVFFlat), and whether codes encode residuals. */
 const struct knn__pq *knn__ivf_pq(const struct knn_index *ivf);
 int knn__ivf_by_residual(const struct knn_index *ivf);
+struct knn__sq;
+/** IVF-SQ8: the scalar quantizer (NULL for the other types). */
+const struct knn__sq *knn__ivf_sq(const struct knn_index *ivf);
 
 /**
  * Reader: make an empty index trained from parts read from a file. Takes ownership of `quantizer`
- * (a Flat index of nlist vectors of dim floats) whatever the outcome; `pq_centroids` (IVFPQ:
- * pq_m * 256 * dim / pq_m floats) is copied. Marks the index trained.
+ * (a Flat index of nlist vectors of dim floats) whatever the outcome; `trained` is copied: IVFPQ's
+ * centroids (pq_m * 256 * dim / pq_m floats) or IVF-SQ8's ranges (2 * dim floats, sq.h); NULL for
+ * IVFFlat. Marks the index trained.
  */
-int knn__ivf_install(struct knn_index *ivf, struct knn_index *quantizer, const float *pq_centroids, int by_residual);
+int knn__ivf_install(struct knn_index *ivf, struct knn_index *quantizer, const float *trained, int by_residual);
 
 /**
  * Reader: give the (empty) list l `size` entries and return where their row-major codes and ids

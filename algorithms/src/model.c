@@ -44,7 +44,8 @@ int knn__model_setup_transform(struct knn_model *model)
     if (cfg->metric != KNN_MODEL_METRIC_L2 && cfg->metric != KNN_MODEL_METRIC_INNER_PRODUCT &&
         cfg->metric != KNN_MODEL_METRIC_COSINE)
         return knn_error_set(KNN_ECONFIG, "unknown metric %d", (int)cfg->metric);
-    if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT && cfg->index_type != KNN_INDEX_IVFPQ)
+    if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT && cfg->index_type != KNN_INDEX_IVFPQ &&
+        cfg->index_type != KNN_INDEX_IVFSQ8)
         return knn_error_set(KNN_ECONFIG, "unknown index type %d", (int)cfg->index_type);
     if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->metric != KNN_MODEL_METRIC_L2)
         return knn_error_set(
@@ -714,8 +715,11 @@ int knn_index_type_parse(enum knn_index_type *out, const char *name)
         *out = KNN_INDEX_IVFFLAT;
     else if (strcmp(name, "faiss.IVFPQ") == 0)
         *out = KNN_INDEX_IVFPQ;
+    else if (strcmp(name, "ivf_sq8") == 0)
+        *out = KNN_INDEX_IVFSQ8;
     else
-        return knn_error_set(KNN_EINVAL, "index_type \"%s\" is not faiss.Flat, faiss.IVFFlat or faiss.IVFPQ", name);
+        return knn_error_set(
+            KNN_EINVAL, "index_type \"%s\" is not faiss.Flat, faiss.IVFFlat, faiss.IVFPQ or ivf_sq8", name);
     return 0;
 }
 
@@ -728,6 +732,8 @@ const char *knn_index_type_name(enum knn_index_type t)
             return "faiss.IVFFlat";
         case KNN_INDEX_IVFPQ:
             return "faiss.IVFPQ";
+        case KNN_INDEX_IVFSQ8:
+            return "ivf_sq8";
     }
     return "unknown";
 }

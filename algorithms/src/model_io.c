@@ -459,7 +459,7 @@ static int s_parse_json(struct s_meta *m, const char *text, size_t len)
     x = json_object_get(j, "index_type");
     if (x) {
         if (!json_is_string(x) || knn_index_type_parse(&m->index_type, json_string_value(x)) != 0) {
-            rc = s_bad_key("index_type", "expected \"faiss.Flat\", \"faiss.IVFFlat\" or \"faiss.IVFPQ\"");
+            rc = s_bad_key("index_type", "expected \"faiss.Flat\", \"faiss.IVFFlat\", \"faiss.IVFPQ\" or \"ivf_sq8\"");
             goto done;
         }
         m->ours = 1;

@@ -235,7 +235,7 @@ int knn_recall_tune(
     if (!out || !index || !truth)
         return knn_error_set(KNN_EINVAL, "recall tuning: NULL argument");
     const struct knn_index_options *o = knn_index_get_options(index);
-    if (o->type != KNN_INDEX_IVFFLAT && o->type != KNN_INDEX_IVFPQ)
+    if (o->type != KNN_INDEX_IVFFLAT && o->type != KNN_INDEX_IVFPQ && o->type != KNN_INDEX_IVFSQ8)
         return knn_error_set(KNN_EINVAL, "recall tuning: only IVF indexes have an nprobe to tune");
     if (!(target > 0.0 && target <= 1.0))
         return knn_error_set(KNN_EINVAL, "recall tuning: target recall %g is not in (0, 1]", target);

@@ -299,7 +299,8 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
         channel->content_type = s_dup(c, content_type);
 }
 
-static const char *const s_ext_fields[] = {"TargetRecall", "RecallQueries", NULL};
+static const char *const s_ext_fields[] = {"TargetRecall", "RecallQueries", "IndexType", NULL};
+static const char *const s_ext_index_types[] = {"ivf_sq8", NULL};
 
 /* "KnnRunner": our extensions (job_config.h). */
 static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *obj)
@@ -317,6 +318,9 @@ static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *
               (long long)json_integer_value(v));
     else if (v)
         ext->recall_queries = (int64_t)json_integer_value(v);
+    int t = s_enum(c, "KnnRunner", obj, "IndexType", s_ext_index_types, 0);
+    if (t >= 0)
+        ext->index_type = s_ext_index_types[t];
 }
 
 int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root, const char *source)

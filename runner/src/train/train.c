@@ -883,6 +883,11 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
         knn_free(labels);
         return knn_error_wrap(rc, "hyperparameters");
     }
+    if (job->cfg.ext.index_type && (rc = knn_index_type_parse(&mc.index_type, job->cfg.ext.index_type)) < 0) {
+        knn_free(x);
+        knn_free(labels);
+        return knn_error_wrap(rc, "KnnRunner.IndexType");
+    }
     mc.dimred_target = (size_t)hp->dimension_reduction_target;
     mc.pq_m = (size_t)hp->pq_m;
     if (mc.index_type != KNN_INDEX_FLAT) {
@@ -898,7 +903,8 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
         mc.nlist = (size_t)nlist;
     }
     char what[256];
-    snprintf(what, sizeof(what), "building %s (%s%s) on %zu rows", hp->index_type, hp->index_metric,
+    const char *type_name = knn_index_type_name(mc.index_type);
+    snprintf(what, sizeof(what), "building %s (%s%s) on %zu rows", type_name, hp->index_metric,
              strcmp(hp->dimension_reduction_type, "none") ? ", dimension reduction" : "", n);
     char extra[128] = "";
     if (mc.index_type != KNN_INDEX_FLAT)
@@ -908,7 +914,7 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
     if (mc.dimred)
         snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), ", dimension reduction %s to %zu",
                  hp->dimension_reduction_type, mc.dimred_target);
-    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Building the index: %s, metric %s, %zu rows of %zu features%s", hp->index_type,
+    KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Building the index: %s, metric %s, %zu rows of %zu features%s", type_name,
             hp->index_metric, n, mc.feature_dim, extra);
     s_recall_settings(job, n, &mc);
     knn_progress_start_step(job->progress, what);

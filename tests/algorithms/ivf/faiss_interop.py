@@ -78,6 +78,12 @@ def make(out):
         ("ivfflat_sparse", "ivfflat", lambda: ivf(faiss.IndexFlatL2(d), 64), 64, xb[:20]),
         ("ivfpq", "ivfpq", lambda: faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, 20, 4, 8), 4, xb),
         ("ivfpq_m8", "ivfpq", lambda: faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, 20, 8, 8), 20, xb),
+        ("ivfsq8_l2", "ivfsq8", lambda: faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatL2(d), d, 40, faiss.ScalarQuantizer.QT_8bit), 5, xb),
+        ("ivfsq8_ip", "ivfsq8", lambda: faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(d), d, 40, faiss.ScalarQuantizer.QT_8bit, ip), 5, xb),
+        ("ivfsq8_nores", "ivfsq8", lambda: faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatL2(d), d, 40, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2, False), 5, xb),
     ]
     for name, kind, ctor, nprobe, base in builds:
         index = ctor()
@@ -115,7 +121,8 @@ def check(out):
         d, nq, k = c["d"], c["nq"], c["k"]
         xq = np.fromfile(os.path.join(out, "queries.f32"), dtype=np.float32).reshape(nq, d)
         index = faiss.read_index(os.path.join(out, c["name"] + ".faissindex"))
-        want_type = {"flat": faiss.IndexFlat, "ivfflat": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ}[c["kind"]]
+        want_type = {"flat": faiss.IndexFlat, "ivfflat": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ,
+                     "ivfsq8": faiss.IndexIVFScalarQuantizer}[c["kind"]]
         if not isinstance(index, want_type):
             print(f"{c['name']}: faiss read a {type(index).__name__}", file=sys.stderr)
             ok = False

@@ -61,6 +61,8 @@ int test_faiss_reads_our_indexes(void)
         {"ivfflat_ip", "ivfflat", KNN_INDEX_IVFFLAT, KNN_METRIC_INNER_PRODUCT, 50, 0, 6},
         {"ivfflat_sparse", "ivfflat", KNN_INDEX_IVFFLAT, KNN_METRIC_L2, 200, 0, 3},
         {"ivfpq", "ivfpq", KNN_INDEX_IVFPQ, KNN_METRIC_L2, 30, 6, 5},
+        {"ivfsq8_l2", "ivfsq8", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 50, 0, 6},
+        {"ivfsq8_ip", "ivfsq8", KNN_INDEX_IVFSQ8, KNN_METRIC_INNER_PRODUCT, 50, 0, 6},
     };
     const size_t d = 24, n = 4000, nq = 60, k = 10;
     char dir[1024];
@@ -183,6 +185,9 @@ int test_we_read_faiss_indexes(void)
         {"ivfpq", KNN_INDEX_IVFPQ, KNN_METRIC_L2, 4},
         {"ivfpq_m8", KNN_INDEX_IVFPQ, KNN_METRIC_L2, 20},
         {"ivfpq_nores", KNN_INDEX_IVFPQ, KNN_METRIC_L2, 6},
+        {"ivfsq8_l2", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 5},
+        {"ivfsq8_ip", KNN_INDEX_IVFSQ8, KNN_METRIC_INNER_PRODUCT, 5},
+        {"ivfsq8_nores", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 5},
     };
     const size_t d = 16, nq = 50, k = 10;
     char dir[1024], path[4096];

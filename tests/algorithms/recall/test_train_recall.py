@@ -122,6 +122,41 @@ def case_measured_without_target_and_off(tmp):
         t.check(part in r.err, "error lacks %r:\n%s" % (part, r.err[-2000:]))
 
 
+def case_ivf_sq8_job(tmp):
+    """KnnRunner.IndexType ivf_sq8: a FAISS IndexIVFScalarQuantizer, scored as FAISS scores it."""
+    import faiss
+    x, y = _data(tmp)
+    tx, ty = t.clusters(300, D, 6, seed=32, spread=1.5)
+    os.makedirs(os.path.join(tmp, "test"), exist_ok=True)
+    with open(os.path.join(tmp, "test", "t.rec"), "wb") as f:
+        f.write(t.recordio_bytes(tx, ty))
+    for metric in ["L2", "INNER_PRODUCT", "COSINE"]:
+        name = "sq8-" + metric.lower().replace("_", "-")
+        m = t.manifest(name, dict(HPS, index_metric=metric), "file://" + os.path.join(tmp, "train"),
+                       "file://" + os.path.join(tmp, "out"), test_uri="file://" + os.path.join(tmp, "test"),
+                       extra={"KnnRunner": {"IndexType": "ivf_sq8", "TargetRecall": 0.9}})
+        path = os.path.join(tmp, name + ".json")
+        t.write_json(path, m)
+        r = t.run_train(["--manifest", path, "--json", "--threads", "2"])
+        t.check(r.rc == 0, "job failed: " + r.show())
+        t.check("Building the index: ivf_sq8, metric %s" % metric in r.err, r.err[-3000:])
+        index, labels, meta = _model(tmp, name)
+        t.check(isinstance(index, faiss.IndexIVFScalarQuantizer), "FAISS read a %s" % type(index).__name__)
+        t.check(index.code_size == D and index.nlist == 60 and index.ntotal == N, "index %d/%d/%d" % (
+            index.code_size, index.nlist, index.ntotal))
+        t.check(meta["index_type"] == "ivf_sq8" and meta["nprobe"] == index.nprobe, "model json %s" % meta)
+        rec = r.summary()["Recall"]
+        t.check(rec["reached"] is True and rec["nprobe"] == index.nprobe, "Recall %s" % rec)
+        # The test score is what FAISS computes on our file with the stored nprobe.
+        name_, value = r.test_score()
+        got = t.faiss_score(index, labels, meta, tx, ty, "classifier", metric)
+        t.check((name_, value) == got, "test score %s, FAISS on our file %s" % ((name_, value), got))
+        t.check(value > 0.5, "accuracy %g" % value)
+    # A value outside the two extension types is refused with the choices.
+    r = _job(tmp, "sq8-bad", HPS, extra={"KnnRunner": {"IndexType": "faiss.HNSW"}})
+    t.check(r.rc == 1 and "KnnRunner.IndexType: 'faiss.HNSW' is not one of ivf_sq8" in r.err, r.show())
+
+
 def main():
     if len(sys.argv) != 2 or not hasattr(sys.modules[__name__], "case_" + sys.argv[1]):
         t.fail("usage: test_train_recall.py CASE")

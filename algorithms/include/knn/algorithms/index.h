@@ -2,7 +2,7 @@
 #define KNN_ALGORITHMS_INDEX_H
 
 /**
- * k-NN indexes in FAISS's design: Flat (exact), IVFFlat, IVFPQ, over the L2 or inner-product
+ * k-NN indexes in FAISS's design: Flat (exact), IVFFlat, IVFPQ, IVF-SQ8, over the L2 or inner-product
  * metric. COSINE is not an index metric: the model layer (model.h) normalizes vectors and uses an
  * inner-product index, as FAISS users do.
  *
@@ -29,6 +29,7 @@ enum knn_index_type {
     KNN_INDEX_FLAT = 0,    /* faiss.Flat: IndexFlatL2 / IndexFlatIP */
     KNN_INDEX_IVFFLAT = 1, /* faiss.IVFFlat: IndexIVFFlat over a flat quantizer */
     KNN_INDEX_IVFPQ = 2,   /* faiss.IVFPQ: IndexIVFPQ, 8-bit codes, residual encoding (L2 only) */
+    KNN_INDEX_IVFSQ8 = 3,  /* ivf_sq8: IndexIVFScalarQuantizer, QT_8bit, residual encoding (d bytes a vector) */
 };
 
 struct knn_index_options {
@@ -84,7 +85,7 @@ typedef int(knn_write_fn)(void *user, const void *data, size_t len);
 /** Reads exactly `len` bytes or fails (KNN_ETRUNCATED at end of input). */
 typedef int(knn_read_fn)(void *user, void *data, size_t len);
 
-/** Serialize as faiss.write_index would (IxF2 / IxFI / IwFl / IwPQ). */
+/** Serialize as faiss.write_index would (IxF2 / IxFI / IwFl / IwPQ / IwSq). */
 int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, void *user);
 
 /**

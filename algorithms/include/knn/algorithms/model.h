@@ -141,7 +141,10 @@ size_t knn_model_ntotal(const struct knn_model *model);
 const struct knn_model_recall *knn_model_recall(const struct knn_model *model);
 const struct knn_index *knn_model_index(const struct knn_model *model);
 
-/** "classifier"/"regressor", "L2"/"INNER_PRODUCT"/"COSINE", "faiss.Flat"/"faiss.IVFFlat"/"faiss.IVFPQ". */
+/**
+ * "classifier"/"regressor", "L2"/"INNER_PRODUCT"/"COSINE", "faiss.Flat"/"faiss.IVFFlat"/"faiss.IVFPQ" and
+ * ours (knn-runner's KnnRunner.IndexType, not a SageMaker hyperparameter value): "ivf_sq8".
+ */
 int knn_predictor_parse(enum knn_predictor *out, const char *name);
 const char *knn_predictor_name(enum knn_predictor p);
 int knn_model_metric_parse(enum knn_model_metric *out, const char *name);
