@@ -5,6 +5,7 @@
 #  - --ids: FAISS reading the model's own index file and searching it;
 #  - CSV, JSON Lines and RecordIO-protobuf input, a file or stdin, give the same answers; --k 2
 #    shows the first two; --format table prints a row per neighbour;
+#  - transform --input - --output - writes what it writes to a folder;
 #  - a bad row fails with exit 1 and a message naming it; usage errors exit 2.
 set -uo pipefail
 runner=${KNN_RUNNER:?run through ctest}
@@ -94,7 +95,27 @@ PY
 [ "$(grep -cE '^ +[1-5] +[0-9.]+ +[0-9.e+-]+ +[0-9]+$' "$tmp/table.txt")" = $(($(wc -l <"$tmp/rows.csv") * 5)) ] ||
     fail "table: not a line per neighbour: $(head -8 "$tmp/table.txt")"
 
-# 4. Errors.
+# 4. transform with '-': stdin to stdout gives what it writes for the same rows as a file, and the
+#    same predictions as query.
+mkdir -p "$tmp/tin"
+cp "$tmp/rows.csv" "$tmp/tin/rows.csv"
+"$runner" transform --model "$model" --content-type text/csv --accept 'application/jsonlines; verbose=true' \
+    --input "$tmp/tin" --output "$tmp/tout" 2>"$tmp/err" || fail "transform to a folder: $(cat "$tmp/err")"
+"$runner" transform --model "$model" --content-type text/csv --accept 'application/jsonlines; verbose=true' \
+    --input - --output - <"$tmp/rows.csv" >"$tmp/stdout.jsonl" 2>"$tmp/err" || fail "transform - -: $(cat "$tmp/err")"
+cmp -s "$tmp/tout/rows.csv.out" "$tmp/stdout.jsonl" || fail "transform - - differs from the folder's rows.csv.out"
+"$py" - "$tmp/answers.jsonl" "$tmp/stdout.jsonl" <<'PY' || fail "transform - - and query disagree"
+import json, sys
+q = [json.loads(l) for l in open(sys.argv[1])]
+t = [json.loads(l) for l in open(sys.argv[2])]
+assert len(q) == len(t) and all(a["predicted_label"] == b["predicted_label"] and a["labels"] == b["labels"]
+                                 for a, b in zip(q, t)), "predictions differ"
+PY
+"$runner" transform --model "$model" --content-type text/csv --input "$tmp/tin" --output - >"$tmp/stdout2.jsonl" 2>/dev/null ||
+    fail "transform folder to -"
+[ "$(wc -l <"$tmp/stdout2.jsonl")" = "$(wc -l <"$tmp/rows.csv")" ] || fail "transform folder to -: not a line per row"
+
+# 5. Errors.
 printf '1,2,3\n' | "$runner" query --model "$model" >"$tmp/out" 2>"$tmp/err"
 [ $? = 1 ] || fail "a short row: not exit 1"
 grep -q "row 1.*3 columns, expected 13" "$tmp/err" || fail "a short row: $(cat "$tmp/err")"

@@ -27,7 +27,8 @@ static void s_usage(FILE *out)
     fprintf(out,
             "\n"
             "Runs a k-NN model over every object under --input and writes <object>.out under --output,\n"
-            "as a SageMaker batch transform job does. Locations are s3://bucket/prefix or local paths.\n"
+            "as a SageMaker batch transform job does. Locations are s3://bucket/prefix or local paths;\n"
+            "'-' is stdin (--input, one object) or stdout (--output, every object's answers in turn).\n"
             "\n"
             "  --model SRC           model.tar.gz (local or s3://) or a model directory\n"
             "  --content-type TYPE   text/csv[;label_size=N], application/jsonlines (default),\n"
@@ -47,7 +48,9 @@ static void s_usage(FILE *out)
             "  knn-runner transform --model model.tar.gz --content-type text/csv --input rows/ --output answers/\n"
             "  knn-runner transform --model s3://bucket/output/my-job/output/model.tar.gz \\\n"
             "      --content-type application/x-recordio-protobuf --accept 'application/jsonlines; verbose=true' \\\n"
-            "      --input test.rec --output out/\n");
+            "      --input test.rec --output out/\n"
+            "  cut -d, -f2- test.csv | knn-runner transform --model model.tar.gz --content-type text/csv \\\n"
+            "      --input - --output - > answers.jsonl\n");
 }
 
 int knn_cmd_transform(int argc, char **argv)

@@ -45,6 +45,13 @@ void knn_transform_names_free(char **names, size_t n)
     knn_free(names);
 }
 
+/* "-": stdin as the input location (one object, named "-"), stdout as the output location (every
+ * output written to it in turn). */
+static int s_is_stdio(const struct knn_transform_store *store)
+{
+    return store->kind == KNN__STORE_LOCAL && strcmp(store->location, "-") == 0;
+}
+
 /* ---- local directories ---- */
 
 static int s_walk(struct knn__transform_names *l, const char *root, const char *rel)
@@ -112,6 +119,8 @@ int knn_transform_store_list(struct knn_transform_store *store, char ***names, s
     *n = 0;
     if (store->kind == KNN__STORE_S3) {
         rc = knn__transform_store_list_s3(store, &l);
+    } else if (s_is_stdio(store)) {
+        rc = knn__transform_names_add(&l, "-");
     } else {
         struct stat st;
         if (stat(store->location, &st) != 0) {
@@ -151,7 +160,10 @@ int knn_transform_store_describe(char *buf, size_t size, const struct knn_transf
 {
     if (store->kind == KNN__STORE_S3)
         return knn__transform_store_describe_s3(buf, size, store, name);
-    snprintf(buf, size, "%s/%s", store->location, name);
+    if (s_is_stdio(store))
+        snprintf(buf, size, "-");
+    else
+        snprintf(buf, size, "%s/%s", store->location, name);
     return 0;
 }
 
@@ -166,7 +178,7 @@ int knn_transform_reader_open(struct knn_transform_reader **out, struct knn_tran
     if (!r)
         return KNN_ENOMEM;
     r->kind = KNN__STORE_LOCAL;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->fd = s_is_stdio(store) ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
         int rc = knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "%s: %s", path, strerror(errno));
         knn_free(r);
@@ -197,7 +209,7 @@ void knn_transform_reader_close(struct knn_transform_reader *r)
         return;
     if (r->kind == KNN__STORE_S3)
         knn__transform_reader_close_s3(r);
-    else
+    else if (r->fd != STDIN_FILENO)
         close(r->fd);
     knn_free(r);
 }
@@ -231,6 +243,12 @@ int knn_transform_writer_open(struct knn_transform_writer **out, struct knn_tran
         return KNN_ENOMEM;
     w->kind = KNN__STORE_LOCAL;
     int rc = 0;
+    if (s_is_stdio(store)) {
+        if ((rc = knn_file_writer_open(&w->file, "-")) != 0)
+            goto on_error;
+        *out = w;
+        return 0;
+    }
     if ((size_t)snprintf(w->path, sizeof(w->path), "%s/%s", store->location, name) >= sizeof(w->path)) {
         rc = knn_error_set(KNN_EINVAL, "%s/%s: path too long", store->location, name);
         goto on_error;

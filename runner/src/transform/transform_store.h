@@ -11,6 +11,9 @@
  * "part-1.csv"; an exact key, or a local file, lists itself by its base name; a local directory
  * lists its regular files recursively. Outputs go below the output location as a folder.
  *
+ * "-" is stdin as an input location (one object, named "-") and stdout as an output location
+ * (every output written to it in turn; a failed object's answers already written stay there).
+ *
  * Writers never leave a partial object: local files are written to "<name>.tmp" and renamed on
  * commit; S3 objects appear only when the upload completes. abort() removes what was written.
  *
