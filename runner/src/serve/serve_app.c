@@ -2,6 +2,7 @@
 
 #include "infer/infer_request.h"
 #include "infer/infer_response.h"
+#include "infer/search_attrs.h"
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
@@ -85,6 +86,7 @@ struct s_prepared {
     struct knn_infer_rows rows;
     int ready;    /* decoded, waiting for its search */
     size_t first; /* its first row in its group's search */
+    struct knn_search_attrs attrs; /* X-Amzn-SageMaker-Custom-Attributes: nprobe=, efSearch= */
 };
 
 /* Decode one request; 0 when it has rows to search, else its response holds the error. */
@@ -121,6 +123,11 @@ static int s_prepare(const struct knn_serve_app *app, const struct knn_model *mo
     if (pr->rows.n == 0) {
         knn_http_response_error(resp, 400, "the request has no rows (empty body)");
         return KNN_EFORMAT;
+    }
+    rc = knn_search_attrs_parse(&pr->attrs, req->custom_attributes, model);
+    if (rc) {
+        knn_http_response_error(resp, 400, knn_error_message());
+        return rc;
     }
     return 0;
 }
@@ -161,6 +168,7 @@ static void s_search_group(struct knn_serve_app *app, const struct knn_model *mo
     size_t predicting = atomic_fetch_add(&app->predicting, 1) + 1;
     struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
     po.verbose = 1; /* distances even when not asked for: a row whose distances overflow is refused */
+    po.nprobe = prep[group[0]].attrs.nprobe; /* a group shares its custom attributes (s_same_params) */
     po.threads = app->search_threads ? app->search_threads : app->cores / predicting;
     if (po.threads < 1)
         po.threads = 1;
