@@ -57,6 +57,7 @@
 struct s_out {
     FILE *f;
     EVP_MD_CTX *sha;
+    uint64_t bytes;
     char tmp[4096]; /* the temporary file's path */
 };
 
@@ -96,6 +97,7 @@ static int s_out_write(void *user, const void *data, size_t len)
     if (fwrite(data, 1, len, o->f) != len)
         return knn_error_set(KNN_EIO, "%s: write failed: %s", o->tmp, strerror(errno));
     EVP_DigestUpdate(o->sha, data, len);
+    o->bytes += len;
     return 0;
 }
 
@@ -193,7 +195,9 @@ static int s_json_set(json_t *obj, const char *key, json_t *value)
     return 0;
 }
 
-static int s_build_json(json_t **out, const struct knn_model *model, const char *index_sha, const char *labels_sha)
+static int s_build_json(
+    json_t **out, const struct knn_model *model, const char *index_sha, const char *labels_sha, uint64_t index_bytes,
+    uint64_t labels_bytes)
 {
     const struct knn_model_config *c = &model->cfg;
     const struct knn_index_options *io = knn_index_get_options(model->index);
@@ -235,6 +239,13 @@ static int s_build_json(json_t **out, const struct knn_model *model, const char 
         rc = rc ? rc : KNN_ENOMEM;
         goto on_error;
     }
+    /* The sizes too: whoever unpacks model.tar.gz can cap each member before writing a byte of it. */
+    if (!(sums = json_object()) || (rc = s_json_set(sums, S_INDEX_NAME, json_integer((json_int_t)index_bytes))) ||
+        (rc = s_json_set(sums, S_LABELS_NAME, json_integer((json_int_t)labels_bytes))) ||
+        (rc = s_json_set(j, "bytes", sums))) {
+        rc = rc ? rc : KNN_ENOMEM;
+        goto on_error;
+    }
     *out = j;
     return 0;
 
@@ -265,7 +276,7 @@ int knn_model_save(const struct knn_model *model, const char *dir)
     if ((rc = s_out_open(&lab, dir, S_LABELS_NAME)) ||
         (rc = s_out_write(&lab, model->labels, ntotal * sizeof(float))) || (rc = s_out_finish(&lab, labels_sha)))
         goto on_error;
-    if ((rc = s_build_json(&j, model, index_sha, labels_sha)))
+    if ((rc = s_build_json(&j, model, index_sha, labels_sha, idx.bytes, lab.bytes)))
         goto on_error;
     if (!(text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER))) {
         rc = knn_error_set(KNN_ENOMEM, "model_algo-1.json: cannot serialize");

@@ -49,7 +49,22 @@ int knn_archive_pack(const char *tar_path, const char *dir, const char *const *n
 int knn_archive_pack_level(const char *tar_path, const char *dir, const char *const *names, size_t nnames,
                            int gzip_level);
 
-/** Unpack `tar_path` into the existing directory `dir`, with the rules and caps above (NULL = defaults). */
+/**
+ * Unpack `tar_path` into the existing directory `dir`, with the rules and caps above (NULL = defaults).
+ * Each member must also fit in the file system's free space (keeping 64 MiB free): KNN_ETOOBIG.
+ */
 int knn_archive_unpack(const char *dir, const char *tar_path, const struct knn_archive_limits *limits);
+
+/**
+ * Unpack a model.tar.gz: knn_archive_unpack, verified against what its model_algo-1.json declares.
+ * A first pass reads the archive (writing nothing) for model_algo-1.json (at most 1 MiB). When it
+ * has "sha256" (our models), every file member must be one it names (or itself); a member whose
+ * header size differs from its "bytes" is refused before a byte of it is written; its SHA-256 is
+ * computed while it is written and a mismatch refuses the archive at that member's end; and the
+ * total is capped by the declared sizes. So a lying archive is refused after writing at most its
+ * declared size, and everything written is removed again. Without declarations (SageMaker's own
+ * models), knn_archive_unpack's rules apply. Errors: those of knn_archive_unpack, KNN_ECHECKSUM.
+ */
+int knn_model_archive_unpack(const char *dir, const char *tar_path, const struct knn_archive_limits *limits);
 
 #endif

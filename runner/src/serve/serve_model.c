@@ -50,7 +50,7 @@ static int s_load_archive(struct knn_model **out, const char *tar_path, const ch
     int rc = s_make_tmpdir(dir, sizeof(dir), "model");
     if (rc)
         return rc;
-    rc = knn_archive_unpack(dir, tar_path, NULL);
+    rc = knn_model_archive_unpack(dir, tar_path, NULL);
     if (rc == 0)
         rc = knn_model_load(out, dir);
     s_rmtree(dir);
