@@ -217,7 +217,7 @@ def case_instance_count_mismatch(ctx):
     r = mpi_job(ctx, "mismatch", m, 2)
     t.check(r.rc != 0, r.show())
     reason = r.summary()["FailureReason"]
-    t.check(reason.startswith("ClientError: ResourceConfig.InstanceCount is 3 but mpirun started 2 rank(s)"), reason)
+    t.check(reason.startswith("ClientError: algo-1: ResourceConfig.InstanceCount is 3 but mpirun started 2 rank(s)"), reason)
     t.check("Channels" not in r.summary() or r.summary()["Channels"] == {}, "data was listed: %s" % r.summary())
     ctx.nothing_left("instance count mismatch")
 
@@ -265,9 +265,99 @@ def case_rank_killed(ctx):
     ctx.nothing_left("rank killed")
 
 
+def _container(root, host, hosts, x, y, test=None):
+    """One host's /opt/ml: its resourceconfig, and the train shard the platform gave it."""
+    base = os.path.join(root, host)
+    for d in ["input/config", "input/data/train"]:
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    t.write_json(os.path.join(base, "input/config/hyperparameters.json"), {k: str(v) for k, v in HPS.items()})
+    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}
+    if test is not None:
+        channels["test"] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+        os.makedirs(os.path.join(base, "input/data/test"), exist_ok=True)
+        with open(os.path.join(base, "input/data/test/test.pbr"), "wb") as f:
+            f.write(t.recordio_bytes(*test))
+    t.write_json(os.path.join(base, "input/config/inputdataconfig.json"), channels)
+    t.write_json(os.path.join(base, "input/config/resourceconfig.json"),
+                 {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"})
+    with open(os.path.join(base, "input/data/train/shard.pbr"), "wb") as f:
+        f.write(t.recordio_bytes(x, y))
+    return base
+
+
+def _run_containers(bases, timeout=120):
+    """mpirun started on the first host, rank r in the container of bases[r] (one machine here: one
+    app context per container, each with its own SAGEMAKER_BASE_DIR)."""
+    env = dict(os.environ)
+    env.update(MPI_ENV)
+    env.update({"TRAINING_JOB_NAME": "container-mpi", "KNN_LOG_LEVEL": "info"})
+    cmd = [MPIRUN, "--oversubscribe"]
+    for i, b in enumerate(bases):
+        cmd += ([":"] if i else []) + ["-np", "1", "/usr/bin/env", "SAGEMAKER_BASE_DIR=" + b, t.RUNNER, "train",
+                                      "--json", "--no-progress"]
+    return t.Result(subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout))
+
+
+def case_container_two_hosts(tmp):
+    """resourceconfig.json with hosts [algo-1, algo-2]: the /opt/ml contract on two ranks. Each host's
+    input/data holds the shard the platform gave it (read whole: no second split); algo-1 writes the
+    model of both shards into its model/, algo-2 writes none. Without mpirun the job says how to start
+    the ranks; a rank in the wrong host's container is refused."""
+    x, y = t.clusters(300, 8, 3, seed=51)
+    tx, ty = t.clusters(90, 8, 3, seed=52)
+    hosts = ["algo-1", "algo-2"]
+    b1 = _container(tmp, "algo-1", hosts, x[:170], y[:170], test=(tx, ty))
+    b2 = _container(tmp, "algo-2", hosts, x[170:], y[170:])
+    r = _run_containers([b1, b2])
+    t.check(r.rc == 0, r.show())
+    t.check(r.test_score() == t.expected_score(x, y, tx, ty, 5, "L2", "classifier"), r.err[-3000:])
+    t.check(sorted(os.listdir(os.path.join(b1, "model"))) == t.MODEL_FILES, "algo-1 model/")
+    t.check(not os.path.exists(os.path.join(b2, "model")) or os.listdir(os.path.join(b2, "model")) == [],
+            "algo-2 wrote a model")
+    files = {n: open(os.path.join(b1, "model", n), "rb").read() for n in t.MODEL_FILES}
+    index, labels, _ = t.faiss_model(files)
+    got = sorted(map(bytes, index.reconstruct_n(0, index.ntotal).astype(np.float32)))
+    t.check(got == sorted(map(bytes, x)), "the model does not hold exactly both shards' rows")
+    s = json.load(open(os.path.join(b1, "output/data/job-summary.json")))
+    t.check(s["World"] == {"Engine": "Open MPI", "Size": 2}, "%s" % s.get("World"))
+    t.check([(h["Host"], h["Rows"]) for h in s["Hosts"]] == [("algo-1", 170), ("algo-2", 130)], "%s" % s["Hosts"])
+
+    # Without mpirun: what to do instead, with the failure file.
+    env = {"SAGEMAKER_BASE_DIR": b1, "TRAINING_JOB_NAME": "container-mpi"}
+    shutil.rmtree(os.path.join(b1, "model"))
+    r = t.run_train(["--no-progress"], env=env)
+    t.check(r.rc == 1, r.show())
+    failure = open(os.path.join(b1, "output/failure")).read()
+    t.check(failure.startswith("ClientError: resourceconfig.json lists 2 hosts (algo-1, ...): run them as one Open "
+                               "MPI world, started on algo-1: mpirun -np 2 --hostfile"), failure)
+    os.unlink(os.path.join(b1, "output/failure"))
+    # Rank 1 in algo-1's container: refused, naming the rank and both hosts.
+    r = _run_containers([b1, b1])
+    t.check(r.rc != 0, r.show())
+    t.check("ClientError: algo-2: rank 1 runs in the container of algo-1, but resourceconfig.json's hosts[1] is "
+            "algo-2" in r.err, r.err[-3000:])
+    t.check(not os.path.exists(os.path.join(b1, "model")) or os.listdir(os.path.join(b1, "model")) == [],
+            "a model after the failure")
+
+
+LOCAL_CASES = {"container_two_hosts"}
+
+
 def main():
     if len(sys.argv) != 2 or not hasattr(sys.modules[__name__], "case_" + sys.argv[1]):
         t.fail("usage: test_train_mpi.py CASE")
+    if not shutil.which(MPIRUN):
+        print("SKIP: no mpirun", file=sys.stderr)
+        sys.exit(t.SKIP)
+    if sys.argv[1] in LOCAL_CASES:
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="knn-train-mpi-")
+        try:
+            getattr(sys.modules[__name__], "case_" + sys.argv[1])(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("ok")
+        return
     ctx = Ctx("mpi-" + sys.argv[1])
     try:
         getattr(sys.modules[__name__], "case_" + sys.argv[1])(ctx)

@@ -136,6 +136,35 @@ done:
     return rc;
 }
 
+/*
+ * resourceconfig.json's "hosts": several hosts are one Open MPI world, rank r on hosts[r] (started
+ * from the first host with a hostfile listing them in this order; see runner/README.md). The
+ * instance count is their number; train checks it against the world and current_host against the
+ * rank.
+ */
+#define S_MAX_HOSTS 4096
+
+static int s_read_hosts(struct knn_job_config *cfg, const json_t *hosts, const char *path)
+{
+    size_t n = json_array_size(hosts);
+    if (n == 0)
+        return 0;
+    if (n > S_MAX_HOSTS)
+        return knn_error_set(KNN_ECONFIG, "%s: %zu hosts, more than the %d supported", path, n, S_MAX_HOSTS);
+    if (!(cfg->hosts = knn_calloc(n, sizeof(*cfg->hosts))))
+        return KNN_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *h = json_array_get(hosts, i);
+        if (!json_is_string(h) || json_string_length(h) == 0 || json_string_length(h) > 255)
+            return knn_error_set(KNN_ECONFIG, "%s: hosts[%zu] is not a host name", path, i);
+        if (!(cfg->hosts[i] = knn_strdup(json_string_value(h))))
+            return KNN_ENOMEM;
+        cfg->host_count = i + 1;
+    }
+    cfg->instance_count = n;
+    return 0;
+}
+
 static int s_read_resources(struct knn_job_config *cfg, const char *config_dir)
 {
     char *path = s_join(config_dir, "resourceconfig.json");
@@ -157,14 +186,8 @@ static int s_read_resources(struct knn_job_config *cfg, const char *config_dir)
         }
         if (current)
             host = json_string_value(current);
-        if (hosts && json_array_size(hosts) > 1) {
-            rc = knn_error_set(KNN_ECONFIG,
-                               "%s lists %zu hosts: multi-instance training inside containers is not supported "
-                               "(hosts cannot exchange samples); use InstanceCount 1, or `knn-runner train "
-                               "--manifest` with ResourceConfig.InstanceCount to sample as several hosts",
-                               path, json_array_size(hosts));
+        if (hosts && (rc = s_read_hosts(cfg, hosts, path)) < 0)
             goto done;
-        }
     }
     if (rc == 0 && !(cfg->current_host = knn_strdup(host)))
         rc = KNN_ENOMEM;

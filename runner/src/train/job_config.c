@@ -37,6 +37,7 @@ void knn_job_config_clean_up(struct knn_job_config *cfg)
     knn_free(cfg->endpoint_url);
     knn_free(cfg->base_dir);
     knn_free(cfg->current_host);
+    knn_job_free_strings(cfg->hosts, cfg->host_count);
     knn_job_config_init(cfg);
 }
 

@@ -90,6 +90,8 @@ struct knn_job_config {
     uint64_t max_runtime_s;     /* 0 = no limit */
     char *base_dir;             /* container: <base> */
     char *current_host;         /* "algo-1", or resourceconfig's current_host */
+    char **hosts;               /* container: resourceconfig's hosts, in order (rank r runs on hosts[r]) */
+    size_t host_count;          /* 0 when resourceconfig.json gives none */
     struct knn_job_ext ext;     /* "KnnRunner" */
 };
 

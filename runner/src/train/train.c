@@ -258,6 +258,27 @@ static const char *s_machine_name(void)
     return name;
 }
 
+/*
+ * A container under mpirun: rank r must run on hosts[r] of resourceconfig.json (its current_host),
+ * and reads its own input/data, which the platform already split for ShardedByS3Key: no second split.
+ */
+static int s_plan_container_rank(struct s_job *job)
+{
+    size_t rank = job->host_lo;
+    if (job->cfg.host_count > 0 && job->cfg.current_host && strcmp(job->cfg.current_host, job->cfg.hosts[rank]) != 0)
+        return knn_error_set(KNN_ECONFIG,
+                             "rank %zu runs in the container of %s, but resourceconfig.json's hosts[%zu] is %s: start "
+                             "rank r on hosts[r] (a hostfile listing the hosts in order, slots=1 each)",
+                             rank, job->cfg.current_host, rank, job->cfg.hosts[rank]);
+    struct knn_job_channel *train = &job->cfg.channels[KNN_CHANNEL_TRAIN];
+    if (train->sharded) {
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "ShardedByS3Key: %s reads the shard the platform put in its input/data",
+                knn_world_host(job->world));
+        train->sharded = 0;
+    }
+    return 0;
+}
+
 /* Which hosts this process is: its rank under mpirun, or every simulated host (InstanceCount). */
 static int s_plan_hosts(struct s_job *job)
 {
@@ -269,6 +290,14 @@ static int s_plan_hosts(struct s_job *job)
         job->hosts = (size_t)knn_world_size(job->world);
         job->host_lo = (size_t)knn_world_rank(job->world);
         job->host_hi = job->host_lo + 1;
+        if (job->cfg.container && (rc = s_plan_container_rank(job)) < 0)
+            return rc;
+    } else if (job->cfg.container && job->cfg.host_count > 1) {
+        return knn_error_set(KNN_ECONFIG,
+                             "resourceconfig.json lists %zu hosts (%s, ...): run them as one Open MPI world, started "
+                             "on %s: mpirun -np %zu --hostfile FILE knn-runner train, FILE listing the hosts in that "
+                             "order with slots=1 each",
+                             job->cfg.host_count, job->cfg.hosts[0], job->cfg.hosts[0], job->cfg.host_count);
     } else {
         job->hosts = (size_t)job->cfg.instance_count;
         job->host_lo = 0;
@@ -1335,7 +1364,10 @@ int knn_train_run(const struct knn_train_options *opts)
                 knn_world_size(job.world), knn_world_library_version(job.world), (long)getpid(), s_machine_name());
     }
     po.interactive = opts->progress;
-    if ((rc = knn_progress_new(&job.progress, &po)) < 0 || (rc = s_load_config(&job)) < 0)
+    if ((rc = knn_progress_new(&job.progress, &po)) == 0)
+        rc = s_load_config(&job);
+    /* Every rank, configured or not, meets the others here: none is left waiting for one that gave up. */
+    if ((rc = knn_train_world_agree(job.world, rc, 0)) < 0)
         goto finish;
     /* MaxRuntimeInSeconds counts from the start, as SageMaker's does. */
     dog.deadline_ns = job.cfg.max_runtime_s ? job.start_ns + job.cfg.max_runtime_s * 1000000000ULL : 0;
