@@ -533,8 +533,17 @@ int test_container_errors(void)
     ASSERT_INT_EQ(0, s_write(cfgdir, "inputdataconfig.json", "{\"train\": {}}"));
     ASSERT_INT_EQ(0, s_write(cfgdir, "resourceconfig.json",
                              "{\"current_host\": \"algo-1\", \"hosts\": [\"algo-1\", \"algo-2\"]}"));
+    /* Several hosts are one Open MPI world (train checks it against mpirun); here they are read in order. */
+    ASSERT_OK(knn_job_config_from_container(&cfg, base));
+    ASSERT_UINT_EQ(2, cfg.instance_count);
+    ASSERT_UINT_EQ(2, cfg.host_count);
+    ASSERT_STR_EQ("algo-1", cfg.hosts[0]);
+    ASSERT_STR_EQ("algo-2", cfg.hosts[1]);
+    knn_job_config_clean_up(&cfg);
+    knn_job_config_init(&cfg);
+    ASSERT_INT_EQ(0, s_write(cfgdir, "resourceconfig.json", "{\"current_host\": \"algo-1\", \"hosts\": [\"algo-1\", 7]}"));
     ASSERT_ERR(KNN_ECONFIG, knn_job_config_from_container(&cfg, base));
-    ASSERT_CONTAINS(knn_error_message(), "lists 2 hosts: multi-instance training inside containers is not supported");
+    ASSERT_CONTAINS(knn_error_message(), "resourceconfig.json: hosts[1] is not a host name");
 
     ASSERT_INT_EQ(0, s_write(cfgdir, "resourceconfig.json", "{\"current_host\": \"algo-1\", \"hosts\": [\"algo-1\"]}"));
     ASSERT_INT_EQ(0, s_write(cfgdir, "hyperparameters.json", "[\"k\"]"));
