@@ -28,6 +28,12 @@ enum s_key {
     S_SK,
     S_TOKEN,
     S_REGION,
+    S_ENDPOINT_URL,
+    S_CA_BUNDLE,
+    S_SERVICES,
+    S_IGNORE_ENDPOINTS,
+    S_S3_ADDRESSING, /* nested: "s3 =" then indented "addressing_style = ..." */
+    S_S3_ENDPOINT,   /* nested: "s3 =" then indented "endpoint_url = ..." (profile or services section) */
     S_ROLE_ARN,
     S_CREDENTIAL_PROCESS,
     S_SSO_START_URL,
@@ -36,9 +42,17 @@ enum s_key {
     S_KEY_COUNT
 };
 static const char *const s_key_names[S_KEY_COUNT] = {
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token",       "region", "role_arn", "credential_process",
-    "sso_start_url",     "sso_session",           "web_identity_token_file",
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region",      "endpoint_url",
+    "ca_bundle",         "services",              "ignore_configured_endpoint_urls",  "addressing_style",
+    "endpoint_url",      "role_arn",              "credential_process", "sso_start_url", "sso_session",
+    "web_identity_token_file",
 };
+
+/* Keys read inside the nested "s3 =" block; the others only at the top level. */
+static int s_key_is_nested(int k)
+{
+    return k == S_S3_ADDRESSING || k == S_S3_ENDPOINT;
+}
 
 struct s_section {
     int found;
@@ -83,7 +97,7 @@ static int s_is_space(char c)
 static void s_parse(struct s_section *sec, const char *text, size_t size, const char *want)
 {
     size_t pos = 0;
-    int in_section = 0;
+    int in_section = 0, in_s3 = 0;
     memset(sec, 0, sizeof(*sec));
     while (pos < size) {
         size_t end = pos;
@@ -130,7 +144,7 @@ static void s_parse(struct s_section *sec, const char *text, size_t size, const 
                 sec->found = 1;
             continue;
         }
-        if (!in_section || indented) /* indented lines belong to a nested block such as "s3 =" */
+        if (!in_section)
             continue;
         const char *eq = memchr(line, '=', n);
         if (!eq)
@@ -144,7 +158,17 @@ static void s_parse(struct s_section *sec, const char *text, size_t size, const 
             v++;
             vl--;
         }
+        /* "s3 =" with no value opens a nested block of indented lines; other nested blocks are skipped. */
+        if (!indented) {
+            in_s3 = vl == 0 && kl == 2 && strncasecmp(line, "s3", 2) == 0;
+            if (vl == 0)
+                continue;
+        } else if (!in_s3) {
+            continue;
+        }
         for (int k = 0; k < S_KEY_COUNT; k++) {
+            if (s_key_is_nested(k) != indented)
+                continue;
             if (strlen(s_key_names[k]) == kl && strncasecmp(line, s_key_names[k], kl) == 0) {
                 sec->value[k] = v;
                 sec->len[k] = vl;
@@ -359,5 +383,69 @@ done:
     s_wipe_buf(&ctext);
     s_wipe_buf(&ftext);
     s_files_clean_up(&f);
+    return rc;
+}
+
+static int s_take(char **dst, const struct s_section *sec, int k)
+{
+    *dst = NULL;
+    if (sec->value[k] && sec->len[k] && !(*dst = knn_strndup(sec->value[k], sec->len[k])))
+        return KNN_ENOMEM;
+    return 0;
+}
+
+void knn_s3_profile_config_clean_up(struct knn_s3_profile_config *config)
+{
+    knn_free(config->region);
+    knn_free(config->endpoint_url);
+    knn_free(config->s3_endpoint_url);
+    knn_free(config->ca_bundle);
+    knn_free(config->addressing_style);
+    knn_free(config->config_path);
+    memset(config, 0, sizeof(*config));
+}
+
+int knn_s3_profile_config_read(struct knn_s3_profile_config *out, const struct knn_s3_profile_options *opts)
+{
+    struct s_files f;
+    struct knn_buf ftext = KNN_BUF_INIT(S_MAX_FILE);
+    struct s_section fsec, ssec;
+    char *region = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = knn_s3_profile_region(&region, opts);
+    if (rc)
+        return rc;
+    out->region = region;
+    if ((rc = s_files_resolve(&f, opts)))
+        goto done;
+    if ((rc = s_load(&ftext, &fsec, f.config_path, f.profile, 1)))
+        goto done;
+    if (f.config_path && fsec.found && !(out->config_path = knn_strdup(f.config_path))) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    if ((rc = s_take(&out->endpoint_url, &fsec, S_ENDPOINT_URL)) || (rc = s_take(&out->ca_bundle, &fsec, S_CA_BUNDLE)) ||
+        (rc = s_take(&out->addressing_style, &fsec, S_S3_ADDRESSING)))
+        goto done;
+    out->ignore_configured_endpoint_urls = fsec.value[S_IGNORE_ENDPOINTS] && fsec.len[S_IGNORE_ENDPOINTS] == 4 &&
+                                           strncasecmp(fsec.value[S_IGNORE_ENDPOINTS], "true", 4) == 0;
+    if (fsec.value[S_SERVICES] && fsec.len[S_SERVICES]) {
+        char want[512];
+        snprintf(want, sizeof(want), "services %.*s", (int)(fsec.len[S_SERVICES] < 400 ? fsec.len[S_SERVICES] : 400),
+                 fsec.value[S_SERVICES]);
+        s_parse(&ssec, (const char *)ftext.data, ftext.len, want);
+        if (!ssec.found) {
+            rc = knn_error_set(KNN_ECONFIG, "%s: profile '%s' names services '%.*s', which has no [%s] section",
+                               f.config_path, f.profile, (int)fsec.len[S_SERVICES], fsec.value[S_SERVICES], want);
+            goto done;
+        }
+        if ((rc = s_take(&out->s3_endpoint_url, &ssec, S_S3_ENDPOINT)))
+            goto done;
+    }
+done:
+    s_wipe_buf(&ftext);
+    s_files_clean_up(&f);
+    if (rc)
+        knn_s3_profile_config_clean_up(out);
     return rc;
 }

@@ -129,8 +129,9 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
 {
     struct knn_s3_client_options defaults = KNN_S3_CLIENT_OPTIONS_INIT;
     struct knn_s3_client *c = NULL;
-    char *profile_region = NULL;
+    struct knn_s3_profile_config pc;
     int rc;
+    memset(&pc, 0, sizeof(pc));
     *out = NULL;
     if (!opts)
         opts = &defaults;
@@ -140,17 +141,24 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
         return KNN_ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
 
+    /* The profile's settings (config file), used below wherever nothing more explicit is set. */
+    {
+        struct knn_s3_profile_options po = KNN_S3_PROFILE_OPTIONS_INIT;
+        po.profile = opts->profile;
+        if ((rc = knn_s3_profile_config_read(&pc, &po)) == KNN_ECONFIG)
+            goto on_error;
+        if (rc) {
+            KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "reading the AWS config: %s", knn_error_message());
+            rc = 0;
+        }
+    }
+
     /* Region: option, environment, profile, us-east-1. */
     const char *region = opts->region ? opts->region : s_env("AWS_REGION");
     if (!region)
         region = s_env("AWS_DEFAULT_REGION");
-    if (!region) {
-        struct knn_s3_profile_options po = KNN_S3_PROFILE_OPTIONS_INIT;
-        po.profile = opts->profile;
-        if (knn_s3_profile_region(&profile_region, &po) != 0)
-            KNN_LOG(KNN_LOG_WARN, KNN_LS_S3, "reading the region from the AWS config: %s", knn_error_message());
-        region = profile_region;
-    }
+    if (!region)
+        region = pc.region;
     if (!region)
         region = "us-east-1";
     if (!s_valid_region(region)) {
@@ -160,10 +168,24 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
     if ((rc = s_dup(&c->region, region)))
         goto on_error;
 
-    /* Endpoint: option, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS's regional endpoint. */
-    const char *endpoint = opts->endpoint_url ? opts->endpoint_url : s_env("AWS_ENDPOINT_URL_S3");
-    if (!endpoint)
-        endpoint = s_env("AWS_ENDPOINT_URL");
+    /*
+     * Endpoint, in the AWS CLI's order: option (--endpoint-url), AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+     * the s3 endpoint_url of the profile's services section, the profile's endpoint_url, else AWS's
+     * regional endpoint. AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true (or the profile's
+     * ignore_configured_endpoint_urls) skips the four configured ones.
+     */
+    const char *ignore = s_env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+    int configured = !(ignore ? strcasecmp(ignore, "true") == 0 : pc.ignore_configured_endpoint_urls);
+    const char *endpoint = opts->endpoint_url;
+    if (!endpoint && configured) {
+        endpoint = s_env("AWS_ENDPOINT_URL_S3");
+        if (!endpoint)
+            endpoint = s_env("AWS_ENDPOINT_URL");
+        if (!endpoint)
+            endpoint = pc.s3_endpoint_url;
+        if (!endpoint)
+            endpoint = pc.endpoint_url;
+    }
     if (endpoint) {
         if ((rc = s_parse_endpoint(c, endpoint)))
             goto on_error;
@@ -176,6 +198,18 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
             goto on_error;
     }
     c->addressing = opts->addressing;
+    if (c->addressing == KNN_S3_ADDRESSING_AUTO && pc.addressing_style) {
+        /* The profile's "s3 =" block, addressing_style = auto | path | virtual. */
+        if (strcmp(pc.addressing_style, "path") == 0) {
+            c->addressing = KNN_S3_ADDRESSING_PATH;
+        } else if (strcmp(pc.addressing_style, "virtual") == 0) {
+            c->addressing = KNN_S3_ADDRESSING_VIRTUAL;
+        } else if (strcmp(pc.addressing_style, "auto") != 0) {
+            rc = knn_error_set(KNN_EINVAL, "%s: s3 addressing_style '%.64s' is not auto, path or virtual",
+                               pc.config_path ? pc.config_path : "AWS config", pc.addressing_style);
+            goto on_error;
+        }
+    }
     if (c->addressing == KNN_S3_ADDRESSING_AUTO)
         c->addressing = c->is_aws ? KNN_S3_ADDRESSING_VIRTUAL : KNN_S3_ADDRESSING_PATH;
     int https = strcmp(c->scheme, "https") == 0;
@@ -199,6 +233,8 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
         goto on_error;
     }
     const char *ca = opts->ca_bundle ? opts->ca_bundle : s_env("AWS_CA_BUNDLE");
+    if (!ca)
+        ca = pc.ca_bundle;
     if (ca && (rc = s_dup(&c->ca_bundle, ca)))
         goto on_error;
     c->clock = opts->clock ? opts->clock : knn__s3_system_clock;
@@ -216,7 +252,7 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
     } else if ((rc = knn_s3_credentials_provider_new_default(&c->credentials, opts->profile))) {
         goto on_error;
     }
-    knn_free(profile_region);
+    knn_s3_profile_config_clean_up(&pc);
     KNN_LOG(
         KNN_LOG_DEBUG, KNN_LS_S3, "id=%p: client for %s, region %s, %s-style, payload %s, parts %s", (void *)c,
         c->endpoint, c->region, c->addressing == KNN_S3_ADDRESSING_PATH ? "path" : "virtual-host",
@@ -225,7 +261,7 @@ int knn_s3_client_new(struct knn_s3_client **out, const struct knn_s3_client_opt
     return 0;
 
 on_error:
-    knn_free(profile_region);
+    knn_s3_profile_config_clean_up(&pc);
     knn_s3_client_destroy(c);
     return rc;
 }

@@ -12,7 +12,9 @@
 #include "s3_impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int test_url_redact(void)
 {
@@ -154,5 +156,165 @@ int test_xml_root_checked(void)
                   knn_error_message());
     static const char list[] = "<ListBucketResult><Name>b</Name></ListBucketResult>";
     ASSERT_OK(knn__s3_xml_parse_root((const uint8_t *)list, strlen(list), "ListBucketResult", s_ignore, NULL));
+    return 0;
+}
+
+/* ---- settings from ~/.aws/config, in the AWS CLI's precedence (docs/aws-s3.md) ---- */
+
+static const char *const s_setting_env[] = {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+                                            "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "AWS_PROFILE",
+                                            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_SHARED_CREDENTIALS_FILE"};
+
+static void s_clear_env(void)
+{
+    for (size_t i = 0; i < sizeof(s_setting_env) / sizeof(s_setting_env[0]); i++)
+        unsetenv(s_setting_env[i]);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+}
+
+static int s_write_config(char *path, size_t size, const char *text)
+{
+    snprintf(path, size, "/tmp/knn-aws-config-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(text);
+    int ok = write(fd, text, n) == (ssize_t)n;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static const char s_config[] = "[default]\n"
+                               "region = eu-west-1\n"
+                               "endpoint_url = http://profile-endpoint.test:7000\n"
+                               "ca_bundle = /etc/ssl/profile-ca.pem\n"
+                               "s3 =\n"
+                               "  addressing_style = virtual\n"
+                               "  max_concurrent_requests = 20\n"
+                               "[profile svc]\n"
+                               "region = ap-south-1\n"
+                               "services = local-s3\n"
+                               "endpoint_url = http://profile-endpoint.test:7000\n"
+                               "[services local-s3]\n"
+                               "s3 =\n"
+                               "  endpoint_url = http://services-s3.test:7001\n"
+                               "sts =\n"
+                               "  endpoint_url = http://services-sts.test:7002\n"
+                               "[profile bare]\n"
+                               "region = us-west-2\n"
+                               "[profile ignoring]\n"
+                               "endpoint_url = http://profile-endpoint.test:7000\n"
+                               "ignore_configured_endpoint_urls = true\n"
+                               "[profile badstyle]\n"
+                               "s3 =\n"
+                               "  addressing_style = sideways\n"
+                               "[profile noservices]\n"
+                               "services = missing\n";
+
+/* A client for `profile` (NULL: default) with `endpoint` / `region` options (NULL: unset). */
+static int s_settings_client(struct knn_s3_client **c, const char *profile, const char *endpoint, const char *region)
+{
+    struct knn_s3_credentials_provider *creds;
+    struct knn_s3_client_options o = KNN_S3_CLIENT_OPTIONS_INIT;
+    int rc = knn_s3_credentials_provider_new_static(&creds, "AK", "SK", NULL);
+    if (rc)
+        return rc;
+    o.profile = profile;
+    o.endpoint_url = endpoint;
+    o.region = region;
+    o.credentials = creds;
+    rc = knn_s3_client_new(c, &o);
+    knn_s3_credentials_provider_release(creds);
+    return rc;
+}
+
+#define ASSERT_ENDPOINT(want, profile, endpoint)                                                                    \
+    do {                                                                                                            \
+        struct knn_s3_client *c_;                                                                                   \
+        ASSERT_OK(s_settings_client(&c_, profile, endpoint, NULL));                                                 \
+        ASSERT_STR_EQ(want, knn_s3_client_endpoint(c_));                                                            \
+        knn_s3_client_destroy(c_);                                                                                  \
+    } while (0)
+
+int test_config_endpoint_precedence(void)
+{
+    char path[64];
+    s_clear_env();
+    ASSERT_OK(s_write_config(path, sizeof(path), s_config));
+    setenv("AWS_CONFIG_FILE", path, 1);
+    /* 5. the profile's endpoint_url; 4. its services section's s3 endpoint_url wins over it. */
+    ASSERT_ENDPOINT("http://profile-endpoint.test:7000", NULL, NULL);
+    ASSERT_ENDPOINT("http://services-s3.test:7001", "svc", NULL);
+    /* 3. AWS_ENDPOINT_URL, 2. AWS_ENDPOINT_URL_S3, 1. the option (--endpoint-url). */
+    setenv("AWS_ENDPOINT_URL", "http://env-global.test:7003", 1);
+    ASSERT_ENDPOINT("http://env-global.test:7003", "svc", NULL);
+    setenv("AWS_ENDPOINT_URL_S3", "http://env-s3.test:7004", 1);
+    ASSERT_ENDPOINT("http://env-s3.test:7004", "svc", NULL);
+    ASSERT_ENDPOINT("http://option.test:7005", "svc", "http://option.test:7005");
+    /* Ignoring configured endpoints (environment or profile) leaves the option and AWS's default. */
+    setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true", 1);
+    ASSERT_ENDPOINT("https://s3.ap-south-1.amazonaws.com", "svc", NULL);
+    ASSERT_ENDPOINT("http://option.test:7005", "svc", "http://option.test:7005");
+    unsetenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+    unsetenv("AWS_ENDPOINT_URL_S3");
+    unsetenv("AWS_ENDPOINT_URL");
+    ASSERT_ENDPOINT("https://s3.us-east-1.amazonaws.com", "ignoring", NULL);
+    /* 6. nothing configured: AWS's regional endpoint. */
+    ASSERT_ENDPOINT("https://s3.us-west-2.amazonaws.com", "bare", NULL);
+    /* A services name without its section is an error naming both. */
+    struct knn_s3_client *c;
+    ASSERT_ERR(KNN_ECONFIG, s_settings_client(&c, "noservices", NULL, NULL));
+    ASSERT_CONTAINS(knn_error_message(), "profile 'noservices' names services 'missing', which has no "
+                                         "[services missing] section");
+    unlink(path);
+    return 0;
+}
+
+int test_config_region_ca_addressing(void)
+{
+    char path[64];
+    struct knn_s3_client *c;
+    s_clear_env();
+    ASSERT_OK(s_write_config(path, sizeof(path), s_config));
+    setenv("AWS_CONFIG_FILE", path, 1);
+    /* Region: the profile's, then AWS_DEFAULT_REGION, AWS_REGION, the option. */
+    ASSERT_OK(s_settings_client(&c, NULL, NULL, NULL));
+    ASSERT_STR_EQ("eu-west-1", knn_s3_client_region(c));
+    /* ca_bundle and the s3 block's addressing_style (its other keys ignored). */
+    ASSERT_STR_EQ("/etc/ssl/profile-ca.pem", c->ca_bundle);
+    ASSERT_INT_EQ(KNN_S3_ADDRESSING_VIRTUAL, c->addressing);
+    knn_s3_client_destroy(c);
+    setenv("AWS_DEFAULT_REGION", "ca-central-1", 1);
+    setenv("AWS_CA_BUNDLE", "/etc/ssl/env-ca.pem", 1);
+    ASSERT_OK(s_settings_client(&c, NULL, NULL, NULL));
+    ASSERT_STR_EQ("ca-central-1", knn_s3_client_region(c));
+    ASSERT_STR_EQ("/etc/ssl/env-ca.pem", c->ca_bundle);
+    knn_s3_client_destroy(c);
+    setenv("AWS_REGION", "sa-east-1", 1);
+    ASSERT_OK(s_settings_client(&c, NULL, NULL, NULL));
+    ASSERT_STR_EQ("sa-east-1", knn_s3_client_region(c));
+    knn_s3_client_destroy(c);
+    ASSERT_OK(s_settings_client(&c, NULL, NULL, "me-south-1"));
+    ASSERT_STR_EQ("me-south-1", knn_s3_client_region(c));
+    knn_s3_client_destroy(c);
+    /* The profile: the option, then AWS_PROFILE, then default. */
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    unsetenv("AWS_CA_BUNDLE");
+    setenv("AWS_PROFILE", "bare", 1);
+    ASSERT_OK(s_settings_client(&c, NULL, NULL, NULL));
+    ASSERT_STR_EQ("us-west-2", knn_s3_client_region(c));
+    knn_s3_client_destroy(c);
+    ASSERT_OK(s_settings_client(&c, "svc", NULL, NULL));
+    ASSERT_STR_EQ("ap-south-1", knn_s3_client_region(c));
+    /* No addressing_style in this profile: auto, path-style for a server that is not AWS. */
+    ASSERT_INT_EQ(KNN_S3_ADDRESSING_PATH, c->addressing);
+    ASSERT_TRUE(c->ca_bundle == NULL);
+    knn_s3_client_destroy(c);
+    /* A bad addressing_style names the file. */
+    ASSERT_ERR(KNN_EINVAL, s_settings_client(&c, "badstyle", NULL, NULL));
+    ASSERT_CONTAINS(knn_error_message(), "s3 addressing_style 'sideways' is not auto, path or virtual");
+    ASSERT_CONTAINS(knn_error_message(), path);
+    unlink(path);
     return 0;
 }

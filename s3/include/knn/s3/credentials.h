@@ -111,6 +111,25 @@ int knn_s3_credentials_provider_new_profile(
  */
 int knn_s3_profile_region(char **out, const struct knn_s3_profile_options *opts);
 
+/** The settings of a profile that shape the client, as the AWS CLI reads them from the config file. */
+struct knn_s3_profile_config {
+    char *region;               /* region */
+    char *endpoint_url;         /* the profile's endpoint_url (every service) */
+    char *s3_endpoint_url;      /* endpoint_url of the s3 block of the profile's `services = NAME` section */
+    char *ca_bundle;            /* ca_bundle */
+    char *addressing_style;     /* the profile's "s3 =" block: addressing_style (auto | path | virtual) */
+    int ignore_configured_endpoint_urls; /* ignore_configured_endpoint_urls = true */
+    char *config_path;          /* the file read, for messages (NULL if none) */
+};
+
+/**
+ * Read the profile (opts as for the profile provider) from the config file (then the credentials
+ * file for `region`, as before). Every field NULL/0 when not set; a missing file or profile is not
+ * an error. Clean up with knn_s3_profile_config_clean_up. Errors: KNN_EIO, KNN_ENOMEM.
+ */
+int knn_s3_profile_config_read(struct knn_s3_profile_config *out, const struct knn_s3_profile_options *opts);
+void knn_s3_profile_config_clean_up(struct knn_s3_profile_config *config);
+
 struct knn_s3_http_credentials_options {
     int timeout_ms;   /* per attempt; 0: 1000 for IMDS (or AWS_METADATA_SERVICE_TIMEOUT), 2000 for containers */
     int max_attempts; /* 0: 1 for IMDS (or AWS_METADATA_SERVICE_NUM_ATTEMPTS), 3 for containers */
