@@ -381,6 +381,43 @@ static void s_small_push(
     } while (0)
 
 /*
+ * One query row of s_small_block_avx2 on its own: the same arithmetic for its lanes (so the same
+ * distances to the last bit), without computing five copies of it. A lone query costs 1/6.
+ */
+__attribute__((target("avx2,fma"))) static void s_small_row1_avx2(
+    const float *q0, float qnorm, const float *packed, const float *bnorms, size_t nb, size_t d, int ip,
+    struct knn__topk *heap, float *thr, int64_t id0, unsigned last_valid)
+{
+    const __m256 neg2 = _mm256_set1_ps(-2.0f);
+    float vbuf[16];
+    float tl[1] = {*thr}, ql[1] = {ip ? 0 : qnorm};
+    for (size_t p = 0; p < nb; p += 16) {
+        const float *pa = packed + p * d, *pb = packed + (p + 8) * d;
+        S_ACC_INIT(0);
+#pragma GCC unroll 4
+        for (size_t j = 0; j < d; j++) {
+            __m256 b0 = _mm256_load_ps(pa + j * 8);
+            __m256 b1 = _mm256_load_ps(pb + j * 8);
+            S_ACC_STEP(0);
+        }
+        __m256 bn0 = _mm256_setzero_ps(), bn1 = _mm256_setzero_ps();
+        if (!ip) {
+            bn0 = _mm256_loadu_ps(bnorms + p);
+            bn1 = _mm256_loadu_ps(bnorms + p + 8);
+        }
+        unsigned m0;
+        S_ROW_EPILOGUE(0);
+        if (p + 16 == nb && last_valid != 0xFFFFu)
+            m0 &= last_valid;
+        if (m0 == 0)
+            continue;
+        S_ROW_STORE(0);
+        s_small_push(vbuf, &m0, 1, ip, heap, tl, id0 + (int64_t)p);
+    }
+    *thr = tl[0];
+}
+
+/*
  * Queries [0, nq) against nb (a multiple of 16) packed base vectors with ids from id0; of the last
  * 16, only the lanes set in last_valid exist.
  */
@@ -392,6 +429,11 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
     float vbuf[96];
     for (size_t i = 0; i < nq; i += 6) {
         size_t rows = nq - i < 6 ? nq - i : 6;
+        if (rows == 1) {
+            s_small_row1_avx2(q + i * d, ip ? 0 : qnorms[i], packed, bnorms, nb, d, ip, heaps + i, thr + i, id0,
+                              last_valid);
+            continue;
+        }
         /* Rows beyond the last repeat it, with a threshold nothing passes. */
         const float *q0 = q + i * d;
         const float *q1 = q + (i + (rows > 1 ? 1 : 0)) * d;
@@ -462,10 +504,13 @@ __attribute__((target("avx2,fma"))) static void s_small_block_avx2(
 #endif
 
 #if S_HAVE_X86
-/* All of a query tile against the base with the register-blocked kernel. packed: s_panel_block(d) x d. */
+/*
+ * All of a query tile against the base with the register-blocked kernel. packed: s_panel_block(d) x d
+ * scratch, or NULL when `prepacked` holds the whole base packed already (knn__pack_base).
+ */
 static void s_small_search(
     const float *q, const float *qnorms, size_t nq, const float *base, const float *bnorms, size_t nb, size_t d, int ip,
-    struct knn__topk *heaps, float *thr, float *packed, int64_t id_offset)
+    struct knn__topk *heaps, float *thr, float *packed, const float *prepacked, int64_t id_offset)
 {
     for (size_t i = 0; i < nq; i++)
         thr[i] = knn__topk_threshold(&heaps[i]);
@@ -482,7 +527,10 @@ static void s_small_search(
             for (size_t l = 0; l < 16; l++)
                 tail_norms[l] = last + l < bn ? bnorms[b0 + last + l] : 0.0f;
         }
-        s_pack_panels(base + b0 * d, bn, padded, d, packed);
+        if (prepacked)
+            packed = (float *)prepacked + b0 * d; /* read only */
+        else
+            s_pack_panels(base + b0 * d, bn, padded, d, packed);
         if (padded > bn && padded > 16) {
             /* the full panels first, then the padded last 16 with their own norms */
             s_small_block_avx2(
@@ -499,11 +547,45 @@ static void s_small_search(
 }
 #endif
 
+/* ---- the base packed once ---- */
+
+size_t knn__packed_floats(size_t nb, size_t d)
+{
+#if S_HAVE_X86
+    if (d <= S_SMALL_D_MAX && nb <= SIZE_MAX / 2 / d)
+        return (nb + 15) / 16 * 16 * d;
+#endif
+    return 0;
+}
+
+void knn__pack_base(const float *base, size_t nb, size_t d, float *packed)
+{
+    s_pack_panels(base, nb, (nb + 15) / 16 * 16, d, packed);
+}
+
+static int s_exact_search(
+    const float *queries, size_t nq, const float *base, const float *prepacked, const float *base_norms, size_t nb,
+    size_t d, int ip, size_t k, float *distances, int64_t *labels, int64_t id_offset, int init);
+
+int knn__exact_search_packed(
+    const float *queries, size_t nq, const float *packed, const float *base_norms, size_t nb, size_t d, int ip,
+    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
+{
+    return s_exact_search(queries, nq, NULL, packed, base_norms, nb, d, ip, k, distances, labels, id_offset, init);
+}
+
 /* ---- batches: tiled sgemm ---- */
 
 int knn__exact_search_block(
     const float *queries, size_t nq, const float *base, const float *base_norms, size_t nb, size_t d, int ip, size_t k,
     float *distances, int64_t *labels, int64_t id_offset, int init)
+{
+    return s_exact_search(queries, nq, base, NULL, base_norms, nb, d, ip, k, distances, labels, id_offset, init);
+}
+
+static int s_exact_search(
+    const float *queries, size_t nq, const float *base, const float *prepacked, const float *base_norms, size_t nb,
+    size_t d, int ip, size_t k, float *distances, int64_t *labels, int64_t id_offset, int init)
 {
     float *tile = NULL, *qnorms = NULL, *own_norms = NULL, *packed = NULL, *thr = NULL;
     int rc = 0;
@@ -521,6 +603,7 @@ int knn__exact_search_block(
     knn__blas_single_threaded();
 
     int small = d <= S_SMALL_D_MAX && knn__simd_enabled();
+    KNN_ASSERT(small || !prepacked);
     size_t qtile = small ? S_REG_QUERY_TILE : S_QUERY_TILE;
     size_t qt = nq < qtile ? nq : qtile;
     size_t bt = nb < S_BASE_TILE ? nb : S_BASE_TILE;
@@ -530,7 +613,7 @@ int knn__exact_search_block(
         goto on_error;
     }
     if (small) {
-        if (!(packed = knn_aligned_alloc(32, s_panel_block(d) * d * sizeof(float))) ||
+        if ((!prepacked && !(packed = knn_aligned_alloc(32, s_panel_block(d) * d * sizeof(float)))) ||
             !(thr = knn_malloc_array(qt, sizeof(float)))) {
             rc = KNN_ENOMEM;
             goto on_error;
@@ -540,6 +623,7 @@ int knn__exact_search_block(
         goto on_error;
     }
     if (!ip && !base_norms) {
+        KNN_ASSERT(base);
         if (!(own_norms = knn_malloc_array(nb, sizeof(float)))) {
             rc = KNN_ENOMEM;
             goto on_error;
@@ -558,7 +642,7 @@ int knn__exact_search_block(
             knn__norms_sqr(q, qn, d, qnorms);
 #if S_HAVE_X86
         if (small)
-            s_small_search(q, qnorms, qn, base, base_norms, nb, d, ip, heaps, thr, packed, id_offset);
+            s_small_search(q, qnorms, qn, base, base_norms, nb, d, ip, heaps, thr, packed, prepacked, id_offset);
 #endif
         for (size_t b0 = 0; !small && b0 < nb; b0 += bt) {
             size_t bn = nb - b0 < bt ? nb - b0 : bt;

@@ -33,6 +33,24 @@ int knn__exact_search_block(
     float *distances, int64_t *labels, int64_t id_offset, int init);
 
 /**
+ * The base packed once for the register-blocked kernel (panels of 8 vectors, dimension-major,
+ * zero-padded to a multiple of 16 vectors): knn__packed_floats is the size in floats, 0 when the
+ * kernel does not apply (d > 128, or no x86); knn__pack_base fills it (32-byte aligned memory).
+ */
+size_t knn__packed_floats(size_t nb, size_t d);
+void knn__pack_base(const float *base, size_t nb, size_t d, float *packed);
+
+/**
+ * knn__exact_search_block on a base packed by knn__pack_base: nothing is re-packed per call, so a
+ * few queries cost what they compute. `packed` points at the range's first vector, which must be a
+ * multiple of 16 from the start of the packed base; only the base's last range may end off a
+ * multiple of 16. Needs knn__simd_enabled(). A query's results do not depend on the other queries.
+ */
+int knn__exact_search_packed(
+    const float *queries, size_t nq, const float *packed, const float *base_norms, size_t nb, size_t d, int ip,
+    size_t k, float *distances, int64_t *labels, int64_t id_offset, int init);
+
+/**
  * Exact k-NN of one query against nb base vectors, streaming the base once (a memory-bound GEMV with
  * the distance and the threshold test fused: the right kernel for a single query or a handful).
  * Candidates are offered to `h` (whose `ip` selects the metric), with ids offset by `id_offset`.

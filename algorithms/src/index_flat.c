@@ -11,6 +11,11 @@
  *   query is memory-bound, so this is how it uses more than one core.
  * Inside a worker, fewer than S_GEMM_MIN_QUERIES queries use the fused streaming kernel (one pass
  * over the base per query) and more use sgemm.
+ * Up to d = 128 (with AVX2), the base is packed once for the register-blocked kernel, at the first
+ * search, and every search uses that kernel whatever its number of queries: re-packing the whole
+ * base per call made 4-8 queries slower than 3 (the kernel switch), and with one kernel a query's
+ * answer is the same bytes whether it is searched alone or in a batch (the endpoint's dynamic
+ * batching relies on it). It costs a second copy of the base (padded to 16 vectors).
  * The answer does not depend on the split: equal distances are ordered by id (topk.h).
  */
 #include "index_flat.h"
@@ -23,6 +28,8 @@
 #include "knn/common/error.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* Below this many queries in a worker, stream the base once per query instead of calling sgemm. */
@@ -45,12 +52,41 @@
  * calls round by their shape.
  */
 #define S_SPLIT_ROWS 256
+_Static_assert(S_SPLIT_ROWS % 16 == 0, "a unit of the base starts on a 16-vector boundary of the packed base");
 
 struct s_flat {
     float *xb;    /* ntotal * dim */
     float *norms; /* ntotal squared norms (L2 only) */
     size_t cap;   /* vectors allocated */
+    _Atomic(float *) packed; /* knn__pack_base of xb, made at the first search; NULL until then */
+    pthread_mutex_t pack_lock;
 };
+
+/* The packed base, made by the first search that needs it (searches run concurrently). */
+static const float *s_packed(const struct knn_index *index)
+{
+    struct s_flat *f = index->impl;
+    size_t floats = knn__packed_floats(index->ntotal, index->opts.dim);
+    if (!floats || !knn__simd_enabled())
+        return NULL;
+    float *p = atomic_load(&f->packed);
+    if (p)
+        return p;
+    pthread_mutex_lock(&f->pack_lock);
+    p = atomic_load(&f->packed);
+    if (!p && (p = knn_aligned_alloc(32, floats * sizeof(float))) != NULL) {
+        knn__pack_base(f->xb, index->ntotal, index->opts.dim, p);
+        atomic_store(&f->packed, p);
+    }
+    pthread_mutex_unlock(&f->pack_lock);
+    return p; /* NULL if out of memory: the searches re-pack per call as before */
+}
+
+static void s_drop_packed(struct s_flat *f)
+{
+    knn_free(atomic_load(&f->packed));
+    atomic_store(&f->packed, NULL);
+}
 
 static void s_destroy(struct knn_index *index)
 {
@@ -58,6 +94,8 @@ static void s_destroy(struct knn_index *index)
     if (f) {
         knn_free(f->xb);
         knn_free(f->norms);
+        s_drop_packed(f);
+        pthread_mutex_destroy(&f->pack_lock);
         knn_free(f);
     }
     knn_free(index);
@@ -90,6 +128,7 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
         }
         f->cap = cap;
     }
+    s_drop_packed(f); /* adding is not concurrent with searching; the next search packs again */
     memcpy(f->xb + index->ntotal * d, x, n * d * sizeof(float));
     if (l2)
         knn__norms_sqr(x, n, d, f->norms + index->ntotal);
@@ -102,9 +141,11 @@ static int s_add(struct knn_index *index, size_t n, const float *x)
  * distances/labels (init: start from empty lists).
  */
 static int s_search_range(
-    const float *q, size_t nq, const float *base, const float *norms, size_t nb, size_t d, int ip, size_t k,
-    float *distances, int64_t *labels, int64_t id0, int init)
+    const float *q, size_t nq, const float *base, const float *packed, const float *norms, size_t nb, size_t d, int ip,
+    size_t k, float *distances, int64_t *labels, int64_t id0, int init)
 {
+    if (packed)
+        return knn__exact_search_packed(q, nq, packed, norms, nb, d, ip, k, distances, labels, id0, init);
     if (nq >= S_GEMM_MIN_QUERIES)
         return knn__exact_search_block(q, nq, base, norms, nb, d, ip, k, distances, labels, id0, init);
     for (size_t i = 0; i < nq; i++) {
@@ -125,6 +166,7 @@ struct s_search {
     size_t n, k, d;
     int ip;
     const float *x;
+    const float *packed; /* the packed base, or NULL */
     float *distances;
     int64_t *labels;
     /* split-base mode: one n*k result list per worker */
@@ -138,7 +180,7 @@ static int s_chunk_queries(void *ctx, size_t ubegin, size_t uend, size_t worker)
     struct s_search *s = ctx;
     size_t begin = ubegin * S_QUERY_UNIT, end = uend * S_QUERY_UNIT < s->n ? uend * S_QUERY_UNIT : s->n;
     int rc = s_search_range(
-        s->x + begin * s->d, end - begin, s->f->xb, s->f->norms, s->index->ntotal, s->d, s->ip, s->k,
+        s->x + begin * s->d, end - begin, s->f->xb, s->packed, s->f->norms, s->index->ntotal, s->d, s->ip, s->k,
         s->distances + begin * s->k, s->labels + begin * s->k, 0, 1);
     return rc ? knn_error_wrap(rc, "flat search, queries %zu..%zu", begin, end) : 0;
 }
@@ -150,8 +192,9 @@ static int s_chunk_base(void *ctx, size_t ubegin, size_t uend, size_t worker)
     size_t begin = ubegin * S_SPLIT_ROWS, end = uend * S_SPLIT_ROWS < ntotal ? uend * S_SPLIT_ROWS : ntotal;
     size_t nk = s->n * s->k;
     int rc = s_search_range(
-        s->x, s->n, s->f->xb + begin * s->d, s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip, s->k,
-        s->wdist + worker * nk, s->wlabels + worker * nk, (int64_t)begin, 0);
+        s->x, s->n, s->f->xb + begin * s->d, s->packed ? s->packed + begin * s->d : NULL,
+        s->f->norms ? s->f->norms + begin : NULL, end - begin, s->d, s->ip, s->k, s->wdist + worker * nk,
+        s->wlabels + worker * nk, (int64_t)begin, 0);
     return rc ? knn_error_wrap(rc, "flat search, base %zu..%zu", begin, end) : 0;
 }
 
@@ -167,6 +210,7 @@ static int s_search(
         .d = index->opts.dim,
         .ip = index->opts.metric == KNN_METRIC_INNER_PRODUCT,
         .x = x,
+        .packed = s_packed(index),
         .distances = distances,
         .labels = labels,
     };
@@ -240,6 +284,8 @@ int knn__index_flat_new(struct knn_index **out, const struct knn_index_options *
     }
     index->vtable = opts->metric == KNN_METRIC_L2 ? &s_vtable_l2 : &s_vtable_ip;
     index->impl = f;
+    pthread_mutex_init(&f->pack_lock, NULL);
+    atomic_store(&f->packed, NULL);
     index->opts = *opts;
     index->ntotal = 0;
     index->is_trained = 1;
