@@ -123,6 +123,12 @@ grep -q "row 1.*3 columns, expected 13" "$tmp/err" || fail "a short row: $(cat "
 [ $? = 1 ] && grep -q "k=5" "$tmp/err" || fail "--k above the model's k: $(cat "$tmp/err")"
 "$runner" query --input "$tmp/rows.csv" >/dev/null 2>&1
 [ $? = 2 ] || fail "no --model: not a usage error"
+# Not a model: the message names the file once (not "x.rec: x.rec: ...") and says what a model is.
+cp "$tmp/test.csv" "$tmp/not-a-model.rec"
+"$runner" query --model "$tmp/not-a-model.rec" </dev/null >/dev/null 2>"$tmp/err"
+[ $? = 1 ] || fail "a CSV file as the model: not exit 1"
+[ "$(grep -o "not-a-model.rec" "$tmp/err" | wc -l)" = 1 ] || fail "the path is not named exactly once: $(cat "$tmp/err")"
+grep -q "model.tar.gz" "$tmp/err" || fail "no word of what a model is: $(cat "$tmp/err")"
 
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "ok"

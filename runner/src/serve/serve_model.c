@@ -51,8 +51,18 @@ static int s_load_archive(struct knn_model **out, const char *tar_path, const ch
     if (rc)
         return rc;
     rc = knn_model_archive_unpack(dir, tar_path, NULL);
-    if (rc == 0)
-        rc = knn_model_load(out, dir);
+    if (rc) {
+        /* The unpack's message names tar_path already (a temporary file for S3): name `shown` once. */
+        const char *m = knn_error_message();
+        size_t n = strlen(tar_path);
+        if (strncmp(m, tar_path, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+            m += n + 2;
+        char cause[512];
+        snprintf(cause, sizeof(cause), "%s", m);
+        s_rmtree(dir);
+        return knn_error_set(rc, "%s: %s (a model is a model.tar.gz, or a folder holding model_algo-1)", shown, cause);
+    }
+    rc = knn_model_load(out, dir);
     s_rmtree(dir);
     return rc ? knn_error_wrap(rc, "%s", shown) : 0;
 }
