@@ -253,6 +253,11 @@ def check_workflow(ins):
         what="clean up the workflow run's objects")
 
 
+def s_build_folders(folder, names):
+    """copytree's ignore: build folders (build/, build-asan/) that a developer's tree may hold."""
+    return [n for n in names if n.startswith("build") and os.path.isdir(os.path.join(folder, n))]
+
+
 def build_stage():
     """Run the Dockerfile's build-stage cmake commands on a copy of exactly what it COPYs."""
     _, ins = dockerfile()
@@ -266,7 +271,7 @@ def build_stage():
                 into_folder = dest in (".", "./") or dest.endswith("/")
                 target = os.path.join(work, dest, os.path.basename(source)) if into_folder else os.path.join(work, dest)
                 if os.path.isdir(os.path.join(SRC, source)):
-                    shutil.copytree(os.path.join(SRC, source), target, ignore=shutil.ignore_patterns("build*"))
+                    shutil.copytree(os.path.join(SRC, source), target, ignore=s_build_folders)
                 else:
                     shutil.copy(os.path.join(SRC, source), target)
     for cmd in build_commands(ins):
