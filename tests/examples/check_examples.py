@@ -77,6 +77,13 @@ def content_recommendation(out, text):
                  f"{index} recall")
         if m:
             check(float(m.group(1)) >= min_recall, f"{index}: recall@5 {m.group(1)} >= {min_recall}")
+            # The README shows a run's output: its recall is the one this (deterministic) run prints.
+            readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "content-recommendation",
+                                       "README.md")).read().split(f"\n{index} COSINE,", 1)
+            shown = re.search(r"recall@5 against exact COSINE search \(scikit-learn, ties counted\): ([0-9.]+)",
+                              readme[1] if len(readme) == 2 else "")
+            check(shown is not None and shown.group(1) == m.group(1),
+                  f"{index}: the README shows the recall the run prints ({shown and shown.group(1)} vs {m.group(1)})")
         m = find(r"largest \|endpoint distance - cosine similarity computed here\|: ([0-9.e+-]+)", block,
                  f"{index} distances")
         if m:
