@@ -228,6 +228,11 @@ const struct knn_model_config *knn_model_part_config(const struct knn_model_part
     return &p->model->cfg;
 }
 
+const struct knn_model *knn_model_part_model(const struct knn_model_part *p)
+{
+    return p->model;
+}
+
 size_t knn_model_part_ntotal(const struct knn_model_part *p)
 {
     return (size_t)p->info.ntotal;

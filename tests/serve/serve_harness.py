@@ -120,7 +120,7 @@ def same_neighbours(got_labels, want_labels, want_dist, tol=1e-3):
 class Server:
     """knn-runner serve on a free port; use as a context manager."""
 
-    def __init__(self, model, tmp, args=(), env=None, port_flag=True):
+    def __init__(self, model, tmp, args=(), env=None, port_flag=True, prefix=()):
         self.log_path = os.path.join(tmp, "serve.log")
         e = dict(os.environ)
         e.pop("SAGEMAKER_BIND_TO_PORT", None)
@@ -130,7 +130,7 @@ class Server:
         args = list(args) + os.environ.get("KNN_TEST_SERVE_ARGS", "").split()  # extra flags, for debugging
         if env and "SAGEMAKER_BIND_TO_PORT" in env:
             e["SAGEMAKER_BIND_TO_PORT"] = env["SAGEMAKER_BIND_TO_PORT"]
-        cmd = [RUNNER, "serve", "--model", model, "--host", "127.0.0.1"] + (["--port", "0"] if port_flag else [])
+        cmd = list(prefix) + [RUNNER, "serve", "--model", model, "--host", "127.0.0.1"] + (["--port", "0"] if port_flag else [])
         self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.DEVNULL, stderr=self.log, env=e)
         self.port = None
         deadline = time.time() + 60

@@ -262,6 +262,72 @@ int knn_world_alarm_poll(struct knn_world *world, int *raised, int *rank)
     return world->ops ? world->ops->alarm_poll(world->impl, raised, rank) : 0;
 }
 
+/* ---- messages of a service loop ---- */
+
+static int s_check_message(const struct knn_world *w, int rank, int tag, size_t len, const char *what)
+{
+    if (!w->ops)
+        return knn_error_set(KNN_EINVAL, "%s: the single world has no other rank", what);
+    if (rank < -1 || rank >= w->size || rank == w->rank)
+        return knn_error_set(KNN_EINVAL, "%s: rank %d is not another rank of the world of %d", what, rank, w->size);
+    if (tag < KNN_WORLD_TAG_MIN || tag > KNN_WORLD_TAG_MAX)
+        return knn_error_set(KNN_EINVAL, "%s: tag %d is outside %d..%d", what, tag, KNN_WORLD_TAG_MIN,
+                             KNN_WORLD_TAG_MAX);
+    if (len > KNN_WORLD_MAX_CHUNK_BYTES)
+        return knn_error_set(KNN_ETOOBIG, "%s: %zu bytes, more than a message may hold (%zu)", what, len,
+                             KNN_WORLD_MAX_CHUNK_BYTES);
+    return 0;
+}
+
+int knn_world_send_start(
+    struct knn_world *world, int dest, int tag, const void *buf, size_t len, struct knn_world_send **out)
+{
+    int rc = s_check_message(world, dest, tag, len, "send");
+    if (rc < 0)
+        return rc;
+    if (dest < 0)
+        return knn_error_set(KNN_EINVAL, "send: no destination rank");
+    return world->ops->send_start(world->impl, dest, tag, buf, len, (void **)out);
+}
+
+int knn_world_send_test(struct knn_world *world, struct knn_world_send *send, int *done)
+{
+    return world->ops->send_test(world->impl, send, done);
+}
+
+void knn_world_send_abandon(struct knn_world *world, struct knn_world_send *send)
+{
+    if (send && world->ops)
+        world->ops->send_abandon(world->impl, send);
+}
+
+int knn_world_probe(struct knn_world *world, int source, int tag, int *arrived, int *from, size_t *len)
+{
+    int rc = s_check_message(world, source, tag, 0, "probe");
+    if (rc < 0)
+        return rc;
+    return world->ops->probe(world->impl, source, tag, arrived, from, len);
+}
+
+int knn_world_recv_arrived(struct knn_world *world, int source, int tag, void *buf, size_t len)
+{
+    int rc = s_check_message(world, source, tag, len, "receive");
+    if (rc < 0)
+        return rc;
+    if (source < 0)
+        return knn_error_set(KNN_EINVAL, "receive: no source rank");
+    return world->ops->recv_tag(world->impl, source, tag, buf, len);
+}
+
+void knn_world_destroy_lost(struct knn_world *world)
+{
+    if (!world)
+        return;
+    if (world->ops)
+        world->ops->destroy_lost(world->impl);
+    knn_free(world);
+}
+
 void knn_world_abort(struct knn_world *world, int exit_code)
 {
     if (world && world->ops)

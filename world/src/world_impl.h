@@ -17,6 +17,13 @@ struct knn_world_ops {
     int (*alarm_raise)(void *impl);
     int (*alarm_poll)(void *impl, int *raised, int *rank);
     void (*abort)(void *impl, int exit_code); /* does not return */
+    /* messages of a service loop (world.h): tagged, never waiting on a peer */
+    int (*send_start)(void *impl, int dest, int tag, const void *buf, size_t len, void **req);
+    int (*send_test)(void *impl, void *req, int *done); /* frees req when done */
+    void (*send_abandon)(void *impl, void *req);
+    int (*probe)(void *impl, int source, int tag, int *arrived, int *from, size_t *len);
+    int (*recv_tag)(void *impl, int source, int tag, void *buf, size_t len);
+    void (*destroy_lost)(void *impl);
 };
 
 struct knn_world {

@@ -149,8 +149,88 @@ static void s_abort(void *impl, int exit_code)
     _Exit(exit_code);
 }
 
-static const struct knn_world_ops s_mpi_ops = {s_destroy, s_send, s_recv, s_broadcast, s_alarm_raise, s_alarm_poll,
-                                               s_abort};
+/* ---- messages of a service loop: MPI_COMM_WORLD, the caller's tags (never S_TAG_DATA / S_TAG_ALARM) ---- */
+
+static int s_send_start(void *impl, int dest, int tag, const void *buf, size_t len, void **req)
+{
+    (void)impl;
+    MPI_Request *r = knn_malloc(sizeof(*r));
+    if (!r)
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    int err = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, MPI_COMM_WORLD, r);
+    if (err != MPI_SUCCESS) {
+        knn_free(r);
+        return s_mpi_error(err, "MPI_Isend");
+    }
+    *req = r;
+    return 0;
+}
+
+static int s_send_test(void *impl, void *req, int *done)
+{
+    (void)impl;
+    MPI_Request *r = req;
+    int flag = 0, err = MPI_Test(r, &flag, MPI_STATUS_IGNORE);
+    if (err != MPI_SUCCESS)
+        return s_mpi_error(err, "MPI_Test");
+    *done = flag;
+    if (flag)
+        knn_free(r);
+    return 0;
+}
+
+static void s_send_abandon(void *impl, void *req)
+{
+    (void)impl;
+    MPI_Request *r = req;
+    /* MPI_Request_free lets MPI drop it whenever; the buffer may be freed by the caller afterwards only
+       because the peer is gone and the transfer will never read it again. */
+    MPI_Request_free(r);
+    knn_free(r);
+}
+
+static int s_probe(void *impl, int source, int tag, int *arrived, int *from, size_t *len)
+{
+    (void)impl;
+    MPI_Status st;
+    int flag = 0, count = 0;
+    int err = MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag, MPI_COMM_WORLD, &flag, &st);
+    if (err != MPI_SUCCESS)
+        return s_mpi_error(err, "MPI_Iprobe");
+    *arrived = flag;
+    if (flag) {
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        *from = st.MPI_SOURCE;
+        *len = count > 0 ? (size_t)count : 0;
+    }
+    return 0;
+}
+
+static int s_recv_tag(void *impl, int source, int tag, void *buf, size_t len)
+{
+    (void)impl;
+    MPI_Status st;
+    int err = MPI_Recv(buf, (int)len, MPI_BYTE, source, tag, MPI_COMM_WORLD, &st);
+    if (err != MPI_SUCCESS)
+        return s_mpi_error(err, "MPI_Recv");
+    int got = 0;
+    MPI_Get_count(&st, MPI_BYTE, &got);
+    if (got < 0 || (size_t)got != len)
+        return knn_error_set(KNN_EMISMATCH, "MPI: rank %d sent %d bytes where %zu were expected", source, got, len);
+    return 0;
+}
+
+static void s_destroy_lost(void *impl)
+{
+    struct s_mpi *m = impl;
+    knn_free(m->alarm_sends);
+    knn_free(m);
+}
+
+static const struct knn_world_ops s_mpi_ops = {s_destroy,    s_send,         s_recv,     s_broadcast,
+                                               s_alarm_raise, s_alarm_poll,  s_abort,    s_send_start,
+                                               s_send_test,   s_send_abandon, s_probe,   s_recv_tag,
+                                               s_destroy_lost};
 
 int knn_world__mpi_start(struct knn_world *world)
 {

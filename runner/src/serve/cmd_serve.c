@@ -7,12 +7,15 @@
 #include "serve/serve_app.h"
 #include "serve/serve_http.h"
 #include "serve/serve_model.h"
+#include "serve/serve_shard.h"
 #include "usage.h"
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"
 
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +85,20 @@ static size_t s_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (size_t)n : 1;
+}
+
+/* Sharded serving: the HTTP server drains on this thread while rank 0's main thread dispatches. */
+struct s_drain {
+    struct knn_http_server *server;
+    atomic_int done;
+};
+
+static void *s_drain_thread(void *arg)
+{
+    struct s_drain *d = arg;
+    knn_http_server_stop(d->server, S_DRAIN_MS);
+    atomic_store(&d->done, 1);
+    return NULL;
 }
 
 int knn_cmd_serve(int argc, char **argv)
@@ -169,6 +186,22 @@ int knn_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Under mpirun: the model is spread over the ranks; only rank 0 answers HTTP (serve_shard.h). */
+    struct knn_serve_shard *shard = NULL;
+    if (knn_serve_shard_start(&shard) != 0) {
+        KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: %s", knn_error_message());
+        return 1;
+    }
+    if (shard && knn_serve_shard_rank(shard) != 0) {
+        int wstatus = 1;
+        if (knn_serve_shard_load(shard, model_src, &stop_signals) == 0)
+            wstatus = knn_serve_shard_work(shard, &stop_signals);
+        else
+            knn_serve_shard_work(shard, &stop_signals); /* wait for rank 0's STOP */
+        knn_serve_shard_destroy(shard);
+        return wstatus;
+    }
+
     size_t nroutes;
     struct knn_http_server_options hopts = KNN_HTTP_SERVER_OPTIONS_INIT;
     hopts.host = host;
@@ -193,11 +226,34 @@ int knn_cmd_serve(int argc, char **argv)
     int status = 1;
     if (knn_http_server_start(&server, &hopts) != 0) {
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: %s", knn_error_message());
+        knn_serve_shard_destroy(shard);
         return 1;
     }
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: listening on %s port %u; loading the model from %s", host,
             knn_http_server_port(server), model_src);
 
+    if (shard) {
+        if (knn_serve_shard_load(shard, model_src, &stop_signals) != 0) {
+            KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: cannot load the model: %s", knn_error_message());
+            goto done;
+        }
+        app.backend = knn_serve_shard_backend(shard);
+        knn_serve_app_set_model(&app, knn_serve_shard_model(shard));
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: ready on port %u", knn_http_server_port(server));
+        int ssig = knn_serve_shard_dispatch(shard, &stop_signals, NULL);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: %s received, finishing the requests in flight",
+                ssig == SIGTERM ? "SIGTERM" : "SIGINT");
+        /* The requests in flight need the dispatcher (this thread): the server drains on another. */
+        struct s_drain drain = {server, 0};
+        pthread_t drainer;
+        if (pthread_create(&drainer, NULL, s_drain_thread, &drain) == 0) {
+            knn_serve_shard_dispatch(shard, NULL, &drain.done);
+            pthread_join(drainer, NULL);
+            server = NULL;
+        }
+        status = 0;
+        goto done;
+    }
     if (knn_serve_model_load(&model, model_src) != 0) {
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "knn-runner serve: cannot load the model: %s", knn_error_message());
         goto done;
@@ -220,6 +276,7 @@ int knn_cmd_serve(int argc, char **argv)
 done:
     knn_http_server_stop(server, S_DRAIN_MS);
     knn_model_destroy(model);
+    knn_serve_shard_destroy(shard);
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "knn-runner serve: stopped");
     return status;
 }

@@ -64,8 +64,13 @@ unsigned knn_serve_status_for(int code)
 static void s_ping(void *ctx, const struct knn_http_request *req, struct knn_http_response *resp)
 {
     struct knn_serve_app *app = ctx;
+    const char *down;
     if (!atomic_load(&app->model)) {
         knn_http_response_error(resp, 503, "the model is still loading");
+        return;
+    }
+    if (app->backend && (down = app->backend->unavailable(app->backend->ctx))) {
+        knn_http_response_error(resp, 503, down);
         return;
     }
     resp->content_type = "text/plain";
@@ -75,8 +80,10 @@ static void s_execution_parameters(void *ctx, const struct knn_http_request *req
 {
     struct knn_serve_app *app = ctx;
     if (knn_buf_printf(
-            &resp->body, "{\"MaxConcurrentTransforms\": %zu, \"BatchStrategy\": \"MULTI_RECORD\", \"MaxPayloadInMB\": %zu}",
-            app->cores, app->max_payload_mb) != 0)
+            &resp->body, "{\"MaxConcurrentTransforms\": %zu, \"BatchStrategy\": \"MULTI_RECORD\", \"MaxPayloadInMB\": %zu",
+            app->cores, app->max_payload_mb) != 0 ||
+        (app->backend && app->backend->describe(app->backend->ctx, &resp->body) != 0) ||
+        knn_buf_append_str(&resp->body, "}") != 0)
         knn_http_response_error(resp, 500, knn_error_message());
 }
 
@@ -172,7 +179,8 @@ static void s_search_group(struct knn_serve_app *app, const struct knn_model *mo
     po.threads = app->search_threads ? app->search_threads : app->cores / predicting;
     if (po.threads < 1)
         po.threads = 1;
-    rc = knn_model_predict(model, total, x, &po, &pred);
+    rc = app->backend ? app->backend->predict(app->backend->ctx, total, x, &po, &pred)
+                      : knn_model_predict(model, total, x, &po, &pred);
     atomic_fetch_sub(&app->predicting, 1);
     if (rc)
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_HTTP, "predict failed on %zu rows: %s", total, knn_error_message());
@@ -184,7 +192,8 @@ done:
         if (erc == 0)
             erc = knn_infer_encode(&resp->body, &pr->accept, &pred, pr->first, pr->rows.n);
         if (erc) {
-            knn_http_response_error(resp, knn_serve_status_for(erc), knn_error_message());
+            const char *down = rc && app->backend ? app->backend->unavailable(app->backend->ctx) : NULL;
+            knn_http_response_error(resp, down ? 503 : knn_serve_status_for(erc), down ? down : knn_error_message());
             continue;
         }
         resp->content_type = knn_media_name(pr->accept.media);

@@ -26,8 +26,18 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+/* Search through another backend than the model (sharded serving: serve/serve_shard.h). */
+struct knn_serve_backend {
+    int (*predict)(void *ctx, size_t n, const float *x, const struct knn_predict_options *o,
+                   struct knn_predictions *out);
+    const char *(*unavailable)(void *ctx);           /* NULL while it answers; else why not (503) */
+    int (*describe)(void *ctx, struct knn_buf *out); /* more members of /execution-parameters */
+    void *ctx;
+};
+
 struct knn_serve_app {
     _Atomic(const struct knn_model *) model; /* NULL until loaded; not owned */
+    const struct knn_serve_backend *backend; /* NULL: knn_model_predict on the model */
     struct knn_mime default_accept;          /* for a missing or wildcard Accept */
     size_t cores;                            /* search threads available in all */
     size_t search_threads;                   /* fixed threads per request; 0 = adaptive (below) */

@@ -43,8 +43,26 @@ static int s_make_tmpdir(char *buf, size_t size, const char *what)
     return 0;
 }
 
+/* What is loaded from the model directory: the whole model, or a part of it (sharded serving). */
+struct s_loader {
+    int (*load_dir)(const struct s_loader *l, const char *dir);
+    struct knn_model **model;
+    struct knn_model_part **part;
+    size_t part_no, nparts;
+};
+
+static int s_load_whole(const struct s_loader *l, const char *dir)
+{
+    return knn_model_load(l->model, dir);
+}
+
+static int s_load_part(const struct s_loader *l, const char *dir)
+{
+    return knn_model_part_load(l->part, dir, l->part_no, l->nparts, NULL);
+}
+
 /* Unpack a local model.tar.gz into a temporary directory, load it, remove the directory. */
-static int s_load_archive(struct knn_model **out, const char *tar_path, const char *shown)
+static int s_load_archive(const struct s_loader *l, const char *tar_path, const char *shown)
 {
     char dir[4096];
     int rc = s_make_tmpdir(dir, sizeof(dir), "model");
@@ -62,16 +80,31 @@ static int s_load_archive(struct knn_model **out, const char *tar_path, const ch
         s_rmtree(dir);
         return knn_error_set(rc, "%s: %s (a model is a model.tar.gz, or a folder holding model_algo-1)", shown, cause);
     }
-    rc = knn_model_load(out, dir);
+    rc = l->load_dir(l, dir);
     s_rmtree(dir);
     return rc ? knn_error_wrap(rc, "%s", shown) : 0;
 }
 
+static int s_load(const struct s_loader *l, const char *source);
+
 int knn_serve_model_load(struct knn_model **out, const char *source)
+{
+    struct s_loader l = {s_load_whole, out, NULL, 0, 1};
+    *out = NULL;
+    return s_load(&l, source);
+}
+
+int knn_serve_model_load_part(struct knn_model_part **out, const char *source, size_t part, size_t nparts)
+{
+    struct s_loader l = {s_load_part, NULL, out, part, nparts};
+    *out = NULL;
+    return s_load(&l, source);
+}
+
+static int s_load(const struct s_loader *l, const char *source)
 {
     struct stat st;
     char path[4096];
-    *out = NULL;
 
     if (knn_s3_uri_is_s3(source)) {
         char dir[1024];
@@ -83,14 +116,14 @@ int knn_serve_model_load(struct knn_model **out, const char *source)
         if (rc == 0)
             rc = knn_serve_fetch(path, source);
         if (rc == 0)
-            rc = s_load_archive(out, path, source);
+            rc = s_load_archive(l, path, source);
         s_rmtree(dir);
         return rc;
     }
     if (stat(source, &st) != 0)
         return knn_error_set(KNN_ENOTFOUND, "model %s: %s", source, strerror(errno));
     if (S_ISREG(st.st_mode))
-        return s_load_archive(out, source, source);
+        return s_load_archive(l, source, source);
     if (!S_ISDIR(st.st_mode))
         return knn_error_set(KNN_EINVAL, "model %s: neither a file nor a directory", source);
 
@@ -98,10 +131,10 @@ int knn_serve_model_load(struct knn_model **out, const char *source)
     if ((size_t)snprintf(path, sizeof(path), "%s/model_algo-1", source) >= sizeof(path))
         return knn_error_set(KNN_EINVAL, "model %s: path too long", source);
     if (s_is_file(path)) {
-        int rc = knn_model_load(out, source);
+        int rc = l->load_dir(l, source);
         return rc ? knn_error_wrap(rc, "model %s", source) : 0;
     }
     if ((size_t)snprintf(path, sizeof(path), "%s/model.tar.gz", source) < sizeof(path) && s_is_file(path))
-        return s_load_archive(out, path, path);
+        return s_load_archive(l, path, path);
     return knn_error_set(KNN_ENOTFOUND, "model %s: no model_algo-1 or model.tar.gz in this directory", source);
 }

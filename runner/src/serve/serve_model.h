@@ -12,8 +12,12 @@
  */
 
 #include "knn/algorithms/model.h"
+#include "knn/algorithms/part.h"
 
 /** Load the model from `source`. The caller destroys it with knn_model_destroy(). */
 int knn_serve_model_load(struct knn_model **out, const char *source);
+
+/** Load part `part` of `nparts` of the model at `source` (sharded serving; knn_model_part_destroy). */
+int knn_serve_model_load_part(struct knn_model_part **out, const char *source, size_t part, size_t nparts);
 
 #endif

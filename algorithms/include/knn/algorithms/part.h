@@ -88,6 +88,8 @@ int knn_model_part_load(
 void knn_model_part_destroy(struct knn_model_part *p);
 
 const struct knn_model_config *knn_model_part_config(const struct knn_model_part *p);
+/** The model with this part's index (its config and transform; search it through the part). */
+const struct knn_model *knn_model_part_model(const struct knn_model_part *p);
 /** Vectors in the whole model, and in this part. */
 size_t knn_model_part_ntotal(const struct knn_model_part *p);
 size_t knn_model_part_held(const struct knn_model_part *p);

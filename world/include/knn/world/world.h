@@ -111,6 +111,42 @@ int knn_world_alarm_raise(struct knn_world *world);
  */
 int knn_world_alarm_poll(struct knn_world *world, int *raised, int *rank);
 
+/* ---- Messages of a service loop (sharded serving): point to point, tagged, never blocking on a peer ---- */
+
+/*
+ * A service loop (rank 0 dispatching searches, the other ranks answering) must notice a rank that
+ * died instead of waiting for it forever: these calls never wait for another rank. A message is
+ * at most KNN_WORLD_MAX_CHUNK_BYTES; tags are KNN_WORLD_TAG_MIN..KNN_WORLD_TAG_MAX (the
+ * collectives above use others, so the two never mix). The single world has no other rank: these
+ * return KNN_EINVAL there.
+ */
+#define KNN_WORLD_TAG_MIN 100
+#define KNN_WORLD_TAG_MAX 999
+
+struct knn_world_send;
+
+/** Start sending `len` bytes of `buf` (which must stay valid until the send is done) to `dest`. */
+int knn_world_send_start(
+    struct knn_world *world, int dest, int tag, const void *buf, size_t len, struct knn_world_send **out);
+/** *done = 1 once the send completed (then `send` is freed), else 0. */
+int knn_world_send_test(struct knn_world *world, struct knn_world_send *send, int *done);
+/** Forget a send that will not complete (its peer is lost): frees `send`, keeps nothing waiting on it. */
+void knn_world_send_abandon(struct knn_world *world, struct knn_world_send *send);
+
+/**
+ * Whether a message with `tag` from `source` (-1: any rank) has arrived: *arrived, and then its
+ * sender and length. Receive it with knn_world_recv_arrived().
+ */
+int knn_world_probe(struct knn_world *world, int source, int tag, int *arrived, int *from, size_t *len);
+/** Receive a message knn_world_probe() saw arrive (exactly `len` bytes, else KNN_EMISMATCH). */
+int knn_world_recv_arrived(struct knn_world *world, int source, int tag, void *buf, size_t len);
+
+/**
+ * Free the world after a rank was lost (knn_world_destroy would wait for it in its final barrier
+ * forever): nothing is finalised, the process exits without meeting the others.
+ */
+void knn_world_destroy_lost(struct knn_world *world);
+
 /** End every rank of the world now (MPI_Abort); for the single world, _exit(exit_code). Never returns. */
 void knn_world_abort(struct knn_world *world, int exit_code) __attribute__((noreturn));
 
