@@ -243,6 +243,8 @@ static void s_invocations_batch(void *ctx, struct knn_http_job *jobs, size_t n)
             total += prep[j].rows.n;
             group[ng++] = j;
         }
+        if (ng > 1)
+            KNN_LOG(KNN_LOG_DEBUG, KNN_LS_HTTP, "batch: %zu requests, %zu rows in one search", ng, total);
         s_search_group(app, model, jobs, prep, group, ng, total);
     }
 done:
