@@ -198,7 +198,52 @@ static int s_chunk_base(void *ctx, size_t ubegin, size_t uend, size_t worker)
     return rc ? knn_error_wrap(rc, "flat search, base %zu..%zu", begin, end) : 0;
 }
 
+/*
+ * L2: the distances of the k found, computed again directly as sum((x - y)^2) and the lists put
+ * back in (distance, id) order. The kernels select with ||x||^2 + ||y||^2 - 2 x.y, which loses
+ * digits when the norms are large next to the distances (un-normalized features: 905.25 for
+ * 905.5267); the answer shows the exact distance, the same whichever kernel or batch found it.
+ */
+static void s_exact_l2(const struct knn_index *index, size_t n, const float *x, size_t k, float *distances,
+                       int64_t *labels)
+{
+    const struct s_flat *f = index->impl;
+    size_t d = index->opts.dim;
+    for (size_t i = 0; i < n; i++) {
+        float *dist = distances + i * k;
+        int64_t *lab = labels + i * k;
+        for (size_t j = 0; j < k && lab[j] >= 0; j++)
+            dist[j] = knn__l2sqr(x + i * d, f->xb + (size_t)lab[j] * d, d);
+        for (size_t j = 1; j < k && lab[j] >= 0; j++) { /* insertion sort: k is small, mostly in order */
+            float dv = dist[j];
+            int64_t lv = lab[j];
+            size_t m = j;
+            while (m > 0 && (dist[m - 1] > dv || (dist[m - 1] == dv && lab[m - 1] > lv))) {
+                dist[m] = dist[m - 1];
+                lab[m] = lab[m - 1];
+                m--;
+            }
+            dist[m] = dv;
+            lab[m] = lv;
+        }
+    }
+}
+
+static int s_search_select(
+    const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
+    const struct knn_search_params *params);
+
 static int s_search(
+    const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
+    const struct knn_search_params *params)
+{
+    int rc = s_search_select(index, n, x, k, distances, labels, params);
+    if (rc == 0 && index->opts.metric == KNN_METRIC_L2)
+        s_exact_l2(index, n, x, k, distances, labels);
+    return rc;
+}
+
+static int s_search_select(
     const struct knn_index *index, size_t n, const float *x, size_t k, float *distances, int64_t *labels,
     const struct knn_search_params *params)
 {
