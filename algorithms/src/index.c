@@ -3,6 +3,7 @@
  * (index_impl.h). FAISS file reading and writing live in index_io.c.
  */
 #include "index_flat.h"
+#include "index_hnsw.h"
 #include "index_impl.h"
 #include "index_ivf.h"
 
@@ -53,6 +54,8 @@ int knn_index_new(struct knn_index **out, const struct knn_index_options *opts)
         case KNN_INDEX_IVFPQ:
         case KNN_INDEX_IVFSQ8:
             return knn__index_ivf_new(out, opts);
+        case KNN_INDEX_HNSW:
+            return knn__index_hnsw_new(out, opts);
     }
     return knn_error_set(KNN_EINVAL, "index: unknown index type %d", (int)opts->type);
 }
@@ -142,10 +145,22 @@ int knn_index_set_nprobe(struct knn_index *index, size_t nprobe)
 {
     if (!index)
         return knn_error_set(KNN_EINVAL, "index: NULL index");
-    if (index->opts.type == KNN_INDEX_FLAT)
-        return knn_error_set(KNN_EINVAL, "index: nprobe does not apply to a Flat index");
+    if (index->opts.type == KNN_INDEX_FLAT || index->opts.type == KNN_INDEX_HNSW)
+        return knn_error_set(KNN_EINVAL, "index: nprobe does not apply to a %s index", index->vtable->name);
     if (nprobe == 0)
         return knn_error_set(KNN_EINVAL, "index: nprobe must be at least 1");
     index->opts.nprobe = nprobe;
+    return 0;
+}
+
+int knn_index_set_ef_search(struct knn_index *index, size_t ef_search)
+{
+    if (!index)
+        return knn_error_set(KNN_EINVAL, "index: NULL index");
+    if (index->opts.type != KNN_INDEX_HNSW)
+        return knn_error_set(KNN_EINVAL, "index: efSearch does not apply to a %s index", index->vtable->name);
+    if (ef_search == 0 || ef_search > INT32_MAX)
+        return knn_error_set(KNN_EINVAL, "index: efSearch %zu is not in 1..2^31-1", ef_search);
+    index->opts.ef_search = ef_search;
     return 0;
 }

@@ -13,6 +13,10 @@
  *   IwSq          as IwFl up to the direct map, then the scalar quantizer (i32 qtype = 0 QT_8bit,
  *                 i32 rangestat = 0 RS_minmax, f32 rangestat_arg, u64 d, u64 code_size = d, u64 n = 2d,
  *                 n floats vmin then vdiff), u64 code_size, u8 by_residual, inverted lists
+ *   IHNf          header, the HNSW graph (u64 n + n f64 assign_probas; u64 n + n i32
+ *                 cum_nneighbor_per_level; u64 ntotal + i32 levels; u64 ntotal+1 + u64 offsets; u64 n + n
+ *                 i32 neighbors; i32 entry_point, max_level, efConstruction, efSearch, upper_beam),
+ *                 then the storage (a whole IxF2 / IxFI)
  *   inverted lists "ilar", u64 nlist, u64 code_size, sizes ("full", u64 nlist, nlist u64; or
  *                 "sprs", u64 2m, m pairs (u64 list, u64 size) of the non-empty lists), then for
  *                 every non-empty list in order: size * code_size bytes of codes, size i64 ids
@@ -22,6 +26,7 @@
  * are capped separately). Errors say the byte offset and the field.
  */
 #include "index_flat.h"
+#include "index_hnsw.h"
 #include "index_impl.h"
 #include "index_ivf.h"
 #include "pq.h"
@@ -203,6 +208,28 @@ static int s_write_ivf(struct s_writer *w, const struct knn_index *index)
     return s_write_invlists(w, index);
 }
 
+static int s_put_vec(struct s_writer *w, const void *p, uint64_t n, size_t elem)
+{
+    int rc = s_put_u64(w, n);
+    return rc ? rc : s_put(w, p, (size_t)n * elem);
+}
+
+static int s_write_hnsw(struct s_writer *w, const struct knn_index *index)
+{
+    const struct knn__hnsw_graph *g = knn__hnsw_graph(index);
+    int rc;
+    if ((rc = s_write_header(w, "IHNf", index)) ||
+        (rc = s_put_vec(w, g->assign_probas, g->nprobas, sizeof(double))) ||
+        (rc = s_put_vec(w, g->cum_nneighbor_per_level, g->ncum, sizeof(int32_t))) ||
+        (rc = s_put_vec(w, g->levels, index->ntotal, sizeof(int32_t))) ||
+        (rc = s_put_vec(w, g->offsets, index->ntotal + 1, sizeof(uint64_t))) ||
+        (rc = s_put_vec(w, g->neighbors, g->nneighbors, sizeof(int32_t))) || (rc = s_put_i32(w, g->entry_point)) ||
+        (rc = s_put_i32(w, g->max_level)) || (rc = s_put_i32(w, g->ef_construction)) ||
+        (rc = s_put_i32(w, (int32_t)index->opts.ef_search)) || (rc = s_put_i32(w, g->upper_beam)))
+        return rc;
+    return s_write_flat(w, knn__hnsw_storage(index));
+}
+
 int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, void *user)
 {
     if (!index || !write)
@@ -215,6 +242,8 @@ int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, vo
         case KNN_INDEX_IVFPQ:
         case KNN_INDEX_IVFSQ8:
             return s_write_ivf(&w, index);
+        case KNN_INDEX_HNSW:
+            return s_write_hnsw(&w, index);
     }
     return knn_error_set(KNN_EINVAL, "FAISS index: unknown index type %d", (int)index->opts.type);
 }
@@ -848,6 +877,103 @@ on_error:
     return rc;
 }
 
+/* A FAISS vector of `elem`-byte items: u64 n then the items, n checked against the bytes left. */
+static int s_get_vec(struct s_reader *r, void **out, size_t *n_out, size_t elem, const char *field)
+{
+    uint64_t n, at = r->off;
+    int rc = s_get_u64(r, &n, field);
+    if (rc)
+        return rc;
+    if (n > s_left(r) / elem)
+        return knn_error_set(KNN_ETRUNCATED,
+                             "byte %" PRIu64 ": %s: %" PRIu64 " items of %zu bytes, the file has %" PRIu64 " left",
+                             at, field, n, elem, s_left(r));
+    void *p = knn_malloc_array(n ? (size_t)n : 1, elem);
+    if (!p)
+        return KNN_ENOMEM;
+    if ((rc = s_get(r, p, (size_t)n * elem, field))) {
+        knn_free(p);
+        return rc;
+    }
+    *out = p;
+    *n_out = (size_t)n;
+    return 0;
+}
+
+/* The rest of an IHNf after its fourcc: the graph, then the Flat storage. */
+static int s_read_hnsw(struct s_reader *r, struct knn_index **out, int depth)
+{
+    struct s_header h;
+    struct knn__hnsw_graph g;
+    struct knn_index *index = NULL, *storage = NULL;
+    size_t nlevels = 0, noffsets = 0;
+    uint64_t at;
+    int rc;
+    memset(&g, 0, sizeof(g));
+    if (r->nparts > 0)
+        return knn_error_set(KNN_EUNSUPPORTED, "an HNSW index cannot be read in parts (it is one graph)");
+    if ((rc = s_read_header(r, &h)))
+        return rc;
+    if (h.ntotal > INT32_MAX)
+        return knn_error_set(KNN_EFORMAT, "HNSW: %" PRIu64 " vectors, more than FAISS's 2^31 - 1", h.ntotal);
+    if ((rc = s_get_vec(r, (void **)&g.assign_probas, &g.nprobas, sizeof(double), "HNSW: assign_probas")) ||
+        (rc = s_get_vec(r, (void **)&g.cum_nneighbor_per_level, &g.ncum, sizeof(int32_t),
+                        "HNSW: cum_nneighbor_per_level")))
+        goto on_error;
+    at = r->off;
+    if ((rc = s_get_vec(r, (void **)&g.levels, &nlevels, sizeof(int32_t), "HNSW: levels")))
+        goto on_error;
+    if (nlevels != h.ntotal) {
+        rc = s_bad(at, "HNSW: levels", "%zu entries for %" PRIu64 " vectors", nlevels, h.ntotal);
+        goto on_error;
+    }
+    at = r->off;
+    if ((rc = s_get_vec(r, (void **)&g.offsets, &noffsets, sizeof(uint64_t), "HNSW: offsets")))
+        goto on_error;
+    if (noffsets != h.ntotal + 1) {
+        rc = s_bad(at, "HNSW: offsets", "%zu entries for %" PRIu64 " vectors", noffsets, h.ntotal);
+        goto on_error;
+    }
+    if ((rc = s_get_vec(r, (void **)&g.neighbors, &g.nneighbors, sizeof(int32_t), "HNSW: neighbors")) ||
+        (rc = s_get_i32(r, &g.entry_point, "HNSW: entry_point")) ||
+        (rc = s_get_i32(r, &g.max_level, "HNSW: max_level")) ||
+        (rc = s_get_i32(r, &g.ef_construction, "HNSW: efConstruction")) ||
+        (rc = s_get_i32(r, &g.ef_search, "HNSW: efSearch")) || (rc = s_get_i32(r, &g.upper_beam, "HNSW: upper_beam")))
+        goto on_error;
+    at = r->off;
+    if ((rc = s_read_index(r, &storage, depth + 1))) {
+        knn_error_wrap(rc, "HNSW storage");
+        goto on_error;
+    }
+    if (storage->opts.type != KNN_INDEX_FLAT || storage->opts.dim != h.d || storage->ntotal != h.ntotal ||
+        storage->opts.metric != h.metric) {
+        rc = knn_error_set(KNN_EFORMAT,
+                           "byte %" PRIu64 ": HNSW storage: not a Flat index of the header's %" PRIu64
+                           " vectors of d = %zu and its metric",
+                           at, h.ntotal, h.d);
+        goto on_error;
+    }
+    struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
+    o.type = KNN_INDEX_HNSW;
+    o.metric = h.metric;
+    o.dim = h.d;
+    if ((rc = knn_index_new(&index, &o)))
+        goto on_error;
+    rc = knn__hnsw_install(index, &g, storage);
+    storage = NULL; /* taken */
+    if (rc) {
+        knn_error_wrap(rc, "byte %" PRIu64, at);
+        goto on_error;
+    }
+    *out = index;
+    return 0;
+on_error:
+    knn__hnsw_graph_clean_up(&g);
+    knn_index_destroy(storage);
+    knn_index_destroy(index);
+    return rc;
+}
+
 static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
 {
     uint32_t h;
@@ -859,18 +985,20 @@ static int s_read_index(struct s_reader *r, struct knn_index **out, int depth)
         return s_read_flat(r, out, h, depth == 0 && r->nparts > 0);
     if ((h == S_FOURCC("IwFl") || h == S_FOURCC("IwPQ") || h == S_FOURCC("IwSq")) && depth == 0)
         return s_read_ivf(r, out, h, depth);
+    if (h == S_FOURCC("IHNf") && depth == 0)
+        return s_read_hnsw(r, out, depth);
     char t[5];
     s_fourcc_text(h, t);
     if (depth > 0)
         return knn_error_set(
             KNN_EUNSUPPORTED,
             "byte %" PRIu64 ": index fourcc \"%s\": an IVF quantizer must be a "
-            "Flat index (IxF2 or IxFI)",
+            "Flat index (IxF2 or IxFI), as must an HNSW storage",
             at, t);
     return knn_error_set(
         KNN_EUNSUPPORTED,
         "byte %" PRIu64 ": index fourcc \"%s\" is not one we read (IxF2, IxFI, "
-        "IwFl, IwPQ, IwSq)",
+        "IwFl, IwPQ, IwSq, IHNf)",
         at, t);
 }
 

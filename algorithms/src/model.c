@@ -45,7 +45,7 @@ int knn__model_setup_transform(struct knn_model *model)
         cfg->metric != KNN_MODEL_METRIC_COSINE)
         return knn_error_set(KNN_ECONFIG, "unknown metric %d", (int)cfg->metric);
     if (cfg->index_type != KNN_INDEX_FLAT && cfg->index_type != KNN_INDEX_IVFFLAT && cfg->index_type != KNN_INDEX_IVFPQ &&
-        cfg->index_type != KNN_INDEX_IVFSQ8)
+        cfg->index_type != KNN_INDEX_IVFSQ8 && cfg->index_type != KNN_INDEX_HNSW)
         return knn_error_set(KNN_ECONFIG, "unknown index type %d", (int)cfg->index_type);
     if (cfg->index_type == KNN_INDEX_IVFPQ && cfg->metric != KNN_MODEL_METRIC_L2)
         return knn_error_set(
@@ -192,23 +192,30 @@ static int s_recall(struct knn_model *model, const struct knn_recall_truth *trut
     memset(r, 0, sizeof(*r));
     r->k = knn_recall_truth_k(truth);
     r->queries = knn_recall_truth_queries(truth);
-    r->param = "nprobe";
+    int hnsw = c->index_type == KNN_INDEX_HNSW;
+    r->param = hnsw ? "efSearch" : "nprobe";
     r->target = c->target_recall > 0.0 ? c->target_recall : 0.0;
     if (r->target > 0.0) {
         struct knn_recall_tuning tu;
         if ((rc = knn_recall_tune(&tu, model->index, truth, r->target)) != 0)
             return rc;
-        if ((rc = knn_index_set_nprobe(model->index, tu.nprobe)) != 0)
-            return rc;
-        c->nprobe = tu.nprobe;
-        r->param_value = tu.nprobe;
+        if (hnsw) {
+            if ((rc = knn_index_set_ef_search(model->index, tu.setting)) != 0)
+                return rc;
+            c->ef_search = tu.setting;
+        } else {
+            if ((rc = knn_index_set_nprobe(model->index, tu.setting)) != 0)
+                return rc;
+            c->nprobe = tu.setting;
+        }
+        r->param_value = tu.setting;
         r->value = tu.recall;
         r->reached = tu.reached;
         r->evaluated = tu.evaluated;
     } else {
         if ((rc = knn_recall_measure(&r->value, model->index, truth, NULL)) != 0)
             return rc;
-        r->param_value = knn_index_get_options(model->index)->nprobe;
+        r->param_value = hnsw ? knn_index_get_options(model->index)->ef_search : knn_index_get_options(model->index)->nprobe;
         r->evaluated = 1;
     }
     r->seconds = knn_clock_seconds_since(t0);
@@ -272,7 +279,11 @@ static int s_build(
         rc = knn_error_set(KNN_ERANGE, "the label of row %zu is not a finite number", row);
         goto on_error;
     }
-    if (c->index_type != KNN_INDEX_FLAT) {
+    if (c->index_type == KNN_INDEX_HNSW) {
+        c->hnsw_m = c->hnsw_m ? c->hnsw_m : 32;
+        c->ef_construction = c->ef_construction ? c->ef_construction : 40;
+        c->ef_search = c->ef_search ? c->ef_search : KNN_MODEL_DEFAULT_EF_SEARCH;
+    } else if (c->index_type != KNN_INDEX_FLAT) {
         if (c->nlist == 0) {
             c->nlist = (size_t)floor(sqrt((double)n));
             if (c->nlist == 0)
@@ -298,7 +309,12 @@ static int s_build(
     io.dim = model->effective_dim;
     io.nlist = c->nlist;
     io.pq_m = c->pq_m;
-    io.nprobe = c->index_type == KNN_INDEX_FLAT ? 1 : c->nprobe;
+    io.nprobe = c->index_type == KNN_INDEX_FLAT || c->index_type == KNN_INDEX_HNSW ? 1 : c->nprobe;
+    if (c->index_type == KNN_INDEX_HNSW) {
+        io.hnsw_m = c->hnsw_m;
+        io.ef_construction = c->ef_construction;
+        io.ef_search = c->ef_search;
+    }
     io.seed = c->seed;
     io.threads = c->threads;
     if ((rc = knn_index_new(&model->index, &io)) != 0)
@@ -580,6 +596,7 @@ int knn_model_predict(
     }
     struct knn_search_params params = KNN_SEARCH_PARAMS_INIT;
     params.nprobe = opts->nprobe;
+    params.ef_search = opts->ef_search;
     params.threads = opts->threads ? opts->threads : model->cfg.threads;
     int ip = model->cfg.metric != KNN_MODEL_METRIC_L2;
 
@@ -717,9 +734,11 @@ int knn_index_type_parse(enum knn_index_type *out, const char *name)
         *out = KNN_INDEX_IVFPQ;
     else if (strcmp(name, "ivf_sq8") == 0)
         *out = KNN_INDEX_IVFSQ8;
+    else if (strcmp(name, "hnsw") == 0)
+        *out = KNN_INDEX_HNSW;
     else
         return knn_error_set(
-            KNN_EINVAL, "index_type \"%s\" is not faiss.Flat, faiss.IVFFlat, faiss.IVFPQ or ivf_sq8", name);
+            KNN_EINVAL, "index_type \"%s\" is not faiss.Flat, faiss.IVFFlat, faiss.IVFPQ, ivf_sq8 or hnsw", name);
     return 0;
 }
 
@@ -734,6 +753,8 @@ const char *knn_index_type_name(enum knn_index_type t)
             return "faiss.IVFPQ";
         case KNN_INDEX_IVFSQ8:
             return "ivf_sq8";
+        case KNN_INDEX_HNSW:
+            return "hnsw";
     }
     return "unknown";
 }

@@ -225,7 +225,13 @@ static int s_build_json(
         (rc = s_json_set(j, "index_type", json_string(knn_index_type_name(io->type)))) ||
         (rc = s_json_set(j, "index_metric", json_string(knn_model_metric_name(c->metric)))))
         goto on_error;
-    if (io->type != KNN_INDEX_FLAT && ((rc = s_json_set(j, "nlist", json_integer((json_int_t)io->nlist))) ||
+    if (io->type == KNN_INDEX_HNSW &&
+        ((rc = s_json_set(j, "hnsw_m", json_integer((json_int_t)io->hnsw_m))) ||
+         (rc = s_json_set(j, "ef_construction", json_integer((json_int_t)io->ef_construction))) ||
+         (rc = s_json_set(j, "ef_search", json_integer((json_int_t)io->ef_search)))))
+        goto on_error;
+    if (io->type != KNN_INDEX_FLAT && io->type != KNN_INDEX_HNSW &&
+        ((rc = s_json_set(j, "nlist", json_integer((json_int_t)io->nlist))) ||
                                        (rc = s_json_set(j, "nprobe", json_integer((json_int_t)io->nprobe)))))
         goto on_error;
     if (io->type == KNN_INDEX_IVFPQ && (rc = s_json_set(j, "pq_m", json_integer((json_int_t)io->pq_m))))
@@ -361,7 +367,7 @@ struct s_meta {
     enum knn_index_type index_type;
     enum knn_model_metric metric;
     int has_metric;
-    size_t nlist, nprobe, pq_m, effective_dim, feature_dim; /* 0 = absent */
+    size_t nlist, nprobe, pq_m, effective_dim, feature_dim, ef_search; /* 0 = absent */
     int has_rng;
     char index_sha[65], labels_sha[65]; /* "" = absent */
 };
@@ -485,6 +491,7 @@ static int s_parse_json(struct s_meta *m, const char *text, size_t len)
     }
     if ((rc = s_get_size(j, "nlist", 1, INT32_MAX, 0, &m->nlist)) ||
         (rc = s_get_size(j, "nprobe", 1, INT32_MAX, 0, &m->nprobe)) ||
+        (rc = s_get_size(j, "ef_search", 1, INT32_MAX, 0, &m->ef_search)) ||
         (rc = s_get_size(j, "pq_m", 1, 1 << 16, 0, &m->pq_m)) ||
         (rc = s_get_size(j, "effective_dim", 1, (size_t)1 << 24, 0, &m->effective_dim)) ||
         (rc = s_get_size(j, "feature_dim", 1, (size_t)1 << 30, 0, &m->feature_dim)))
@@ -665,7 +672,13 @@ int knn__model_load_with(struct knn_model **out, const char *dir, const struct k
             knn_model_metric_name(c->metric));
         goto on_error;
     }
-    if (io->type != KNN_INDEX_FLAT) {
+    if (io->type == KNN_INDEX_HNSW) {
+        c->hnsw_m = io->hnsw_m;
+        c->ef_construction = io->ef_construction;
+        c->ef_search = m.ef_search ? m.ef_search : io->ef_search;
+        if ((rc = knn_index_set_ef_search(model->index, c->ef_search)))
+            goto on_error;
+    } else if (io->type != KNN_INDEX_FLAT) {
         if (m.nlist && m.nlist != io->nlist) {
             rc = s_mismatch("nlist", m.nlist, io->nlist);
             goto on_error;

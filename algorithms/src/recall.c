@@ -19,6 +19,8 @@
 #define S_TRUTH_CHUNK 64
 /* The target search asks for at most this many queries at once (bounds its result arrays). */
 #define S_MEASURE_BATCH 256
+/* The largest efSearch tuning tries (a beam this wide visits a large part of any graph we build). */
+#define S_MAX_EF_SEARCH 4096
 
 struct knn_recall_truth {
     size_t q, k, dim;
@@ -217,14 +219,17 @@ static int s_try(double *recall, struct knn_recall_tuning *best, const struct kn
                  const struct knn_recall_truth *truth, size_t p)
 {
     struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
-    sp.nprobe = p;
+    if (knn_index_get_options(index)->type == KNN_INDEX_HNSW)
+        sp.ef_search = p;
+    else
+        sp.nprobe = p;
     int rc = knn_recall_measure(recall, index, truth, &sp);
     if (rc != 0)
         return rc;
     best->evaluated++;
-    if (*recall > best->recall || (*recall == best->recall && p < best->nprobe)) {
+    if (*recall > best->recall || (*recall == best->recall && p < best->setting)) {
         best->recall = *recall;
-        best->nprobe = p;
+        best->setting = p;
     }
     return 0;
 }
@@ -235,11 +240,14 @@ int knn_recall_tune(
     if (!out || !index || !truth)
         return knn_error_set(KNN_EINVAL, "recall tuning: NULL argument");
     const struct knn_index_options *o = knn_index_get_options(index);
-    if (o->type != KNN_INDEX_IVFFLAT && o->type != KNN_INDEX_IVFPQ && o->type != KNN_INDEX_IVFSQ8)
-        return knn_error_set(KNN_EINVAL, "recall tuning: only IVF indexes have an nprobe to tune");
+    if (o->type != KNN_INDEX_IVFFLAT && o->type != KNN_INDEX_IVFPQ && o->type != KNN_INDEX_IVFSQ8 &&
+        o->type != KNN_INDEX_HNSW)
+        return knn_error_set(KNN_EINVAL, "recall tuning: only IVF (nprobe) and HNSW (efSearch) indexes have a "
+                                         "setting to tune");
     if (!(target > 0.0 && target <= 1.0))
         return knn_error_set(KNN_EINVAL, "recall tuning: target recall %g is not in (0, 1]", target);
-    size_t nlist = o->nlist;
+    /* The settings' range: nprobe 1..nlist, efSearch 1..S_MAX_EF_SEARCH. */
+    size_t nlist = o->type == KNN_INDEX_HNSW ? S_MAX_EF_SEARCH : o->nlist;
     struct knn_recall_tuning best = {0, -1.0, 0, 0};
     double r;
     int rc;
@@ -273,7 +281,7 @@ int knn_recall_tune(
             lo = mid;
         }
     }
-    out->nprobe = hi;
+    out->setting = hi;
     out->recall = hi_recall;
     out->reached = 1;
     out->evaluated = best.evaluated;

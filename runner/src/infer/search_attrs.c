@@ -35,10 +35,7 @@ int knn_search_attrs_parse(struct knn_search_attrs *out, const char *header, con
                              total, KNN_SEARCH_ATTRS_MAX_LEN);
     const struct knn_index_options *io = knn_index_get_options(knn_model_index(model));
     int ivf = io->type == KNN_INDEX_IVFFLAT || io->type == KNN_INDEX_IVFPQ || io->type == KNN_INDEX_IVFSQ8;
-    int hnsw = 0;
-#ifdef KNN_INDEX_HNSW_AVAILABLE
-    hnsw = io->type == KNN_INDEX_HNSW;
-#endif
+    int hnsw = io->type == KNN_INDEX_HNSW;
     const char *p = header, *end = header + total;
     while (p < end) {
         const char *q = p;

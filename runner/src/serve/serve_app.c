@@ -176,6 +176,7 @@ static void s_search_group(struct knn_serve_app *app, const struct knn_model *mo
     struct knn_predict_options po = KNN_PREDICT_OPTIONS_INIT;
     po.verbose = 1; /* distances even when not asked for: a row whose distances overflow is refused */
     po.nprobe = prep[group[0]].attrs.nprobe; /* a group shares its custom attributes (s_same_params) */
+    po.ef_search = prep[group[0]].attrs.ef_search;
     po.threads = app->search_threads ? app->search_threads : app->cores / predicting;
     if (po.threads < 1)
         po.threads = 1;

@@ -68,13 +68,16 @@ struct knn_job_channel {
  * manifest's HyperParameters stay valid for SageMaker.
  *   "TargetRecall": R    (0 < R <= 1) tune the IVF nprobe to the smallest reaching recall@k R
  *   "RecallQueries": Q   (0..100000) held-out queries for the recall measurement; 0 = do not measure
- *   "IndexType": T       "ivf_sq8" (FAISS IndexIVFScalarQuantizer, 8-bit) instead of the
- *                        hyperparameter index_type; nlists and metric rules as for faiss.IVFFlat
+ *   "IndexType": T       "ivf_sq8" (FAISS IndexIVFScalarQuantizer, 8-bit) or "hnsw" (FAISS
+ *                        IndexHNSWFlat) instead of the hyperparameter index_type; nlists and metric
+ *                        rules as for faiss.IVFFlat (ivf_sq8), any metric (hnsw)
+ *   "M": m (2..512), "efConstruction": e (1..65536), "efSearch": s (1..4096)   hnsw only
  */
 struct knn_job_ext {
     double target_recall;   /* 0: none */
     int64_t recall_queries; /* -1: the default, min(1000, 1% of the sample) */
-    const char *index_type; /* NULL: the hyperparameter's; else a static string ("ivf_sq8") */
+    const char *index_type; /* NULL: the hyperparameter's; else a static string ("ivf_sq8", "hnsw") */
+    uint64_t hnsw_m, ef_construction, ef_search; /* 0: the defaults (32, 40, 64) */
 };
 
 #define KNN_JOB_MAX_RECALL_QUERIES 100000

@@ -299,8 +299,24 @@ static void s_parse_channel(struct s_ctx *c, struct knn_job_config *cfg, const j
         channel->content_type = s_dup(c, content_type);
 }
 
-static const char *const s_ext_fields[] = {"TargetRecall", "RecallQueries", "IndexType", NULL};
-static const char *const s_ext_index_types[] = {"ivf_sq8", NULL};
+static const char *const s_ext_fields[] = {
+    "TargetRecall", "RecallQueries", "IndexType", "M", "efConstruction", "efSearch", NULL};
+static const char *const s_ext_index_types[] = {"ivf_sq8", "hnsw", NULL};
+
+/* An integer member of "KnnRunner" in [lo, hi]; 0 when absent or wrong. */
+static uint64_t s_ext_int(struct s_ctx *c, const json_t *obj, const char *name, long long lo, long long hi)
+{
+    const json_t *v = s_member(c, "KnnRunner", obj, name, JSON_INTEGER, 0);
+    if (!v)
+        return 0;
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        char p[64];
+        snprintf(p, sizeof(p), "KnnRunner.%s", name);
+        s_err(c, p, "must be an integer from %lld to %lld, found %lld", lo, hi, (long long)json_integer_value(v));
+        return 0;
+    }
+    return (uint64_t)json_integer_value(v);
+}
 
 /* "KnnRunner": our extensions (job_config.h). */
 static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *obj)
@@ -321,6 +337,11 @@ static void s_parse_ext(struct s_ctx *c, struct knn_job_ext *ext, const json_t *
     int t = s_enum(c, "KnnRunner", obj, "IndexType", s_ext_index_types, 0);
     if (t >= 0)
         ext->index_type = s_ext_index_types[t];
+    ext->hnsw_m = s_ext_int(c, obj, "M", 2, 512);
+    ext->ef_construction = s_ext_int(c, obj, "efConstruction", 1, 65536);
+    ext->ef_search = s_ext_int(c, obj, "efSearch", 1, 4096);
+    if ((ext->hnsw_m || ext->ef_construction || ext->ef_search) && (t < 0 || strcmp(s_ext_index_types[t], "hnsw")))
+        s_err(c, "KnnRunner", "M, efConstruction and efSearch apply only with \"IndexType\": \"hnsw\"");
 }
 
 int knn_job_config_from_manifest(struct knn_job_config *cfg, const json_t *root, const char *source)

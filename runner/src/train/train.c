@@ -919,7 +919,10 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
     }
     mc.dimred_target = (size_t)hp->dimension_reduction_target;
     mc.pq_m = (size_t)hp->pq_m;
-    if (mc.index_type != KNN_INDEX_FLAT) {
+    mc.hnsw_m = (size_t)job->cfg.ext.hnsw_m;
+    mc.ef_construction = (size_t)job->cfg.ext.ef_construction;
+    mc.ef_search = (size_t)job->cfg.ext.ef_search;
+    if (mc.index_type != KNN_INDEX_FLAT && mc.index_type != KNN_INDEX_HNSW) {
         /* spec §8: auto = floor(sqrt(sample_size)), at least 1 and at most the rows sampled. */
         uint64_t nlist = hp->ivf_nlists ? hp->ivf_nlists : (uint64_t)floor(sqrt((double)hp->sample_size));
         if (nlist < 1)
@@ -936,7 +939,10 @@ static int s_build(struct s_job *job, size_t n, float *x, float *labels)
     snprintf(what, sizeof(what), "building %s (%s%s) on %zu rows", type_name, hp->index_metric,
              strcmp(hp->dimension_reduction_type, "none") ? ", dimension reduction" : "", n);
     char extra[128] = "";
-    if (mc.index_type != KNN_INDEX_FLAT)
+    if (mc.index_type == KNN_INDEX_HNSW)
+        snprintf(extra, sizeof(extra), ", M %zu, efConstruction %zu", mc.hnsw_m ? mc.hnsw_m : 32,
+                 mc.ef_construction ? mc.ef_construction : 40);
+    else if (mc.index_type != KNN_INDEX_FLAT)
         snprintf(extra, sizeof(extra), ", nlist %zu", mc.nlist);
     if (mc.index_type == KNN_INDEX_IVFPQ)
         snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), ", pq_m %zu", mc.pq_m);

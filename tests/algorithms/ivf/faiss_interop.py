@@ -84,13 +84,18 @@ def make(out):
             faiss.IndexFlatIP(d), d, 40, faiss.ScalarQuantizer.QT_8bit, ip), 5, xb),
         ("ivfsq8_nores", "ivfsq8", lambda: faiss.IndexIVFScalarQuantizer(
             faiss.IndexFlatL2(d), d, 40, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2, False), 5, xb),
+        # HNSW: the last field is efSearch
+        ("hnsw_l2", "hnsw", lambda: faiss.IndexHNSWFlat(d, 16), 20, xb),
+        ("hnsw_ip", "hnsw", lambda: faiss.IndexHNSWFlat(d, 8, ip), 20, xb),
     ]
     for name, kind, ctor, nprobe, base in builds:
         index = ctor()
         if not index.is_trained:
             index.train(xb)
         index.add(base)
-        if nprobe is not None:
+        if kind == "hnsw":
+            index.hnsw.efSearch = nprobe
+        elif nprobe is not None:
             index.nprobe = nprobe
         faiss.write_index(index, os.path.join(out, f"{name}.faissindex"))
         D, I = index.search(xq, k)
@@ -122,12 +127,15 @@ def check(out):
         xq = np.fromfile(os.path.join(out, "queries.f32"), dtype=np.float32).reshape(nq, d)
         index = faiss.read_index(os.path.join(out, c["name"] + ".faissindex"))
         want_type = {"flat": faiss.IndexFlat, "ivfflat": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ,
-                     "ivfsq8": faiss.IndexIVFScalarQuantizer}[c["kind"]]
+                     "ivfsq8": faiss.IndexIVFScalarQuantizer, "hnsw": faiss.IndexHNSWFlat}[c["kind"]]
         if not isinstance(index, want_type):
             print(f"{c['name']}: faiss read a {type(index).__name__}", file=sys.stderr)
             ok = False
             continue
-        if c["kind"] != "flat" and index.nprobe != c["nprobe"]:
+        if c["kind"] == "hnsw" and index.hnsw.efSearch != c["nprobe"]:
+            print(f"{c['name']}: efSearch {index.hnsw.efSearch}, expected {c['nprobe']}", file=sys.stderr)
+            ok = False
+        if c["kind"] not in ("flat", "hnsw") and index.nprobe != c["nprobe"]:
             print(f"{c['name']}: nprobe {index.nprobe}, expected {c['nprobe']}", file=sys.stderr)
             ok = False
         if index.ntotal != c["ntotal"]:

@@ -63,6 +63,9 @@ int test_faiss_reads_our_indexes(void)
         {"ivfpq", "ivfpq", KNN_INDEX_IVFPQ, KNN_METRIC_L2, 30, 6, 5},
         {"ivfsq8_l2", "ivfsq8", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 50, 0, 6},
         {"ivfsq8_ip", "ivfsq8", KNN_INDEX_IVFSQ8, KNN_METRIC_INNER_PRODUCT, 50, 0, 6},
+        /* HNSW: m is M, nprobe is efSearch */
+        {"hnsw_l2", "hnsw", KNN_INDEX_HNSW, KNN_METRIC_L2, 0, 16, 24},
+        {"hnsw_ip", "hnsw", KNN_INDEX_HNSW, KNN_METRIC_INNER_PRODUCT, 0, 12, 40},
     };
     const size_t d = 24, n = 4000, nq = 60, k = 10;
     char dir[1024];
@@ -84,8 +87,13 @@ int test_faiss_reads_our_indexes(void)
         o.metric = t->metric;
         o.dim = d;
         o.nlist = t->nlist;
-        o.pq_m = t->m;
-        o.nprobe = t->nprobe ? t->nprobe : 1;
+        if (t->type == KNN_INDEX_HNSW) {
+            o.hnsw_m = t->m;
+            o.ef_search = t->nprobe;
+        } else {
+            o.pq_m = t->m;
+            o.nprobe = t->nprobe ? t->nprobe : 1;
+        }
         struct knn_index *index;
         size_t nadd = strcmp(t->name, "ivfflat_sparse") == 0 ? 30 : n;
         ASSERT_OK(knn_index_new(&index, &o));
@@ -188,6 +196,8 @@ int test_we_read_faiss_indexes(void)
         {"ivfsq8_l2", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 5},
         {"ivfsq8_ip", KNN_INDEX_IVFSQ8, KNN_METRIC_INNER_PRODUCT, 5},
         {"ivfsq8_nores", KNN_INDEX_IVFSQ8, KNN_METRIC_L2, 5},
+        {"hnsw_l2", KNN_INDEX_HNSW, KNN_METRIC_L2, 20},
+        {"hnsw_ip", KNN_INDEX_HNSW, KNN_METRIC_INNER_PRODUCT, 20},
     };
     const size_t d = 16, nq = 50, k = 10;
     char dir[1024], path[4096];
@@ -215,7 +225,9 @@ int test_we_read_faiss_indexes(void)
         ASSERT_INT_EQ(cases[c].type, o->type);
         ASSERT_INT_EQ(cases[c].metric, o->metric);
         ASSERT_UINT_EQ(d, o->dim);
-        if (o->type != KNN_INDEX_FLAT)
+        if (o->type == KNN_INDEX_HNSW)
+            ASSERT_UINT_EQ(cases[c].nprobe, o->ef_search);
+        else if (o->type != KNN_INDEX_FLAT)
             ASSERT_UINT_EQ(cases[c].nprobe, o->nprobe);
         ASSERT_OK(knn_index_search(index, nq, q, k, dist, ids, NULL));
 

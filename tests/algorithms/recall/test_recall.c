@@ -186,7 +186,7 @@ int test_recall_tune_finds_smallest_nprobe(void)
             struct knn_recall_tuning tu;
             ASSERT_OK(knn_recall_tune(&tu, index, t, targets[i]));
             ASSERT_INT_EQ(1, tu.reached);
-            ASSERT_UINT_EQ(want, tu.nprobe);
+            ASSERT_UINT_EQ(want, tu.setting);
             ASSERT_NEAR(recall[want], tu.recall, 1e-12);
             ASSERT_TRUE(tu.evaluated >= 1 && tu.evaluated <= 14); /* doubling + bisection, not a scan */
         }
@@ -224,7 +224,7 @@ int test_recall_tune_reports_unreachable_target(void)
         if (p == S_NLIST)
             break;
     }
-    ASSERT_UINT_EQ(best_p, tu.nprobe);
+    ASSERT_UINT_EQ(best_p, tu.setting);
     ASSERT_NEAR(best, tu.recall, 1e-12);
     knn_recall_truth_destroy(t);
     knn_index_destroy(index);

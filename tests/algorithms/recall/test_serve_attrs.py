@@ -71,6 +71,29 @@ def main():
             # The server is still fine after the refusals.
             status, _, _ = _invoke(srv, q, "nprobe=2")
             h.check(status == 200, "nprobe=2 after refusals: HTTP %d" % status)
+        # An HNSW model: efSearch=N answers as FAISS's search of the file with hnsw.efSearch = N.
+        hnsw = h.make_model(os.path.join(tmp, "hnsw"), x, labels, k, index="hnsw")
+        hindex = faiss.read_index(os.path.join(hnsw, "model_algo-1"))
+        stored = hindex.hnsw.efSearch
+        with h.Server(hnsw, tmp) as srv:
+            seen = []
+            for attrs, ef in [(None, stored), ("efSearch=1", 1), ("efSearch=300", 300)]:
+                status, _, body = _invoke(srv, q, attrs)
+                if not h.check(status == 200, "hnsw %r: HTTP %d %r" % (attrs, status, body[:300])):
+                    continue
+                rows = [json.loads(line) for line in body.decode().splitlines()]
+                hindex.hnsw.efSearch = ef
+                fd, fi = hindex.search(q, k)
+                for i, r in enumerate(rows):
+                    h.check(h.same_neighbours(r["labels"], labels[fi[i]], fd[i]) and h.close_enough(
+                        r["distances"], fd[i]), "hnsw %r row %d differs from FAISS at efSearch %d" % (attrs, i, ef))
+                seen.append([r["distances"] for r in rows])
+            h.check(len(seen) == 3 and seen[1] != seen[2], "efSearch=1 and efSearch=300 gave the same answers")
+            for attrs, part in [("efSearch=4097", "efSearch='4097' is not an integer from 1 to 4096"),
+                                ("nprobe=2", "nprobe does not apply to this model's hnsw index")]:
+                status, _, body = _invoke(srv, q, attrs)
+                h.check(status == 400 and part in body.decode("utf-8", "replace"),
+                        "hnsw %r: HTTP %d %r (expected 400 with %r)" % (attrs, status, body[:300], part))
         with h.Server(flat, tmp) as srv:
             status, _, body = _invoke(srv, q, "nprobe=4")
             h.check(status == 400 and b"nprobe does not apply to this model's faiss.Flat index" in body,

@@ -154,7 +154,49 @@ def case_ivf_sq8_job(tmp):
         t.check(value > 0.5, "accuracy %g" % value)
     # A value outside the two extension types is refused with the choices.
     r = _job(tmp, "sq8-bad", HPS, extra={"KnnRunner": {"IndexType": "faiss.HNSW"}})
-    t.check(r.rc == 1 and "KnnRunner.IndexType: 'faiss.HNSW' is not one of ivf_sq8" in r.err, r.show())
+    t.check(r.rc == 1 and "KnnRunner.IndexType: 'faiss.HNSW' is not one of ivf_sq8, hnsw" in r.err, r.show())
+
+
+def case_hnsw_job(tmp):
+    """KnnRunner.IndexType hnsw: a FAISS IndexHNSWFlat with the tuned efSearch, measured by FAISS."""
+    import faiss
+    x, y = _data(tmp)
+    tx, ty = t.clusters(300, D, 6, seed=33, spread=1.5)
+    os.makedirs(os.path.join(tmp, "test"), exist_ok=True)
+    with open(os.path.join(tmp, "test", "t.rec"), "wb") as f:
+        f.write(t.recordio_bytes(tx, ty))
+    for metric in ["L2", "COSINE"]:
+        name = "hnsw-" + metric.lower()
+        m = t.manifest(name, dict(HPS, index_type="faiss.Flat", index_metric=metric),
+                       "file://" + os.path.join(tmp, "train"), "file://" + os.path.join(tmp, "out"),
+                       test_uri="file://" + os.path.join(tmp, "test"),
+                       extra={"KnnRunner": {"IndexType": "hnsw", "M": 12, "efConstruction": 60,
+                                            "TargetRecall": 0.97, "RecallQueries": 1000}})
+        path = os.path.join(tmp, name + ".json")
+        t.write_json(path, m)
+        r = t.run_train(["--manifest", path, "--json", "--threads", "2"])
+        t.check(r.rc == 0, "job failed: " + r.show())
+        t.check("Building the index: hnsw, metric %s, 3000 rows of 12 features, M 12, efConstruction 60" % metric
+                in r.err, r.err[-3000:])
+        index, labels, meta = _model(tmp, name)
+        t.check(isinstance(index, faiss.IndexHNSWFlat), "FAISS read a %s" % type(index).__name__)
+        rec = r.summary()["Recall"]
+        t.check(set(rec) == {"k", "efSearch", "queries", "value", "seconds", "target", "reached"}, "Recall %s" % rec)
+        t.check(rec["reached"] is True and rec["value"] >= 0.97, "Recall %s" % rec)
+        t.check(index.hnsw.efSearch == rec["efSearch"] == meta["ef_search"] and meta["hnsw_m"] == 12,
+                "efSearch: file %d, Recall %s, json %s" % (index.hnsw.efSearch, rec, meta))
+        t.check(meta["index_type"] == "hnsw", "model json %s" % meta)
+        xs = x.copy()
+        if metric == "COSINE":
+            faiss.normalize_L2(xs)
+        got = _faiss_recall(index, xs, 10)
+        t.check(abs(got - rec["value"]) <= 0.01, "FAISS measures %.4f, the job reported %.4f" % (got, rec["value"]))
+        name_, value = r.test_score()
+        want = t.faiss_score(index, labels, meta, tx, ty, "classifier", metric)
+        t.check((name_, value) == want, "test score %s, FAISS on our file %s" % ((name_, value), want))
+    r = _job(tmp, "hnsw-bad", HPS, extra={"KnnRunner": {"IndexType": "ivf_sq8", "M": 16, "efSearch": 0}})
+    t.check(r.rc == 1 and "KnnRunner.efSearch: must be an integer from 1 to 4096, found 0" in r.err and
+            "apply only with \"IndexType\": \"hnsw\"" in r.err, r.show())
 
 
 def main():

@@ -30,6 +30,7 @@ enum knn_index_type {
     KNN_INDEX_IVFFLAT = 1, /* faiss.IVFFlat: IndexIVFFlat over a flat quantizer */
     KNN_INDEX_IVFPQ = 2,   /* faiss.IVFPQ: IndexIVFPQ, 8-bit codes, residual encoding (L2 only) */
     KNN_INDEX_IVFSQ8 = 3,  /* ivf_sq8: IndexIVFScalarQuantizer, QT_8bit, residual encoding (d bytes a vector) */
+    KNN_INDEX_HNSW = 4,    /* hnsw: IndexHNSWFlat, a graph over the float vectors */
 };
 
 struct knn_index_options {
@@ -41,17 +42,21 @@ struct knn_index_options {
     size_t nprobe;  /* IVF: lists scanned per query; default 1 */
     uint64_t seed;  /* k-means and PQ training */
     size_t threads; /* worker threads for train/add/search; 0 = the number of cores */
+    size_t hnsw_m;          /* HNSW: links per vector and layer (2M on layer 0); FAISS's default 32 */
+    size_t ef_construction; /* HNSW: the beam while adding; FAISS's default 40 */
+    size_t ef_search;       /* HNSW: the beam while searching (at least k is used); FAISS's default 16 */
 };
 
-#define KNN_INDEX_OPTIONS_INIT {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 0, 1, 1234, 0}
+#define KNN_INDEX_OPTIONS_INIT {KNN_INDEX_FLAT, KNN_METRIC_L2, 0, 0, 0, 1, 1234, 0, 32, 40, 16}
 
 /** Per-search overrides; zero fields mean "the index's own setting". */
 struct knn_search_params {
     size_t nprobe;
     size_t threads;
+    size_t ef_search; /* HNSW */
 };
 
-#define KNN_SEARCH_PARAMS_INIT {0, 0}
+#define KNN_SEARCH_PARAMS_INIT {0, 0, 0}
 
 struct knn_index;
 
@@ -77,6 +82,8 @@ size_t knn_index_ntotal(const struct knn_index *index);
 int knn_index_is_trained(const struct knn_index *index);
 /** Change the default nprobe of an IVF index (KNN_EINVAL for 0 or for Flat). */
 int knn_index_set_nprobe(struct knn_index *index, size_t nprobe);
+/** Change the default efSearch of an HNSW index (KNN_EINVAL for 0, above 2^31 - 1, or another type). */
+int knn_index_set_ef_search(struct knn_index *index, size_t ef_search);
 
 /* ---- FAISS's index file format (faiss/impl/index_write.cpp, index_read.cpp, FAISS 1.7) ---- */
 
@@ -85,7 +92,7 @@ typedef int(knn_write_fn)(void *user, const void *data, size_t len);
 /** Reads exactly `len` bytes or fails (KNN_ETRUNCATED at end of input). */
 typedef int(knn_read_fn)(void *user, void *data, size_t len);
 
-/** Serialize as faiss.write_index would (IxF2 / IxFI / IwFl / IwPQ / IwSq). */
+/** Serialize as faiss.write_index would (IxF2 / IxFI / IwFl / IwPQ / IwSq / IHNf). */
 int knn_index_write_faiss(const struct knn_index *index, knn_write_fn *write, void *user);
 
 /**

@@ -53,16 +53,25 @@ struct knn_model_config {
      * recall the IVF nprobe is tuned to (0 = none: nprobe stays as configured). */
     size_t recall_queries;
     double target_recall;
+    /* HNSW (hnsw): links per vector (M), the build beam, and the search beam stored in the model
+     * (0 = the defaults: 32, 40 and KNN_MODEL_DEFAULT_EF_SEARCH) */
+    size_t hnsw_m;
+    size_t ef_construction;
+    size_t ef_search;
 };
 
+/* FAISS's default efSearch (16) finds too few of the true neighbours for k = 10 on real data. */
+#define KNN_MODEL_DEFAULT_EF_SEARCH 64
+
 #define KNN_MODEL_CONFIG_INIT                                                                                       \
-    {0, 0, KNN_PREDICTOR_CLASSIFIER, KNN_INDEX_FLAT, KNN_MODEL_METRIC_L2, 0, 0, 0, KNN_DIMRED_NONE, 0, 3, 1234, 0, 0, 0.0}
+    {0, 0, KNN_PREDICTOR_CLASSIFIER, KNN_INDEX_FLAT, KNN_MODEL_METRIC_L2, 0, 0, 0, KNN_DIMRED_NONE, 0, 3, 1234, 0, 0, 0.0, \
+     0, 0, 0}
 
 /** The recall a build measured (knn_model_recall), in the index's own space (after the transform). */
 struct knn_model_recall {
     size_t k;          /* recall@k: the model's k, at most the rows - 1 */
     size_t queries;    /* held-out queries */
-    const char *param; /* the search setting: "nprobe" */
+    const char *param; /* the search setting: "nprobe" (IVF) or "efSearch" (HNSW) */
     size_t param_value;
     double value;      /* the recall at that setting, 0..1 */
     double target;     /* the target asked for, 0 = none */
@@ -97,9 +106,10 @@ struct knn_predict_options {
     size_t nprobe;  /* 0 = the model's */
     size_t threads; /* 0 = the model's */
     int ids;        /* also return the k neighbours' ids: their rows in the sample, 0-based */
+    size_t ef_search; /* HNSW: 0 = the model's */
 };
 
-#define KNN_PREDICT_OPTIONS_INIT {0, 0, 0, 0}
+#define KNN_PREDICT_OPTIONS_INIT {0, 0, 0, 0, 0}
 
 /**
  * Predictions for n queries. `k` is the model's k clamped to the number of indexed vectors (a
@@ -143,7 +153,7 @@ const struct knn_index *knn_model_index(const struct knn_model *model);
 
 /**
  * "classifier"/"regressor", "L2"/"INNER_PRODUCT"/"COSINE", "faiss.Flat"/"faiss.IVFFlat"/"faiss.IVFPQ" and
- * ours (knn-runner's KnnRunner.IndexType, not a SageMaker hyperparameter value): "ivf_sq8".
+ * ours (knn-runner's KnnRunner.IndexType, not a SageMaker hyperparameter value): "ivf_sq8", "hnsw".
  */
 int knn_predictor_parse(enum knn_predictor *out, const char *name);
 const char *knn_predictor_name(enum knn_predictor p);

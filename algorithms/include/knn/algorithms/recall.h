@@ -58,19 +58,19 @@ int knn_recall_measure(
 
 /** The outcome of knn_recall_tune. */
 struct knn_recall_tuning {
-    size_t nprobe;    /* the setting chosen: the smallest reaching the target, else the best seen */
+    size_t setting;   /* nprobe (IVF) or efSearch (HNSW): the smallest reaching the target, else the best seen */
     double recall;    /* the recall at that setting */
     int reached;      /* 1 if recall >= target */
     size_t evaluated; /* settings measured */
 };
 
 /**
- * The smallest nprobe in [1, nlist] whose recall reaches `target` (0 < target <= 1) on the truth's
- * queries. Settings 1, 2, 4, ... are measured until one reaches the target (recall grows with
- * nprobe: more lists, a superset of candidates), then the gap to the one before is bisected. If
- * even nprobe = nlist does not reach it, the smallest setting with the best recall seen is
- * returned with reached = 0. Does not change the index (set_nprobe is the caller's).
- * KNN_EINVAL for a Flat index or a target outside (0, 1].
+ * The smallest nprobe in [1, nlist] (IVF) or efSearch in [1, 4096] (HNSW) whose recall reaches
+ * `target` (0 < target <= 1) on the truth's queries. Settings 1, 2, 4, ... are measured until one
+ * reaches the target (recall grows with either: more lists, a wider beam), then the gap to the one
+ * before is bisected. If even the largest does not reach it, the smallest setting with the best
+ * recall seen is returned with reached = 0. Does not change the index (set_nprobe /
+ * set_ef_search are the caller's). KNN_EINVAL for a Flat index or a target outside (0, 1].
  */
 int knn_recall_tune(
     struct knn_recall_tuning *out, const struct knn_index *index, const struct knn_recall_truth *truth, double target);
