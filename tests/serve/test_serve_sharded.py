@@ -5,6 +5,7 @@
   IVFPQ models (each rank holds a third of the vectors);
 - the start-up log and /execution-parameters say the world size and what each rank holds, and the
   ranks' vectors add up to the model's;
+- transform: `mpirun -np 2 knn-runner transform` writes the same output objects as one process;
 - health: a rank killed with SIGKILL turns /ping and /invocations into 503 naming the rank within
   5 s (mpirun --enable-recovery keeps rank 0 running); SIGTERM to mpirun stops every rank (mpirun
   sends SIGKILL 1 s after SIGTERM: its exit status is not checked).
@@ -184,6 +185,43 @@ def test_health(tmp):
         stop_sharded(s, "after a rank was lost")
 
 
+def test_transform(tmp):
+    """mpirun -np 2 knn-runner transform: the same output objects, byte for byte, as one process; a
+    failing object is reported and fails the exit status as in one process."""
+    import subprocess
+    from serve_harness import RUNNER
+    x, labels, q = data(7)
+    model = make_model(os.path.join(tmp, "tmodel"), x, labels, 5)
+    inp = os.path.join(tmp, "in")
+    os.makedirs(os.path.join(inp, "sub"))
+    for i in range(7):
+        with open(os.path.join(inp, "sub" if i % 3 == 0 else "", "part-%d.csv" % i), "w") as f:
+            f.write(body_csv(q[i * 100:(i + 1) * 100]))
+    with open(os.path.join(inp, "zbad.csv"), "w") as f:
+        f.write(body_csv(q[:3]) + "1,2,x\n")
+    outs = {}
+    for name, prefix in (("one", []), ("two", [MPIRUN, "-np", "2", "--oversubscribe"])):
+        out = os.path.join(tmp, "out-" + name)
+        p = subprocess.run(prefix + [RUNNER, "transform", "--model", model, "--input", inp, "--output", out,
+                                     "--content-type", "text/csv", "--accept", "application/jsonlines; verbose=true"],
+                           capture_output=True, text=True, timeout=120)
+        check(p.returncode != 0, "transform %s: a failed object fails the exit status (got %d)" % (name, p.returncode))
+        check("FAILED" in p.stderr and "zbad.csv" in p.stderr, "transform %s: the failed object is reported:\n%s"
+              % (name, p.stderr[-2000:]))
+        files = {}
+        for root, _, names in os.walk(out):
+            for n in names:
+                with open(os.path.join(root, n), "rb") as f:
+                    files[os.path.relpath(os.path.join(root, n), out)] = f.read()
+        outs[name] = files
+        if name == "two":
+            check(re.search(r"algo-2 of 2 ranks", p.stderr) is not None, "transform two: rank 2 says its share")
+    check(len(outs["one"]) == 7, "transform one: 7 outputs, got %r" % sorted(outs["one"]))
+    check(sorted(outs["one"]) == sorted(outs["two"]), "transform: output names %r vs %r"
+          % (sorted(outs["one"]), sorted(outs["two"])))
+    check(all(outs["one"][k] == outs["two"].get(k) for k in outs["one"]), "transform: outputs differ with 2 ranks")
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     with TempDir("sharded") as tmp:
@@ -191,6 +229,8 @@ def main():
             test_same_answers(tmp)
         if which in ("all", "health"):
             test_health(tmp)
+        if which in ("all", "transform"):
+            test_transform(tmp)
     finish()
 
 

@@ -9,6 +9,7 @@
 
 #include "knn/common/error.h"
 #include "knn/common/log.h"
+#include "knn/world/world.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -133,9 +134,23 @@ int knn_cmd_transform(int argc, char **argv)
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "transform: cannot load the model: %s", knn_error_message());
         return 1;
     }
+    /* Under mpirun the objects are spread over the ranks (i mod N); each writes its own outputs. */
+    struct knn_world *world = NULL;
+    if (knn_world_started_by_mpirun()) {
+        if (knn_world_new(&world) != 0) {
+            KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "transform: %s", knn_error_message());
+            knn_model_destroy(model);
+            return 1;
+        }
+        opts.part = (size_t)knn_world_rank(world);
+        opts.nparts = (size_t)knn_world_size(world);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "transform: %s of %zu ranks: objects i with i mod %zu = %zu",
+                knn_world_host(world), opts.nparts, opts.nparts, opts.part);
+    }
     struct knn_transform_summary sum;
     int rc = knn_transform_run(&sum, model, &opts);
     knn_model_destroy(model);
+    knn_world_destroy(world);
     if (rc) {
         KNN_LOG(KNN_LOG_ERROR, KNN_LS_JOB, "transform: %s", knn_error_message());
         return 1;

@@ -258,15 +258,19 @@ int knn_transform_run(
         rc = KNN_ENOMEM;
         goto done;
     }
-    progress.objects_total = n;
+    progress.objects_total = opts->nparts > 1 ? n / opts->nparts + (opts->part < n % opts->nparts) : n;
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "transform: %zu objects under %s -> %s (%s, split %s, accept %s%s)", n,
             opts->input, opts->output, knn_media_name(opts->content_type.media),
             opts->split == KNN_SPLIT_LINE ? "Line" : opts->split == KNN_SPLIT_RECORDIO ? "RecordIO" : "None",
             knn_media_name(opts->accept.media), opts->accept.verbose ? "; verbose=true" : "");
     const size_t dim = knn_model_get_config(model)->feature_dim;
+    size_t mine = 0;
     for (size_t i = 0; i < n; i++) {
         char where[4096];
         struct s_object o;
+        if (opts->nparts > 1 && i % opts->nparts != opts->part)
+            continue; /* another rank's object (mpirun: objects i mod N) */
+        mine++;
         memset(&o, 0, sizeof(o));
         o.model = model;
         o.opts = opts;
@@ -297,7 +301,7 @@ int knn_transform_run(
         s_progress(&progress, 0);
     }
     s_progress(&progress, 1);
-    summary->objects = n;
+    summary->objects = opts->nparts > 1 ? mine : n;
     summary->failed = progress.failed;
     summary->rows = progress.rows;
     summary->seconds = knn_clock_seconds_since(progress.start_ns);

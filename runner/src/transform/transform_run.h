@@ -37,6 +37,7 @@ struct knn_transform_options {
     int single_record;         /* BatchStrategy SingleRecord */
     size_t max_payload_bytes;
     size_t threads;            /* search threads; 0 = all cores */
+    size_t part, nparts;       /* under mpirun: this rank does the objects i with i % nparts == part (nparts 0: all) */
 };
 
 struct knn_transform_summary {
