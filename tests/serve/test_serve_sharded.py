@@ -5,6 +5,7 @@
   IVFPQ models (each rank holds a third of the vectors);
 - the start-up log and /execution-parameters say the world size and what each rank holds, and the
   ranks' vectors add up to the model's;
+- memory: each rank's resident memory after load is about 1/3 of the index plus a fixed overhead;
 - transform: `mpirun -np 2 knn-runner transform` writes the same output objects as one process;
 - health: a rank killed with SIGKILL turns /ping and /invocations into 503 naming the rank within
   5 s (mpirun --enable-recovery keeps rank 0 running); SIGTERM to mpirun stops every rank (mpirun
@@ -222,6 +223,55 @@ def test_transform(tmp):
     check(all(outs["one"][k] == outs["two"].get(k) for k in outs["one"]), "transform: outputs differ with 2 ranks")
 
 
+def rss_anon(pid):
+    """Resident anonymous memory of a process, bytes (where the index lives; not the shared libraries
+    or MPI's shared-memory segments)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def sharded_rss(model, tmp, name):
+    own = os.path.join(tmp, name)
+    os.makedirs(own)
+    s = Server(model, own, prefix=PREFIX)
+    try:
+        time.sleep(0.5)
+        ranks = rank_pids(s.proc.pid)
+        rss = {r: rss_anon(p) for r, p in ranks.items()}
+        _, _, body = s.request("GET", "/execution-parameters")
+        held = [r["Bytes"] for r in json.loads(body)["KnnRunnerWorld"]["Ranks"]]
+    finally:
+        stop_sharded(s, name)
+    return rss, held
+
+
+def test_memory(tmp):
+    """Each rank's resident memory after load is about 1/N of the index plus a fixed overhead: the
+    overhead is measured the same way on a tiny model (same ranks, same MPI), the index's size is
+    the model's vectors + norms + labels."""
+    rng = np.random.default_rng(8)
+    big_n, d = 150000, 32
+    whole = big_n * (d * 4 + 4 + 4)  # vectors, L2 norms, labels
+    small = make_model(os.path.join(tmp, "small"), rng.normal(size=(600, d)).astype(np.float32),
+                       rng.integers(0, 3, 600).astype(np.float32), 5)
+    big = make_model(os.path.join(tmp, "big"), rng.normal(size=(big_n, d)).astype(np.float32),
+                     rng.integers(0, 3, big_n).astype(np.float32), 5)
+    base, _ = sharded_rss(small, tmp, "rss-small")
+    rss, held = sharded_rss(big, tmp, "rss-big")
+    for r in range(NP):
+        share = rss[r] - base[r]
+        print("rank %d: %.1f MB resident (anonymous), %.1f MB more than with a tiny model; holds %.1f MB; "
+              "the whole index is %.1f MB" % (r, rss[r] / 1e6, share / 1e6, held[r] / 1e6, whole / 1e6))
+        # 1/N of the index, within 25% of it plus 4 MB of allocator and scratch slack.
+        check(abs(share - whole / NP) <= 0.25 * whole / NP + (4 << 20),
+              "rank %d: %.1f MB over the fixed overhead, expected about %.1f MB (1/%d of %.1f MB)"
+              % (r, share / 1e6, whole / NP / 1e6, NP, whole / 1e6))
+        check(abs(held[r] - whole / NP) <= 0.05 * whole / NP, "rank %d reports %d bytes held" % (r, held[r]))
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     with TempDir("sharded") as tmp:
@@ -231,6 +281,8 @@ def main():
             test_health(tmp)
         if which in ("all", "transform"):
             test_transform(tmp)
+        if which in ("all", "memory"):
+            test_memory(tmp)
     finish()
 
 
