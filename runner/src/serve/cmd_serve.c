@@ -3,6 +3,7 @@
  * (`docker run image serve`): load the model, answer /ping, /invocations and
  * /execution-parameters until SIGTERM, then finish the requests in flight and exit.
  */
+#include "s3_settings.h"
 #include "commands.h"
 #include "serve/serve_app.h"
 #include "serve/serve_http.h"
@@ -27,7 +28,8 @@
 
 #define S_SYNOPSIS                                                                                                     \
     "usage: knn-runner serve [--model s3://bucket/key/model.tar.gz | DIR | FILE] [--port N] [--host ADDR]\n"            \
-    "                        [--workers N] [--search-threads N] [--max-payload-mb N] [--timeout S]\n"
+    "                        [--workers N] [--search-threads N] [--max-payload-mb N] [--timeout S]\n"            \
+    "                        [--endpoint-url URL] [--region NAME] [--profile NAME]\n"
 
 static void s_usage(FILE *out)
 {
@@ -58,6 +60,10 @@ static void s_usage(FILE *out)
             "  --batch-wait-us N   how long a free worker waits for more requests to batch (default 0)\n"
             "  --log-interval S    an INFO line every S seconds: requests by status, rows, p50/p99 latency\n"
             "                      (default 60; 0 = none). Each request is logged at KNN_LOG_LEVEL=debug\n"
+            "  --endpoint-url URL  S3 endpoint for an s3:// --model (default: $AWS_ENDPOINT_URL_S3,\n"
+            "                      $AWS_ENDPOINT_URL, ~/.aws/config, AWS)\n"
+            "  --region NAME       (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, us-east-1)\n"
+            "  --profile NAME      a profile of ~/.aws/credentials and ~/.aws/config\n"
             "\n"
             "Responses default to $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json.\n"
             "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n"
@@ -112,7 +118,8 @@ int knn_cmd_serve(int argc, char **argv)
         {"max-connections", required_argument, NULL, 'C'}, {"max-connections-per-client", required_argument, NULL, 'P'},
         {"max-queue", required_argument, NULL, 'Q'},       {"memory-budget-mb", required_argument, NULL, 'B'},
         {"batch-max-rows", required_argument, NULL, 'R'},  {"batch-wait-us", required_argument, NULL, 'W'},
-        {NULL, 0, NULL, 0},
+        {"endpoint-url", required_argument, NULL, 'E'},    {"region", required_argument, NULL, 'G'},
+        {"profile", required_argument, NULL, 'F'},         {NULL, 0, NULL, 0},
     };
     const char *model_src = "/opt/ml/model", *host = "0.0.0.0";
     const char *port_s = getenv("SAGEMAKER_BIND_TO_PORT");
@@ -121,6 +128,7 @@ int knn_cmd_serve(int argc, char **argv)
     const char *workers_s = getenv("SAGEMAKER_MODEL_SERVER_WORKERS"), *search_s = NULL;
     unsigned long port = 8080, payload_mb = 6, timeout = 60, workers = 0, search_threads = 1, log_interval = 60;
     const char *log_interval_s = NULL;
+    const char *s3_endpoint = NULL, *s3_region = NULL, *s3_profile = NULL; /* an s3:// --model */
     /* Connections, the queue, the memory budget and dynamic batching (see docs/endpoint-api.md). */
     const char *limit_s[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     unsigned long limits[6] = {0, 1024, 1024, 256, 256, 0};
@@ -147,12 +155,16 @@ int knn_cmd_serve(int argc, char **argv)
         case 'B': limit_s[3] = optarg; break;
         case 'R': limit_s[4] = optarg; break;
         case 'W': limit_s[5] = optarg; break;
+        case 'E': s3_endpoint = optarg; break;
+        case 'G': s3_region = optarg; break;
+        case 'F': s3_profile = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: return knn_usage_getopt_error("serve", S_SYNOPSIS, c, argv);
         }
     }
     if (optind < argc)
         return knn_usage_error("serve", S_SYNOPSIS, "unexpected argument '%s'", argv[optind]);
+    knn_s3_settings_set(s3_endpoint, s3_region, s3_profile);
     if ((port_s && *port_s && s_parse_uint(&port, port_s, 65535, "port")) ||
         (payload_s && *payload_s && s_parse_uint(&payload_mb, payload_s, 1024, "max payload (MB)")) ||
         (timeout_s && *timeout_s && s_parse_uint(&timeout, timeout_s, 86400, "timeout (s)")) ||

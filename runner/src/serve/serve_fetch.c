@@ -4,6 +4,7 @@
 #include "knn/common/log.h"
 #include "knn/s3/client.h"
 #include "knn/s3/uri.h"
+#include "s3_settings.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +46,7 @@ int knn_serve_fetch(const char *path, const char *s3_uri)
     struct knn_s3_client_options co = KNN_S3_CLIENT_OPTIONS_INIT;
     int rc = knn_s3_uri_parse(&uri, s3_uri);
     if (rc == 0) {
-        co.region = uri.region;
+        knn_s3_settings_apply(&co, uri.region);
         rc = knn_s3_client_new(&client, &co);
     }
     if (rc == 0) {

@@ -2,6 +2,7 @@
  * knn-runner transform: batch transform, the way a SageMaker transform job runs a k-NN model
  * over an S3 prefix (spec §3.5): every object x under --input becomes x.out under --output.
  */
+#include "s3_settings.h"
 #include "commands.h"
 #include "serve/serve_model.h"
 #include "transform/transform_run.h"
@@ -20,7 +21,8 @@
 #define S_SYNOPSIS                                                                                                     \
     "usage: knn-runner transform --model SRC --input LOCATION --output LOCATION\n"                                     \
     "                            [--content-type TYPE] [--split-type Line|RecordIO|None] [--accept TYPE]\n"            \
-    "                            [--batch-strategy MultiRecord|SingleRecord] [--max-payload-mb N]\n"
+    "                            [--batch-strategy MultiRecord|SingleRecord] [--max-payload-mb N]\n"            \
+    "                            [--endpoint-url URL] [--region NAME] [--profile NAME]\n"
 
 static void s_usage(FILE *out)
 {
@@ -41,6 +43,10 @@ static void s_usage(FILE *out)
             "                        neighbours' labels and distances\n"
             "  --batch-strategy S    MultiRecord (default: records grouped up to the max payload) or SingleRecord\n"
             "  --max-payload-mb N    largest request (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6)\n"
+            "  --endpoint-url URL    S3 endpoint for s3:// locations (default: $AWS_ENDPOINT_URL_S3,\n"
+            "                        $AWS_ENDPOINT_URL, ~/.aws/config, AWS)\n"
+            "  --region NAME         (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, us-east-1)\n"
+            "  --profile NAME        a profile of ~/.aws/credentials and ~/.aws/config\n"
             "\n"
             "A failed object is reported and leaves no output; the others go on. Exit status 1 if any failed.\n"
             "\n"
@@ -61,8 +67,11 @@ int knn_cmd_transform(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},         {"content-type", required_argument, NULL, 'c'},
         {"split-type", required_argument, NULL, 's'},     {"accept", required_argument, NULL, 'a'},
         {"batch-strategy", required_argument, NULL, 'b'}, {"max-payload-mb", required_argument, NULL, 'M'},
-        {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
+        {"endpoint-url", required_argument, NULL, 'E'},   {"region", required_argument, NULL, 'G'},
+        {"profile", required_argument, NULL, 'F'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    const char *s3_endpoint = NULL, *s3_region = NULL, *s3_profile = NULL;
     const char *model_src = NULL, *ct_s = "application/jsonlines", *split_s = NULL, *accept_s = "application/jsonlines";
     const char *strategy_s = "MultiRecord", *payload_s = getenv("SAGEMAKER_MAX_PAYLOAD_IN_MB");
     struct knn_transform_options opts;
@@ -81,12 +90,16 @@ int knn_cmd_transform(int argc, char **argv)
         case 'a': accept_s = optarg; break;
         case 'b': strategy_s = optarg; break;
         case 'M': payload_s = optarg; break;
+        case 'E': s3_endpoint = optarg; break;
+        case 'G': s3_region = optarg; break;
+        case 'F': s3_profile = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: return knn_usage_getopt_error("transform", S_SYNOPSIS, c, argv);
         }
     }
     if (optind < argc)
         return knn_usage_error("transform", S_SYNOPSIS, "unexpected argument '%s'", argv[optind]);
+    knn_s3_settings_set(s3_endpoint, s3_region, s3_profile);
     if (!model_src || !opts.input || !opts.output)
         return knn_usage_error("transform", S_SYNOPSIS, "--model, --input and --output are required");
     if (knn_mime_parse(&opts.content_type, ct_s) != 0)

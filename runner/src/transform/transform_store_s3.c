@@ -3,6 +3,7 @@
 
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
+#include "s3_settings.h"
 #include "knn/s3/client.h"
 #include "knn/s3/reader.h"
 #include "knn/s3/upload.h"
@@ -61,7 +62,7 @@ int knn__transform_store_open_s3(struct knn_transform_store **out, const char *l
     if (key_len && key[key_len - 1] != '/')
         st->write_dir[key_len++] = '/';
     st->write_dir[key_len] = '\0';
-    co.region = st->uri.region;
+    knn_s3_settings_apply(&co, st->uri.region);
     if ((rc = knn_s3_client_new(&st->client, &co)) != 0)
         goto on_error;
     *out = s;
