@@ -3,14 +3,20 @@
  * reads), printing one JSON line per measurement so bench/algorithms/ivf/compare.py can put them
  * beside FAISS's.
  *
- *   bench_ivf --base B.npy --query Q.npy --gt G.npy --index ivfflat|ivfpq [--metric l2|ip|cos]
- *             [--nlist N] [--m M] [--nprobe 1,8,32] [--threads T] [--repeats R] [--k 10]
+ *   bench_ivf --base B.npy --query Q.npy --gt G.npy --index ivfflat|ivfpq|ivfsq8|hnsw
+ *             [--metric l2|ip|cos] [--nlist N] [--m M] [--nprobe 1,8,32] [--threads T] [--repeats R]
+ *             [--k 10] [--hnsw-m 32] [--efc 40] [--recall-target R]
+ *
+ * For hnsw the --nprobe list is the efSearch values. --recall-target also times what a training
+ * job adds for recall: the exact search of min(1000, 1%) held-out rows and the tuning of nprobe
+ * (efSearch) to R (recall.h). "index_bytes" is the size of the FAISS file of the index.
  *
  * The base is read, trained on and added as one "sample" (what knn_model_build receives). Timings
  * are wall-clock; QPS is the best of R batch searches of all queries. "peak_rss_mb" is
  * getrusage's ru_maxrss: the sample + the index + fixed buffers (the queries are small).
  */
 #include "knn/algorithms/index.h"
+#include "knn/algorithms/recall.h"
 #include "knn/common/alloc.h"
 #include "knn/common/error.h"
 
@@ -102,6 +108,13 @@ static void s_normalize(float *x, size_t n, size_t d)
     }
 }
 
+static int s_count(void *user, const void *data, size_t len)
+{
+    (void)data;
+    *(uint64_t *)user += len;
+    return 0;
+}
+
 static void s_die(int rc, const char *what)
 {
     fprintf(stderr, "%s: %s: %s\n", what, knn_error_name(rc), knn_error_message());
@@ -112,7 +125,8 @@ int main(int argc, char **argv)
 {
     const char *base = NULL, *query = NULL, *gt = NULL, *kind = "ivfflat", *metric = "l2", *nprobes = "1,8,32";
     const char *name = "external", *cache = NULL;
-    size_t nlist = 0, m = 16, threads = 1, repeats = 3, k = 10;
+    size_t nlist = 0, m = 16, threads = 1, repeats = 3, k = 10, hnsw_m = 32, efc = 40;
+    double recall_target = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--base"))
@@ -137,6 +151,12 @@ int main(int argc, char **argv)
             repeats = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--k"))
             k = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--hnsw-m"))
+            hnsw_m = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--efc"))
+            efc = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--recall-target"))
+            recall_target = strtod(v, NULL);
         else if (!strcmp(a, "--name"))
             name = v;
         else if (!strcmp(a, "--cache"))
@@ -164,7 +184,13 @@ int main(int argc, char **argv)
         nlist = (size_t)llround(sqrt((double)n));
 
     struct knn_index_options o = KNN_INDEX_OPTIONS_INIT;
-    o.type = !strcmp(kind, "ivfpq") ? KNN_INDEX_IVFPQ : KNN_INDEX_IVFFLAT;
+    o.type = !strcmp(kind, "ivfpq")    ? KNN_INDEX_IVFPQ
+             : !strcmp(kind, "ivfsq8") ? KNN_INDEX_IVFSQ8
+             : !strcmp(kind, "hnsw")   ? KNN_INDEX_HNSW
+                                       : KNN_INDEX_IVFFLAT;
+    o.hnsw_m = hnsw_m;
+    o.ef_construction = efc;
+    int hnsw = o.type == KNN_INDEX_HNSW;
     o.metric = !strcmp(metric, "l2") ? KNN_METRIC_L2 : KNN_METRIC_INNER_PRODUCT;
     o.dim = d;
     o.nlist = nlist;
@@ -204,13 +230,40 @@ int main(int argc, char **argv)
             s_die(rc, "write");
     }
     double rss_built = s_rss_mb();
+    uint64_t index_bytes = 0;
+    if ((rc = knn_index_write_faiss(index, s_count, &index_bytes)))
+        s_die(rc, "size");
+    if (recall_target > 0) {
+        /* What a job adds: the held-out rows' exact answers (before the rows are added, in a job),
+         * then the tuning; the base here is the already-normalized sample. */
+        double t0 = s_now();
+        struct knn_recall_truth *truth;
+        if ((rc = knn_recall_truth_new(&truth, xb, n, d, o.metric, knn_recall_default_queries(n), k, 7, threads)))
+            s_die(rc, "recall truth");
+        double t_truth = s_now() - t0;
+        t0 = s_now();
+        struct knn_recall_tuning tu;
+        if ((rc = knn_recall_tune(&tu, index, truth, recall_target)))
+            s_die(rc, "recall tune");
+        double t_tune = s_now() - t0;
+        printf("{\"impl\": \"knn\", \"dataset\": \"%s\", \"index\": \"%s\", \"recall_target\": %.3f, "
+               "\"queries\": %zu, \"truth_s\": %.4f, \"tune_s\": %.4f, \"setting\": %zu, \"recall\": %.4f, "
+               "\"evaluated\": %zu, \"build_s\": %.4f}\n",
+               name, kind, recall_target, knn_recall_truth_queries(truth), t_truth, t_tune, tu.setting, tu.recall,
+               tu.evaluated, t_train + t_add);
+        fflush(stdout);
+        knn_recall_truth_destroy(truth);
+    }
 
     float *dist = malloc(nq * k * sizeof(float)), *qn = malloc(nq * d * sizeof(float));
     int64_t *lab = malloc(nq * k * sizeof(int64_t));
     for (const char *tok = nprobes; *tok; tok += *tok == ',') {
         struct knn_search_params sp = KNN_SEARCH_PARAMS_INIT;
         char *next;
-        sp.nprobe = strtoull(tok, &next, 10);
+        if (hnsw)
+            sp.ef_search = strtoull(tok, &next, 10);
+        else
+            sp.nprobe = strtoull(tok, &next, 10);
         sp.threads = threads;
         tok = next;
         double best = 1e30, best_cpu = 1e30;
@@ -246,10 +299,10 @@ int main(int argc, char **argv)
             "\"nlist\": %zu, \"m\": %zu, \"threads\": %zu, \"nprobe\": %zu, \"train_s\": %.4f, \"add_s\": %.4f, "
             "\"train_cpu_s\": %.4f, \"add_cpu_s\": %.4f, \"qps\": %.1f, \"qps_cpu\": %.1f, \"single_qps\": %.1f, "
             "\"recall_at_10\": %.4f, \"rss_data_mb\": %.1f, "
-            "\"rss_built_mb\": %.1f, \"peak_rss_mb\": %.1f}\n",
+            "\"rss_built_mb\": %.1f, \"peak_rss_mb\": %.1f, \"ef_search\": %zu, \"index_bytes\": %llu}\n",
             name, kind, metric, n, d, nlist, o.type == KNN_INDEX_IVFPQ ? m : 0, threads, sp.nprobe, t_train, t_add,
             c_train, c_add, nq / best, nq / best_cpu, single_qps, (double)hits / (nq * k), rss_data, rss_built,
-            s_rss_mb());
+            s_rss_mb(), sp.ef_search, (unsigned long long)index_bytes);
         fflush(stdout);
     }
     knn_index_destroy(index);
