@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE /* mkstemp, fdopen, fchmod */
 #include "commands.h"
+#include "progress.h"
 #include "usage.h"
 
 #include "knn/common/alloc.h"
@@ -39,9 +40,9 @@
 #define S_SHOW_COUNTS 20
 
 #define S_SYNOPSIS                                                                                                     \
-    "usage: knn-runner recordio inspect [--json] FILE|-\n"                                                             \
-    "       knn-runner recordio convert --to csv IN|- OUT|-\n"                                                         \
-    "       knn-runner recordio convert --to recordio [--label-size 0|1] IN|- OUT|-\n"
+    "usage: knn-runner recordio inspect [--json] [--quiet] FILE|-\n"                                                   \
+    "       knn-runner recordio convert --to csv [--quiet] IN|- OUT|-\n"                                               \
+    "       knn-runner recordio convert --to recordio [--label-size 0|1] [--quiet] IN|- OUT|-\n"
 
 static void s_usage(FILE *out)
 {
@@ -57,6 +58,8 @@ static void s_usage(FILE *out)
              "         column is the label) and writes float32 records exactly as the SDK would.\n"
              "\n"
              "`-` is stdin or stdout. A file OUT appears only when the conversion succeeded.\n"
+             "Progress (bytes of the input's size, rows, rate, time left) goes to stderr: a live line on a\n"
+             "terminal, a line every 5 s otherwise; --quiet turns it off.\n"
              "\n"
              "examples:\n"
              "  knn-runner recordio convert --to recordio train.csv train.rec     label first, as SageMaker's CSV\n"
@@ -75,11 +78,15 @@ static const char *s_display(const char *path)
 
 typedef int(s_chunk_fn)(void *user, const uint8_t *data, size_t len);
 
-static int s_read_chunks(const char *path, s_chunk_fn *fn, void *user, uint64_t *total)
+/* Reads `path` in chunks; `progress` (may be NULL) counts the bytes against the file's size. */
+static int s_read_chunks(const char *path, s_chunk_fn *fn, void *user, uint64_t *total, struct knn_progress *progress)
 {
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!in)
         return knn_error_set(errno == ENOENT ? KNN_ENOTFOUND : KNN_EIO, "cannot open: %s", strerror(errno));
+    struct stat st;
+    int sized = fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode);
+    knn_progress_start_read(progress, s_display(path), sized ? (uint64_t)st.st_size : UINT64_MAX);
     uint8_t *buf = knn_malloc(S_CHUNK_BYTES);
     int rc = buf ? 0 : KNN_ENOMEM;
     *total = 0;
@@ -88,6 +95,7 @@ static int s_read_chunks(const char *path, s_chunk_fn *fn, void *user, uint64_t 
         if (n) {
             *total += n;
             rc = fn(user, buf, n);
+            knn_progress_add(progress, n, 0);
         }
         if (n < S_CHUNK_BYTES) {
             if (!rc && ferror(in))
@@ -343,7 +351,7 @@ static void s_inspect_print_text(const struct s_inspect *s, const char *path, ui
     }
 }
 
-static int s_inspect(const char *path, bool as_json)
+static int s_inspect(const char *path, bool as_json, struct knn_progress *progress)
 {
     struct s_inspect s;
     memset(&s, 0, sizeof(s));
@@ -355,9 +363,10 @@ static int s_inspect(const char *path, bool as_json)
         rc = KNN_ENOMEM;
         goto on_error;
     }
-    if ((rc = knn_recordio_reader_new(&s.reader, NULL)) || (rc = s_read_chunks(path, s_inspect_chunk, &s, &bytes)) ||
+    if ((rc = knn_recordio_reader_new(&s.reader, NULL)) || (rc = s_read_chunks(path, s_inspect_chunk, &s, &bytes, progress)) ||
         (rc = knn_recordio_reader_finish(s.reader)))
         goto on_error;
+    knn_progress_end(progress);
     if (as_json)
         rc = s_inspect_print_json(&s, path, bytes);
     else
@@ -372,6 +381,7 @@ on_error:
 /* ---- convert --to csv ---- */
 
 struct s_to_csv {
+    struct knn_progress *progress;
     struct knn_recordio_reader *reader;
     struct s_output *out;
     struct knn_buf buf;
@@ -410,6 +420,7 @@ static int s_to_csv_record(void *user, const struct knn_recordio_record *rec)
             c->has_label ? "has one" : "has none");
     if ((rc = knn_recordio_csv_write_row(&c->buf, has_label ? &label : NULL, c->row, c->width)))
         return rc;
+    knn_progress_add(c->progress, 0, 1);
     return c->buf.len >= S_FLUSH_BYTES ? s_output_write(c->out, &c->buf) : 0;
 }
 
@@ -422,6 +433,7 @@ static int s_to_csv_chunk(void *user, const uint8_t *data, size_t len)
 /* ---- convert --to recordio ---- */
 
 struct s_to_rec {
+    struct knn_progress *progress;
     struct knn_recordio_rows *rows;
     struct s_output *out;
     struct knn_buf buf;
@@ -432,6 +444,7 @@ static int s_to_rec_batch(void *user, const float *features, const float *labels
 {
     struct s_to_rec *c = user;
     size_t dim = knn_recordio_rows_feature_dim(c->rows);
+    knn_progress_add(c->progress, 0, n);
     for (size_t i = 0; i < n; i++) {
         int rc = knn_recordio_write_dense(&c->buf, features + i * dim, dim, labels ? &labels[i] : NULL);
         if (rc)
@@ -446,7 +459,8 @@ static int s_to_rec_chunk(void *user, const uint8_t *data, size_t len)
     return knn_recordio_rows_feed(c->rows, data, len);
 }
 
-static int s_convert(const char *to, unsigned label_size, const char *in, const char *out_path)
+static int s_convert(const char *to, unsigned label_size, const char *in, const char *out_path,
+                     struct knn_progress *progress)
 {
     struct s_output out;
     uint64_t bytes;
@@ -456,13 +470,15 @@ static int s_convert(const char *to, unsigned label_size, const char *in, const 
     if (strcmp(to, "csv") == 0) {
         struct s_to_csv c;
         memset(&c, 0, sizeof(c));
+        c.progress = progress;
         knn_buf_init(&c.buf, buf_max);
         c.out = &out;
         if ((rc = s_output_open(&out, out_path)))
             return rc;
-        if (!(rc = knn_recordio_reader_new(&c.reader, NULL)) && !(rc = s_read_chunks(in, s_to_csv_chunk, &c, &bytes)) &&
+        if (!(rc = knn_recordio_reader_new(&c.reader, NULL)) && !(rc = s_read_chunks(in, s_to_csv_chunk, &c, &bytes, progress)) &&
             !(rc = knn_recordio_reader_finish(c.reader)))
             rc = s_output_write(&out, &c.buf);
+        knn_progress_end(progress);
         int crc = s_output_close(&out, rc == 0);
         knn_recordio_reader_destroy(c.reader);
         knn_buf_clean_up(&c.buf);
@@ -471,6 +487,7 @@ static int s_convert(const char *to, unsigned label_size, const char *in, const 
     }
     struct s_to_rec c;
     memset(&c, 0, sizeof(c));
+    c.progress = progress;
     knn_buf_init(&c.buf, buf_max);
     c.out = &out;
     struct knn_recordio_rows_options o = KNN_RECORDIO_ROWS_OPTIONS_INIT;
@@ -484,8 +501,9 @@ static int s_convert(const char *to, unsigned label_size, const char *in, const 
         knn_recordio_rows_destroy(c.rows);
         return rc;
     }
-    if (!(rc = s_read_chunks(in, s_to_rec_chunk, &c, &bytes)) && !(rc = knn_recordio_rows_finish(c.rows)))
+    if (!(rc = s_read_chunks(in, s_to_rec_chunk, &c, &bytes, progress)) && !(rc = knn_recordio_rows_finish(c.rows)))
         rc = s_output_write(&out, &c.buf);
+    knn_progress_end(progress);
     int crc = s_output_close(&out, rc == 0);
     knn_recordio_rows_destroy(c.rows);
     knn_buf_clean_up(&c.buf);
@@ -503,7 +521,7 @@ int knn_cmd_recordio(int argc, char **argv)
     const char *sub = argv[1];
     const char *paths[2] = {NULL, NULL};
     size_t npaths = 0;
-    bool as_json = false;
+    bool as_json = false, quiet = false;
     const char *to = NULL;
     long label_size = 1;
     for (int i = 2; i < argc; i++) {
@@ -511,6 +529,8 @@ int knn_cmd_recordio(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             s_usage(stdout);
             return 0;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = true;
         } else if (strcmp(a, "--json") == 0 && strcmp(sub, "inspect") == 0) {
             as_json = true;
         } else if (strcmp(a, "--to") == 0 && i + 1 < argc && strcmp(sub, "convert") == 0) {
@@ -529,18 +549,20 @@ int knn_cmd_recordio(int argc, char **argv)
             return knn_usage_error("recordio", S_SYNOPSIS, "%s: too many arguments ('%s')", sub, a);
         }
     }
-    int rc;
-    if (strcmp(sub, "inspect") == 0) {
-        if (npaths != 1)
-            return knn_usage_error("recordio", S_SYNOPSIS, "inspect needs one FILE (or - for stdin)");
-        rc = s_inspect(paths[0], as_json);
-    } else if (strcmp(sub, "convert") == 0) {
-        if (npaths != 2 || !to || (strcmp(to, "csv") != 0 && strcmp(to, "recordio") != 0))
-            return knn_usage_error("recordio", S_SYNOPSIS, "convert needs --to csv|recordio, IN and OUT");
-        rc = s_convert(to, (unsigned)label_size, paths[0], paths[1]);
-    } else {
+    bool inspect = strcmp(sub, "inspect") == 0;
+    if (inspect && npaths != 1)
+        return knn_usage_error("recordio", S_SYNOPSIS, "inspect needs one FILE (or - for stdin)");
+    if (!inspect && strcmp(sub, "convert") != 0)
         return knn_usage_error("recordio", S_SYNOPSIS, "unknown subcommand '%s' (inspect or convert)", sub);
-    }
+    if (!inspect && (npaths != 2 || !to || (strcmp(to, "csv") != 0 && strcmp(to, "recordio") != 0)))
+        return knn_usage_error("recordio", S_SYNOPSIS, "convert needs --to csv|recordio, IN and OUT");
+    /* Progress on stderr (a live line on a terminal, a log line every 5 s otherwise): never on stdout. */
+    struct knn_progress *progress = NULL;
+    if (!quiet && knn_progress_new(&progress, NULL) != 0)
+        progress = NULL; /* no progress display is no reason to fail */
+    int rc = inspect ? s_inspect(paths[0], as_json, progress)
+                     : s_convert(to, (unsigned)label_size, paths[0], paths[1], progress);
+    knn_progress_destroy(progress);
     if (rc) {
         fprintf(stderr, "knn-runner recordio %s: %s: %s\n", sub, s_display(paths[0]), knn_error_message());
         return 1;

@@ -32,6 +32,7 @@ static void s_usage(FILE *out)
             "                        list the channels, then stop: no data is read, nothing is written\n"
             "  --json                print the job summary as JSON on stdout\n"
             "  --progress / --no-progress   force the live progress line on or off (default: on a terminal)\n"
+            "  --quiet               no progress (as --no-progress); the job log stays\n"
             "  --threads N           decoding threads (default: the number of cores)\n"
             "  --streams N           decoders (each with its reservoir sample, merged at the end) per\n"
             "                        simulated host (default: 1 for RecordIO-protobuf, 2 for CSV)\n"
@@ -112,7 +113,7 @@ int knn_cmd_train(int argc, char **argv)
             opts.json = 1;
         } else if (strcmp(a, "--progress") == 0) {
             opts.progress = 1;
-        } else if (strcmp(a, "--no-progress") == 0) {
+        } else if (strcmp(a, "--no-progress") == 0 || strcmp(a, "--quiet") == 0) {
             opts.progress = 0;
         } else if (strcmp(a, "--threads") == 0 && value && s_count(value, &opts.threads) == 0) {
             i++;
