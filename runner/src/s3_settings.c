@@ -15,6 +15,6 @@ void knn_s3_settings_set(const char *endpoint_url, const char *region, const cha
 void knn_s3_settings_apply(struct knn_s3_client_options *co, const char *uri_region)
 {
     co->endpoint_url = s_endpoint_url;
-    co->region = uri_region ? uri_region : s_region;
+    co->region = s_region ? s_region : uri_region;
     co->profile = s_profile;
 }

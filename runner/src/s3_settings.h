@@ -13,8 +13,8 @@ struct knn_s3_client_options;
 void knn_s3_settings_set(const char *endpoint_url, const char *region, const char *profile);
 
 /**
- * Fill `co` from the settings; `uri_region` (the region an https:// S3 URL names, or NULL) wins
- * over --region, as it is where the bucket is.
+ * Fill `co` from the settings; `uri_region` (the region an https:// S3 URL names, or NULL) is used
+ * when --region is not given (as `knn-runner s3` does).
  */
 void knn_s3_settings_apply(struct knn_s3_client_options *co, const char *uri_region);
 
