@@ -694,6 +694,8 @@ static int s_predict(void *ctx, size_t n, const float *x, const struct knn_predi
     job.n = n;
     job.xt = xt;
     job.opts = *o;
+    /* One batch at a time goes through the ranks: each searches it with all its cores. */
+    job.opts.threads = 0;
     pthread_mutex_lock(&s->mu);
     if (atomic_load(&s->lost)) {
         pthread_mutex_unlock(&s->mu);
