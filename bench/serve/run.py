@@ -83,7 +83,7 @@ def main():
             bodies[rows] = path
 
         logf = open(os.path.join(tmp, "serve.log"), "w+")
-        env = dict(os.environ, KNN_LOG_LEVEL="info")  # as deployed: one access log line per request
+        env = dict(os.environ, KNN_LOG_LEVEL="info")  # as deployed: a summary line every 60 s
         srv = subprocess.Popen([runner, "serve", "--model", model, "--port", "0", "--host", "127.0.0.1"] +
                                args.serve_args.split(), stderr=logf, env=env)
         port = None

@@ -301,7 +301,11 @@ static void *s_worker_main(void *arg)
     return NULL;
 }
 
-/* Queue a request for the workers; 0 if the queue is full or the server is stopping. */
+/*
+ * Suspend the request's connection and queue it for the workers; 0 (nothing done) if the queue is
+ * full or the server is stopping. Suspended before it is queued: a worker may answer (and resume)
+ * at once.
+ */
 static int s_pool_push(struct s_pool *p, struct s_request *r)
 {
     pthread_mutex_lock(&p->lock);
@@ -309,6 +313,8 @@ static int s_pool_push(struct s_pool *p, struct s_request *r)
         pthread_mutex_unlock(&p->lock);
         return 0;
     }
+    MHD_suspend_connection(r->conn);
+    r->queued = 1;
     r->next = NULL;
     if (p->tail)
         p->tail->next = r;
@@ -858,13 +864,8 @@ static enum MHD_Result s_request_in(
     }
     if (r->c)
         atomic_store(&r->c->busy, 1); /* complete: the deadline is met */
-    /* Suspend first, then queue: a worker may answer (and resume) before this returns. */
-    MHD_suspend_connection(conn);
-    r->queued = 1;
     if (s_pool_push(&server->pool, r))
         return MHD_YES;
-    r->queued = 0;
-    MHD_resume_connection(conn);
     s_release_body(server, r);
     return s_queue_error(server, conn, r, 503,
                          "the server is busy (its queue of requests waiting for a search is full): retry later");
