@@ -43,11 +43,12 @@ static int s_send(void *impl, int dest, const void *buf, size_t len)
     return err == MPI_SUCCESS ? 0 : s_mpi_error(err, "MPI_Send");
 }
 
-static int s_recv(void *impl, int source, void *buf, size_t len)
+/* Exactly len bytes with `tag` from `source`: the collectives' S_TAG_DATA, or a service loop's tag. */
+static int s_recv_tag(void *impl, int source, int tag, void *buf, size_t len)
 {
     (void)impl;
     MPI_Status st;
-    int err = MPI_Recv(buf, (int)len, MPI_BYTE, source, S_TAG_DATA, MPI_COMM_WORLD, &st);
+    int err = MPI_Recv(buf, (int)len, MPI_BYTE, source, tag, MPI_COMM_WORLD, &st);
     if (err != MPI_SUCCESS)
         return s_mpi_error(err, "MPI_Recv");
     int got = 0;
@@ -55,6 +56,11 @@ static int s_recv(void *impl, int source, void *buf, size_t len)
     if (got < 0 || (size_t)got != len)
         return knn_error_set(KNN_EMISMATCH, "MPI: rank %d sent %d bytes where %zu were expected", source, got, len);
     return 0;
+}
+
+static int s_recv(void *impl, int source, void *buf, size_t len)
+{
+    return s_recv_tag(impl, source, S_TAG_DATA, buf, len);
 }
 
 static int s_broadcast(void *impl, int root, void *buf, size_t len)
@@ -203,20 +209,6 @@ static int s_probe(void *impl, int source, int tag, int *arrived, int *from, siz
         *from = st.MPI_SOURCE;
         *len = count > 0 ? (size_t)count : 0;
     }
-    return 0;
-}
-
-static int s_recv_tag(void *impl, int source, int tag, void *buf, size_t len)
-{
-    (void)impl;
-    MPI_Status st;
-    int err = MPI_Recv(buf, (int)len, MPI_BYTE, source, tag, MPI_COMM_WORLD, &st);
-    if (err != MPI_SUCCESS)
-        return s_mpi_error(err, "MPI_Recv");
-    int got = 0;
-    MPI_Get_count(&st, MPI_BYTE, &got);
-    if (got < 0 || (size_t)got != len)
-        return knn_error_set(KNN_EMISMATCH, "MPI: rank %d sent %d bytes where %zu were expected", source, got, len);
     return 0;
 }
 
