@@ -66,6 +66,8 @@ static void s_usage(FILE *out)
             "  --profile NAME      a profile of ~/.aws/credentials and ~/.aws/config\n"
             "\n"
             "Responses default to $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json.\n"
+            "Under mpirun (mpirun -np N --enable-recovery knn-runner serve ...) each rank holds 1/N of the\n"
+            "model and rank 0 answers HTTP with the same answers (docs/sharded-serving.md).\n"
             "A line 'knn-runner serve: ready on port N' on stderr says the endpoint is up.\n"
             "\n"
             "examples:\n"
