@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Progress of `recordio convert` and `inspect`: on a terminal (a pseudo-terminal made by script(1))
+# Progress of `recordio convert` and `transform`: on a terminal (a pseudo-terminal made by script(1))
 # a live line with bytes of the file's size, %, rows and the time left; --quiet has none; and never
 # a byte of it in the converted output on stdout (the same bytes as with --quiet).
 set -uo pipefail
@@ -37,6 +37,25 @@ grep -q "rows" "$tmp/tty2.txt" || fail "no progress on the terminal's stderr whe
 # Not a terminal and short: nothing on stderr (lines only every 5 s).
 "$runner" recordio convert --to recordio "$tmp/wine.csv" "$tmp/wine3.rec" 2>"$tmp/err"
 [ -s "$tmp/err" ] && fail "a short conversion in a log printed: $(cat "$tmp/err")"
+
+# transform on a terminal: the object's bytes of its size and %, rows; its answers unchanged.
+mkdir -p "$tmp/train" "$tmp/tin"
+cp "$src/examples/data/wine.csv" "$tmp/train/"
+cat >"$tmp/job.json" <<JSON
+{"TrainingJobName": "progress", "HyperParameters": {"feature_dim": "13", "k": "3", "sample_size": "1000",
+ "predictor_type": "classifier"}, "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv;label_size=1",
+ "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "file://$tmp/train/"}}}],
+ "OutputDataConfig": {"S3OutputPath": "file://$tmp/output"}}
+JSON
+"$runner" train --manifest "$tmp/job.json" >/dev/null 2>&1 || fail "train"
+cut -d, -f2- "$tmp/wine.csv" >"$tmp/tin/rows.csv"
+tsize=$(stat -c %s "$tmp/tin/rows.csv")
+script -qec "'$runner' transform --model '$tmp/output/progress/output/model.tar.gz' --content-type text/csv --input '$tmp/tin' --output '$tmp/tout'" /dev/null |
+    tr '\r' '\n' >"$tmp/transform.txt"
+/usr/bin/python3 -c "import sys; n = $tsize / 1024; sys.exit(0 if 'object 1/1 rows.csv: %.1f KiB of %.1f KiB (100%%)' % (n, n) in open('$tmp/transform.txt').read() else 1)" ||
+    fail "transform: no 'object 1/1 rows.csv: N of N (100%)' line: $(grep transform "$tmp/transform.txt" | tail -3)"
+grep -q "$rows rows" "$tmp/transform.txt" || fail "transform: no '$rows rows' on the progress line"
+[ "$(wc -l <"$tmp/tout/rows.csv.out")" = "$rows" ] || fail "transform: $(wc -l <"$tmp/tout/rows.csv.out") answers, not $rows"
 
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "ok"

@@ -40,7 +40,43 @@ struct s_progress {
     size_t objects_total, objects_done, failed;
     size_t rows;
     uint64_t bytes;
+    /* the object being read: its bytes read, its size (UINT64_MAX unknown), when it started */
+    const char *object;
+    uint64_t object_bytes, object_size, object_start_ns;
 };
+
+static void s_human_bytes(char *buf, size_t size, double bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u < 4) {
+        bytes /= 1024.0;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+}
+
+/* "object 2/5 x.csv: 3.0 MiB of 10.0 MiB (30%), ETA 12 s; " or "" between objects. */
+static void s_object_status(char *buf, size_t size, const struct s_progress *p, uint64_t now)
+{
+    char done[32], total[32];
+    buf[0] = '\0';
+    if (!p->object)
+        return;
+    s_human_bytes(done, sizeof(done), (double)p->object_bytes);
+    if (p->object_size == UINT64_MAX || p->object_size == 0) {
+        snprintf(buf, size, "object %zu/%zu %s: %s; ", p->objects_done + 1, p->objects_total, p->object, done);
+        return;
+    }
+    double s = (double)(now - p->object_start_ns) / 1e9, frac = (double)p->object_bytes / (double)p->object_size;
+    s_human_bytes(total, sizeof(total), (double)p->object_size);
+    if (frac > 0 && s > 0 && frac < 1)
+        snprintf(buf, size, "object %zu/%zu %s: %s of %s (%.0f%%), ETA %.0f s; ", p->objects_done + 1, p->objects_total,
+                 p->object, done, total, 100 * frac, s * (1 - frac) / frac);
+    else
+        snprintf(buf, size, "object %zu/%zu %s: %s of %s (%.0f%%); ", p->objects_done + 1, p->objects_total,
+                 p->object, done, total, 100 * (frac > 1 ? 1 : frac));
+}
 
 static void s_progress(struct s_progress *p, int force)
 {
@@ -51,15 +87,17 @@ static void s_progress(struct s_progress *p, int force)
     p->last_ns = now;
     double s = (double)(now - p->start_ns) / 1e9;
     double rate = s > 0 ? (double)p->rows / s : 0;
+    char object[512];
+    s_object_status(object, sizeof(object), p, now);
     if (p->tty) {
-        fprintf(stderr, "\r\033[Ktransform: %zu/%zu objects, %zu failed, %zu rows (%.0f rows/s), %.1f MB read, %.1f s",
-                p->objects_done, p->objects_total, p->failed, p->rows, rate, (double)p->bytes / 1e6, s);
+        fprintf(stderr, "\r\033[Ktransform: %s%zu/%zu objects, %zu failed, %zu rows (%.0f rows/s), %.1f MB read, %.1f s",
+                object, p->objects_done, p->objects_total, p->failed, p->rows, rate, (double)p->bytes / 1e6, s);
         if (force)
             fputc('\n', stderr);
         fflush(stderr);
     } else {
-        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "transform: %zu/%zu objects, %zu failed, %zu rows (%.0f rows/s), %.1f MB read",
-                p->objects_done, p->objects_total, p->failed, p->rows, rate, (double)p->bytes / 1e6);
+        KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "transform: %s%zu/%zu objects, %zu failed, %zu rows (%.0f rows/s), %.1f MB read",
+                object, p->objects_done, p->objects_total, p->failed, p->rows, rate, (double)p->bytes / 1e6);
     }
 }
 
@@ -187,6 +225,10 @@ static int s_transform_object(
         return knn_error_set(KNN_EINVAL, "%s: name too long", name);
     if ((rc = knn_transform_reader_open(&reader, in, name)) != 0)
         return rc;
+    o->progress->object = name;
+    o->progress->object_bytes = 0;
+    o->progress->object_size = knn_transform_reader_size(reader);
+    o->progress->object_start_ns = knn_clock_monotonic_ns();
     if ((rc = knn_transform_writer_open(&o->writer, out, out_name)) != 0)
         goto done;
     if (o->opts->split == KNN_SPLIT_RECORDIO) {
@@ -202,6 +244,10 @@ static int s_transform_object(
         if (got == 0)
             break;
         o->progress->bytes += got;
+        o->progress->object_bytes += got;
+        if (o->progress->object_size == UINT64_MAX) /* an S3 object's size is known once its GET answered */
+            o->progress->object_size = knn_transform_reader_size(reader);
+        s_progress(o->progress, 0);
         switch (o->opts->split) {
         case KNN_SPLIT_LINE:
             rc = s_feed_lines(o, chunk, got);
@@ -218,6 +264,10 @@ static int s_transform_object(
         if (rc)
             goto done;
     }
+    if (o->progress->tty) { /* the object's last state on the live line, however short it was */
+        o->progress->last_ns = 0;
+        s_progress(o->progress, 0);
+    }
     if (o->opts->split == KNN_SPLIT_RECORDIO)
         rc = knn_recordio_reader_finish(rio);
     else if (o->line.len)
@@ -229,6 +279,7 @@ static int s_transform_object(
         o->writer = NULL;
     }
 done:
+    o->progress->object = NULL;
     knn_transform_writer_abort(o->writer);
     o->writer = NULL;
     knn_recordio_reader_destroy(rio);

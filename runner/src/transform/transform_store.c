@@ -203,6 +203,14 @@ int knn_transform_reader_read(struct knn_transform_reader *r, void *buf, size_t 
     }
 }
 
+uint64_t knn_transform_reader_size(const struct knn_transform_reader *r)
+{
+    if (r->kind == KNN__STORE_S3)
+        return knn__transform_reader_size_s3(r);
+    struct stat st;
+    return fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : UINT64_MAX;
+}
+
 void knn_transform_reader_close(struct knn_transform_reader *r)
 {
     if (!r)

@@ -42,6 +42,8 @@ int knn_transform_reader_open(struct knn_transform_reader **out, struct knn_tran
 /** Read up to `cap` bytes; *got == 0 at the end. */
 int knn_transform_reader_read(struct knn_transform_reader *r, void *buf, size_t cap, size_t *got);
 void knn_transform_reader_close(struct knn_transform_reader *r);
+/** The object's size in bytes when known (a local file; an S3 object once its size is known), else UINT64_MAX. */
+uint64_t knn_transform_reader_size(const struct knn_transform_reader *r);
 
 int knn_transform_writer_open(struct knn_transform_writer **out, struct knn_transform_store *store, const char *name);
 int knn_transform_writer_write(struct knn_transform_writer *w, const void *data, size_t len);

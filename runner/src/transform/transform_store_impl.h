@@ -51,4 +51,6 @@ int knn__transform_writer_write_s3(struct knn_transform_writer *w, const void *d
 int knn__transform_writer_commit_s3(struct knn_transform_writer *w);
 void knn__transform_writer_abort_s3(struct knn_transform_writer *w);
 
+uint64_t knn__transform_reader_size_s3(const struct knn_transform_reader *r);
+
 #endif

@@ -182,6 +182,14 @@ on_error:
     return rc;
 }
 
+uint64_t knn__transform_reader_size_s3(const struct knn_transform_reader *r)
+{
+    const struct s_s3_reader *sr = r->s3;
+    uint64_t delivered = 0, total = 0;
+    knn_s3_reader_progress(sr->reader, &delivered, &total);
+    return total ? total : UINT64_MAX;
+}
+
 int knn__transform_reader_read_s3(struct knn_transform_reader *r, void *buf, size_t cap, size_t *got)
 {
     struct s_s3_reader *sr = r->s3;
