@@ -88,35 +88,6 @@ static void s_heap_push(size_t k, float *val, int64_t *ids, float v, int64_t id)
     ids[i] = id;
 }
 
-static void s_heap_pop(size_t k, float *val, int64_t *ids)
-{
-    val--;
-    ids--;
-    float v = val[k];
-    int64_t id = ids[k];
-    size_t i = 1;
-    for (;;) {
-        size_t i1 = i << 1, i2 = i1 + 1;
-        if (i1 > k)
-            break;
-        if (i2 == k + 1 || s_cmax2(val[i1], val[i2], ids[i1], ids[i2])) {
-            if (s_cmax2(v, val[i1], id, ids[i1]))
-                break;
-            val[i] = val[i1];
-            ids[i] = ids[i1];
-            i = i1;
-        } else {
-            if (s_cmax2(v, val[i2], id, ids[i2]))
-                break;
-            val[i] = val[i2];
-            ids[i] = ids[i2];
-            i = i2;
-        }
-    }
-    val[i] = val[k];
-    ids[i] = ids[k];
-}
-
 static void s_heap_replace_top(size_t k, float *val, int64_t *ids, float v, int64_t id)
 {
     val--;
@@ -142,6 +113,12 @@ static void s_heap_replace_top(size_t k, float *val, int64_t *ids, float v, int6
     }
     val[i] = v;
     ids[i] = id;
+}
+
+/* FAISS's heap_pop: the same as replacing the top by the last entry in a heap one shorter. */
+static void s_heap_pop(size_t k, float *val, int64_t *ids)
+{
+    s_heap_replace_top(k - 1, val, ids, val[k - 1], ids[k - 1]);
 }
 
 /* FAISS's MinimaxHeap: a CMax heap of at most n entries whose popped minima are marked id -1. */
