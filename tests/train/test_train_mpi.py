@@ -159,7 +159,9 @@ def case_flat_equals_single_host(ctx):
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     tx, ty = t.clusters(150, 8, 3, seed=32)
-    ctx.stage("test/test.pbr", t.recordio_bytes(tx, ty))
+    # Four test objects: with 2 and 3 ranks each rank scores its share (object i on rank i mod N).
+    for i in range(4):
+        ctx.stage("test/test-%d.pbr" % i, t.recordio_bytes(tx[i * 40:(i + 1) * 40], ty[i * 40:(i + 1) * 40]))
     ctx.upload()
     want = t.expected_score(x, y, tx, ty, 5, "L2", "classifier")
     m = t.manifest("single", HPS, ctx.uri("train/"), ctx.uri("out"), test_uri=ctx.uri("test/"))
@@ -175,6 +177,9 @@ def case_flat_equals_single_host(ctx):
         t.check(r.test_score() == single.test_score(), "%d ranks: %s, single host %s" % (ranks, r.test_score(),
                                                                                           single.test_score()))
         t.check(r.summary()["FinalMetrics"] == single.summary()["FinalMetrics"], "FinalMetrics differ")
+        t.check(r.summary()["Channels"]["test"] == single.summary()["Channels"]["test"],
+                "test channel %s, single host %s" % (r.summary()["Channels"]["test"], single.summary()["Channels"]["test"]))
+        t.check(r.summary()["Channels"]["test"]["rows"] == 150, "%s" % r.summary()["Channels"])
     base_index, base_labels, _ = t.faiss_model(ctx.model("single"))
     base = sorted(zip(map(bytes, base_index.reconstruct_n(0, base_index.ntotal).astype(np.float32)), base_labels))
     t.check(len(base) == len(x), "single host ntotal %d" % len(base))
@@ -307,7 +312,7 @@ def case_container_two_hosts(tmp):
     tx, ty = t.clusters(90, 8, 3, seed=52)
     hosts = ["algo-1", "algo-2"]
     b1 = _container(tmp, "algo-1", hosts, x[:170], y[:170], test=(tx, ty))
-    b2 = _container(tmp, "algo-2", hosts, x[170:], y[170:])
+    b2 = _container(tmp, "algo-2", hosts, x[170:], y[170:], test=(tx, ty))
     r = _run_containers([b1, b2])
     t.check(r.rc == 0, r.show())
     t.check(r.test_score() == t.expected_score(x, y, tx, ty, 5, "L2", "classifier"), r.err[-3000:])

@@ -89,6 +89,7 @@ int test_world_single_gather_and_broadcast(void)
     ASSERT_MEM_EQ(send, 5, recv, 5);
     /* A length that disagrees with what was announced is refused. */
     ASSERT_ERR(KNN_EMISMATCH, knn_world_gather(w, 0, send, 4, recv, lens));
+    ASSERT_OK(knn_world_barrier(w));
     ASSERT_OK(knn_world_broadcast(w, 0, recv, sizeof(recv)));
     ASSERT_MEM_EQ(send, 5, recv, 5);
     ASSERT_ERR(KNN_EINVAL, knn_world_broadcast(w, 1, recv, sizeof(recv)));

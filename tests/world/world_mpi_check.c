@@ -122,6 +122,16 @@ int main(void)
         }
         CHECK(raised && who == size - 1, "alarm: raised %d by %d", raised, who);
     }
+    /* The polite barrier: the last rank arrives a quarter second late; nobody leaves before it. */
+    if (rank == size - 1) {
+        struct timespec ts = {0, 250000000};
+        nanosleep(&ts, NULL);
+    }
+    uint64_t tb = knn_clock_monotonic_ns();
+    CHECK(knn_world_barrier(w) == 0, "barrier: %s", knn_error_message());
+    if (rank != size - 1)
+        CHECK(knn_clock_monotonic_ns() - tb >= 200000000ULL, "left the barrier after %.3f s",
+              (double)(knn_clock_monotonic_ns() - tb) / 1e9);
     CHECK(knn_world_agree(w, 0, NULL, NULL) == 0, "final agree");
 
     knn_free(send);

@@ -157,6 +157,11 @@ int knn_world_broadcast(struct knn_world *world, int root, void *buf, size_t len
     return 0;
 }
 
+int knn_world_barrier(struct knn_world *world)
+{
+    return world->ops ? world->ops->barrier(world->impl) : 0;
+}
+
 int knn_world_gather_u64(struct knn_world *world, int root, uint64_t value, uint64_t *values)
 {
     int rc;

@@ -14,6 +14,7 @@ struct knn_world_ops {
     int (*send)(void *impl, int dest, const void *buf, size_t len);
     int (*recv)(void *impl, int source, void *buf, size_t len);
     int (*broadcast)(void *impl, int root, void *buf, size_t len);
+    int (*barrier)(void *impl);
     int (*alarm_raise)(void *impl);
     int (*alarm_poll)(void *impl, int *raised, int *rank);
     void (*abort)(void *impl, int exit_code); /* does not return */

@@ -70,6 +70,26 @@ static int s_broadcast(void *impl, int root, void *buf, size_t len)
     return err == MPI_SUCCESS ? 0 : s_mpi_error(err, "MPI_Bcast");
 }
 
+/* Non-blocking barrier, tested between short sleeps: a blocked MPI call would spin a core. */
+static int s_polite_barrier(MPI_Comm comm)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int err = MPI_Ibarrier(comm, &req), done = 0;
+    if (err != MPI_SUCCESS)
+        return s_mpi_error(err, "MPI_Ibarrier");
+    while ((err = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return err == MPI_SUCCESS ? 0 : s_mpi_error(err, "MPI_Test");
+}
+
+static int s_barrier(void *impl)
+{
+    (void)impl;
+    return s_polite_barrier(MPI_COMM_WORLD);
+}
+
 static int s_alarm_raise(void *impl)
 {
     struct s_mpi *m = impl;
@@ -131,14 +151,7 @@ static void s_destroy(void *impl)
      * The barrier is polled with a sleep, not blocked in: a blocked MPI call spins a core, and ranks
      * that finished early would take it from rank 0's work on a shared machine.
      */
-    MPI_Request req = MPI_REQUEST_NULL;
-    if (MPI_Ibarrier(m->alarm_comm, &req) == MPI_SUCCESS) {
-        int done = 0;
-        while (MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
-            struct timespec ts = {0, 2 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    s_polite_barrier(m->alarm_comm);
     s_alarm_drain(m);
     MPI_Comm_free(&m->alarm_comm);
     knn_free(m->alarm_sends);
@@ -219,10 +232,22 @@ static void s_destroy_lost(void *impl)
     knn_free(m);
 }
 
-static const struct knn_world_ops s_mpi_ops = {s_destroy,    s_send,         s_recv,     s_broadcast,
-                                               s_alarm_raise, s_alarm_poll,  s_abort,    s_send_start,
-                                               s_send_test,   s_send_abandon, s_probe,   s_recv_tag,
-                                               s_destroy_lost};
+static const struct knn_world_ops s_mpi_ops = {
+    .destroy = s_destroy,
+    .send = s_send,
+    .recv = s_recv,
+    .broadcast = s_broadcast,
+    .barrier = s_barrier,
+    .alarm_raise = s_alarm_raise,
+    .alarm_poll = s_alarm_poll,
+    .abort = s_abort,
+    .send_start = s_send_start,
+    .send_test = s_send_test,
+    .send_abandon = s_send_abandon,
+    .probe = s_probe,
+    .recv_tag = s_recv_tag,
+    .destroy_lost = s_destroy_lost,
+};
 
 int knn_world__mpi_start(struct knn_world *world)
 {

@@ -998,32 +998,46 @@ static int s_score_rows(void *user, const float *x, const float *labels, size_t 
     return 0;
 }
 
-static int s_score(struct s_job *job)
+/* Score the test objects of rank `rank` of `ranks` (object i when i mod ranks = rank) into *sc. */
+static int s_score_part(struct s_job *job, size_t rank, size_t ranks, struct s_score *sc, uint64_t *bytes)
 {
     const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TEST];
     const struct knn_object_list *list = &job->lists[KNN_CHANNEL_TEST];
-    struct s_score sc = {job, strcmp(job->hp.predictor_type, "classifier") == 0, 0, 0, 0};
     const struct knn_object **refs = NULL;
     struct knn_train_stream_options so = KNN_TRAIN_STREAM_OPTIONS_INIT;
+    size_t count = 0;
     int rc;
 
-    if (!(refs = knn_malloc_array(list->count, sizeof(*refs))))
+    *bytes = 0;
+    if (!(refs = knn_malloc_array(list->count + 1, sizeof(*refs))))
         return KNN_ENOMEM;
-    for (size_t i = 0; i < list->count; i++)
-        refs[i] = &list->items[i];
-    struct s_decode d = {ch, &job->hp, refs, s_batch_rows(&job->hp, S_SCORE_BATCH_BYTES), s_score_rows, &sc,
+    for (size_t i = 0; i < list->count; i++) {
+        if (i % ranks == rank)
+            refs[count++] = &list->items[i];
+    }
+    if (count == 0) {
+        knn_free(refs);
+        return 0;
+    }
+    struct s_decode d = {ch, &job->hp, refs, s_batch_rows(&job->hp, S_SCORE_BATCH_BYTES), s_score_rows, sc,
                          job->progress, NULL, 0, 0};
     so.part_size = S_READ_PART_SIZE;
     so.max_in_flight = S_READ_IN_FLIGHT;
     so.gzip = ch->gzip;
     knn_progress_start_read(job->progress, "test", list->total_bytes ? list->total_bytes : UINT64_MAX);
-    rc = knn_train_stream_objects(refs, list->count, job->s3, &so, s_decode_chunk, &d);
+    rc = knn_train_stream_objects(refs, count, job->s3, &so, s_decode_chunk, &d);
     knn_recordio_rows_destroy(d.rows);
     knn_progress_end(job->progress);
     knn_free(refs);
-    if (rc != 0)
-        return rc;
-    job->summary.channels[KNN_CHANNEL_TEST].bytes = d.bytes;
+    *bytes = d.bytes;
+    return rc;
+}
+
+/* The test score of every row scored, logged as SageMaker does and put in the summary. */
+static int s_score_report(struct s_job *job, struct s_score sc, uint64_t bytes)
+{
+    const struct knn_job_channel *ch = &job->cfg.channels[KNN_CHANNEL_TEST];
+    job->summary.channels[KNN_CHANNEL_TEST].bytes = bytes;
     job->summary.channels[KNN_CHANNEL_TEST].rows = sc.n;
     if (sc.n == 0)
         return knn_error_set(KNN_EFORMAT, "channel 'test' holds no rows (%s)", ch->uri);
@@ -1043,25 +1057,39 @@ static int s_score(struct s_job *job)
     return 0;
 }
 
+static int s_score(struct s_job *job)
+{
+    struct s_score sc = {job, strcmp(job->hp.predictor_type, "classifier") == 0, 0, 0, 0};
+    uint64_t bytes = 0;
+    int rc = s_score_part(job, 0, 1, &sc, &bytes);
+    return rc != 0 ? rc : s_score_report(job, sc, bytes);
+}
+
 /* ---- output ---- */
 
-static void s_remove_tmp_dir(struct s_job *job)
+/* Remove a folder of ours and the files in it. */
+static void s_remove_dir(const char *dir)
 {
-    if (!job->tmp_dir)
-        return;
-    DIR *d = opendir(job->tmp_dir);
+    DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                 continue;
             char path[4096];
-            snprintf(path, sizeof(path), "%s/%s", job->tmp_dir, e->d_name);
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
             unlink(path);
         }
         closedir(d);
     }
-    rmdir(job->tmp_dir);
+    rmdir(dir);
+}
+
+static void s_remove_tmp_dir(struct s_job *job)
+{
+    if (!job->tmp_dir)
+        return;
+    s_remove_dir(job->tmp_dir);
     knn_free(job->tmp_dir);
     job->tmp_dir = NULL;
 }
@@ -1262,10 +1290,82 @@ static int s_gather(struct s_job *job, size_t *n, float **x, float **labels)
     }
     KNN_LOG(KNN_LOG_INFO, KNN_LS_JOB, "Gathered %zu sampled rows from %zu hosts in %.2f s (with the wait for the last host)",
             *n, job->hosts, job->host_reports[0].gather_seconds);
-    if (*n == 0)
-        return knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)",
-                             job->cfg.channels[KNN_CHANNEL_TRAIN].uri);
+    return 0;
+}
+
+/* Every rank takes part in scoring when algo-1 has a test channel: all must have one, or none. */
+static int s_agree_test_channel(struct s_job *job)
+{
+    if (!knn_world_is_mpi(job->world))
+        return 0;
+    unsigned char mine = (unsigned char)job->cfg.channels[KNN_CHANNEL_TEST].present, first = mine;
+    int rc = knn_world_broadcast(job->world, 0, &first, 1);
+    if (rc < 0)
+        return rc;
+    if (mine != first)
+        rc = knn_error_set(KNN_ECONFIG, "this host %s a 'test' channel and algo-1 %s: every host needs the same channels",
+                           mine ? "has" : "has no", first ? "has one" : "has none");
+    return s_agree(job, rc);
+}
+
+/* algo-1, after the gather: what only it knows (the others have handed over and wait for the model). */
+static int s_check_gathered(struct s_job *job, size_t n)
+{
+    if (n == 0)
+        return knn_error_set(KNN_EFORMAT, "channel 'train' holds no rows (%s)", job->cfg.channels[KNN_CHANNEL_TRAIN].uri);
     return s_check_stop();
+}
+
+/*
+ * Under mpirun with a test channel: algo-1's model goes to every rank (`rc` is algo-1's result of
+ * the build, 0 on the others, which wait here, sleeping, while it builds), each rank scores its
+ * share of the test objects (object i on rank i mod N), and the counts are summed on algo-1, which
+ * prints the one #test_score line.
+ */
+static int s_score_shared(struct s_job *job, int rc)
+{
+    struct knn_world *w = job->world;
+    int root = s_is_root(job);
+    char dir[4096] = "";
+    int made = 0;
+
+    int brc = knn_world_barrier(w);
+    if (brc < 0)
+        return brc;
+    const char *tmp_root = getenv("TMPDIR");
+    if (!tmp_root || !*tmp_root)
+        tmp_root = "/tmp";
+    if (rc == 0) {
+        snprintf(dir, sizeof(dir), "%.3000s/.knn-train-model-XXXXXX", tmp_root);
+        if (!mkdtemp(dir))
+            rc = knn_error_set(KNN_EIO, "%s: %s", tmp_root, strerror(errno));
+        else
+            made = 1;
+    }
+    if (rc == 0 && root)
+        rc = knn_model_save(job->model, dir);
+    if ((rc = s_agree(job, rc)) == 0 && (rc = knn_train_world_share_files(w, dir, s_model_files, S_MODEL_FILES)) == 0)
+        rc = s_agree(job, root ? 0 : knn_model_load(&job->model, dir));
+    if (made)
+        s_remove_dir(dir);
+    if (rc < 0)
+        return rc;
+
+    struct s_score sc = {job, strcmp(job->hp.predictor_type, "classifier") == 0, 0, 0, 0};
+    uint64_t bytes = 0;
+    /* A container's sharded test channel is this host's own shard, read whole; otherwise object i is rank i mod N's. */
+    int own_shard = job->cfg.container && job->cfg.channels[KNN_CHANNEL_TEST].sharded;
+    rc = s_score_part(job, own_shard ? 0 : (size_t)knn_world_rank(w), own_shard ? 1 : (size_t)knn_world_size(w), &sc,
+                      &bytes);
+    if ((rc = s_agree(job, rc)) < 0)
+        return rc;
+    double sums[4] = {(double)sc.n, (double)sc.correct, sc.sse, (double)bytes};
+    if ((rc = knn_train_world_sum(w, sums, 4)) < 0 || !root)
+        return rc;
+    sc.n = (uint64_t)sums[0];
+    sc.correct = (uint64_t)sums[1];
+    sc.sse = sums[2];
+    return s_score_report(job, sc, (uint64_t)sums[3]);
 }
 
 /* Everything after the configuration is loaded. */
@@ -1279,7 +1379,7 @@ static int s_run(struct s_job *job)
     if ((rc = s_validate(job)) == 0 && (rc = s_open_s3(job)) == 0 && (!s_is_root(job) || (rc = s_plan_output(job)) == 0) &&
         (rc = s_check_stop()) == 0)
         rc = s_list_channels(job);
-    if ((rc = s_agree(job, rc)) < 0)
+    if ((rc = s_agree(job, rc)) < 0 || (rc = s_agree_test_channel(job)) < 0)
         return rc;
     if (job->opts->dry_run) {
         job->summary.dry_run = 1;
@@ -1287,29 +1387,41 @@ static int s_run(struct s_job *job)
         return 0;
     }
 
+    /* Under mpirun every rank scores its share of the test channel with algo-1's model. */
+    int shared_score = knn_world_size(job->world) > 1 && job->cfg.channels[KNN_CHANNEL_TEST].present;
     s_phase(job, KNN_PHASE_SAMPLE);
     rc = s_sample(job, &n, &x, &labels);
     if (knn_world_is_mpi(job->world)) {
+        /* Failures up to the end of the gather are known to every rank. */
         if ((rc = s_agree(job, rc)) == 0)
             rc = s_gather(job, &n, &x, &labels);
         if (rc < 0 || !s_is_root(job)) {
             knn_free(x);
             knn_free(labels);
-            return rc; /* the other ranks' part is done */
+            if (rc == 0 && shared_score)
+                return s_score_shared(job, 0);
+            return rc; /* this rank's part is done */
         }
+        rc = s_check_gathered(job, n);
+    }
+    if (rc == 0) {
+        job->summary.rows_sampled = n;
+        job->summary.hosts = job->host_reports;
+        job->summary.host_count = job->hosts;
+        s_phase(job, KNN_PHASE_BUILD);
+        /* The sample goes into the model (knn_model_build_consume): x and labels are not ours any more. */
+        rc = s_build(job, n, x, labels);
+    } else {
+        knn_free(x);
+        knn_free(labels);
+    }
+    if (shared_score) {
+        s_phase(job, KNN_PHASE_SCORE);
+        rc = s_score_shared(job, rc); /* the others wait for algo-1's model, or its failure */
     }
     if (rc < 0)
         return rc;
-    job->summary.rows_sampled = n;
-    job->summary.hosts = job->host_reports;
-    job->summary.host_count = job->hosts;
-
-    s_phase(job, KNN_PHASE_BUILD);
-    /* The sample goes into the model (knn_model_build_consume): x and labels are not ours any more. */
-    if ((rc = s_build(job, n, x, labels)) < 0)
-        return rc;
-
-    if (job->cfg.channels[KNN_CHANNEL_TEST].present) {
+    if (!shared_score && job->cfg.channels[KNN_CHANNEL_TEST].present) {
         s_phase(job, KNN_PHASE_SCORE);
         if ((rc = s_score(job)) < 0)
             return rc;

@@ -6,8 +6,11 @@
 #include "knn/common/error.h"
 #include "knn/common/log.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int knn_train_world_check_size(const struct knn_world *world, uint64_t instance_count, const char *source)
 {
@@ -101,6 +104,92 @@ int knn_train_world_gather_sample(struct knn_world *world, size_t dim, size_t *n
     }
 done:
     knn_free(counts);
+    knn_free(lens);
+    return rc;
+}
+
+#define S_SHARE_PIECE ((size_t)8 << 20)
+
+/* One file from rank 0 to the others; a local I/O failure is kept in *status, the broadcasts go on. */
+static int s_share_file(struct knn_world *world, const char *path, unsigned char *piece, int *status)
+{
+    int root = knn_world_rank(world) == 0, rc;
+    uint64_t size = 0;
+    FILE *f = NULL;
+    if (root) {
+        struct stat st;
+        if (stat(path, &st) == 0)
+            size = (uint64_t)st.st_size;
+        else if (*status == 0)
+            *status = knn_error_set(KNN_EIO, "%s: %s", path, strerror(errno));
+    }
+    if ((rc = knn_world_broadcast(world, 0, &size, sizeof(size))) < 0)
+        return rc;
+    if (*status == 0 && !(f = fopen(path, root ? "rb" : "wb")))
+        *status = knn_error_set(KNN_EIO, "%s: %s", path, strerror(errno));
+    for (uint64_t off = 0; off < size;) {
+        size_t n = size - off < S_SHARE_PIECE ? (size_t)(size - off) : S_SHARE_PIECE;
+        if (root && f && fread(piece, 1, n, f) != n && *status == 0)
+            *status = knn_error_set(KNN_EIO, "%s: short read at offset %" PRIu64, path, off);
+        if ((rc = knn_world_broadcast(world, 0, piece, n)) < 0) {
+            if (f)
+                fclose(f);
+            return rc;
+        }
+        if (!root && f && *status == 0 && fwrite(piece, 1, n, f) != n)
+            *status = knn_error_set(KNN_EIO, "%s: write failed at offset %" PRIu64 ": %s", path, off, strerror(errno));
+        off += n;
+    }
+    if (f && fclose(f) != 0 && *status == 0)
+        *status = knn_error_set(KNN_EIO, "%s: %s", path, strerror(errno));
+    return 0;
+}
+
+int knn_train_world_share_files(struct knn_world *world, const char *dir, const char *const *names, size_t count)
+{
+    int status = 0, rc = 0;
+    unsigned char *piece = knn_malloc(S_SHARE_PIECE);
+    /* Without the buffer this rank cannot take part: say so before anything moves. */
+    if ((rc = knn_train_world_agree(world, piece ? 0 : knn_error_set(KNN_ENOMEM, "out of memory"), 0)) < 0) {
+        knn_free(piece);
+        return rc;
+    }
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        char path[4096];
+        if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path) && status == 0)
+            status = knn_error_set(KNN_ECONFIG, "%.64s...: path too long", dir);
+        rc = s_share_file(world, path, piece, &status);
+    }
+    knn_free(piece);
+    if (rc < 0)
+        return rc; /* the transport itself failed: the ranks can no longer agree */
+    return knn_train_world_agree(world, status, 0);
+}
+
+int knn_train_world_sum(struct knn_world *world, double *values, size_t count)
+{
+    int size = knn_world_size(world), root = knn_world_rank(world) == 0, rc;
+    double *all = NULL;
+    uint64_t *lens = NULL;
+    if (size < 2)
+        return 0;
+    if (root && (!(all = knn_calloc((size_t)size * count, sizeof(*all))) ||
+                 !(lens = knn_calloc((size_t)size, sizeof(*lens))))) {
+        knn_free(all);
+        return knn_error_set(KNN_ENOMEM, "out of memory");
+    }
+    for (int r = 0; root && r < size; r++)
+        lens[r] = count * sizeof(double);
+    rc = knn_world_gather(world, 0, values, count * sizeof(double), all, lens);
+    if (rc == 0 && root) {
+        for (size_t i = 0; i < count; i++) {
+            double sum = 0;
+            for (int r = 0; r < size; r++)
+                sum += all[(size_t)r * count + i];
+            values[i] = sum;
+        }
+    }
+    knn_free(all);
     knn_free(lens);
     return rc;
 }

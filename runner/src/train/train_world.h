@@ -40,4 +40,17 @@ int knn_train_world_agree(struct knn_world *world, int rc, int stopped_by_others
 int knn_train_world_gather_sample(struct knn_world *world, size_t dim, size_t *n, float **x, float **labels,
                                   struct knn_job_host *reports);
 
+/**
+ * Copy files from rank 0's `dir` into every other rank's `dir` (which exists), in pieces of at
+ * most 8 MiB, so memory stays bounded whatever the files' size (the model, for the test channel).
+ * Every rank learns every rank's I/O status: 0 everywhere, or the first failure ("algo-N: ...").
+ */
+int knn_train_world_share_files(struct knn_world *world, const char *dir, const char *const *names, size_t count);
+
+/**
+ * Sum `count` values over the ranks, in rank order (the same result on every run): on rank 0,
+ * values[i] becomes the sum of every rank's values[i]; the others' are left as they were.
+ */
+int knn_train_world_sum(struct knn_world *world, double *values, size_t count);
+
 #endif

@@ -81,6 +81,12 @@ void knn_world_set_chunk_bytes(struct knn_world *world, size_t chunk_bytes);
 int knn_world_agree(struct knn_world *world, int status, const char *message, int *failed_rank);
 
 /**
+ * Wait until every rank is here, sleeping (a millisecond at a time) rather than spinning: for
+ * ranks that wait long (while rank 0 builds an index) on a machine whose cores others need.
+ */
+int knn_world_barrier(struct knn_world *world);
+
+/**
  * Broadcast `len` bytes from `root` into `buf` on every other rank (every rank passes the same
  * `len`; the root's buffer is the source). In chunks.
  */
