@@ -18,6 +18,7 @@
 #include "knn/common/alloc.h"
 #include "knn/common/buf.h"
 #include "knn/common/error.h"
+#include "knn/common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -319,6 +320,10 @@ int knn_cmd_query(int argc, char **argv)
     else if (strcmp(format, "jsonl") && strcmp(format, "jsonlines"))
         return knn_usage_error("query", S_SYNOPSIS, "--format '%s': expected table or jsonl", format);
 
+    /* A shell tool: its output is the answers; the library's INFO lines only with KNN_LOG_LEVEL. */
+    const char *level = getenv("KNN_LOG_LEVEL");
+    if (!level || !*level)
+        knn_log_set_level(KNN_LOG_WARN);
     int fd = STDIN_FILENO;
     if (strcmp(input, "-") != 0 && (fd = open(input, O_RDONLY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "knn-runner query: cannot open %s: %s\n", input, strerror(errno));
