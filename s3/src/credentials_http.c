@@ -278,8 +278,10 @@ static int s_json_skip_value(struct s_json *j)
     return 0;
 }
 
-enum { S_F_AK, S_F_SK, S_F_TOKEN, S_F_EXPIRATION, S_F_CODE, S_F_COUNT };
-static const char *const s_fields[S_F_COUNT] = {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "Code"};
+enum { S_F_AK, S_F_SK, S_F_TOKEN, S_F_EXPIRATION, S_F_CODE, S_F_SESSION_TOKEN, S_F_COUNT };
+/* "SessionToken" is credential_process's name for the token. */
+static const char *const s_fields[S_F_COUNT] = {"AccessKeyId", "SecretAccessKey", "Token",
+                                                "Expiration",  "Code",            "SessionToken"};
 
 int knn__s3_credentials_from_json(struct knn_s3_credentials *out, const char *json, size_t len, const char *what)
 {
@@ -358,9 +360,10 @@ int knn__s3_credentials_from_json(struct knn_s3_credentials *out, const char *js
         rc = knn_error_wrap(rc, "%s: Expiration", what);
         goto done;
     }
+    int tk = val[S_F_TOKEN].len ? S_F_TOKEN : S_F_SESSION_TOKEN;
     rc = knn__s3_credentials_set(
         out, (const char *)val[S_F_AK].data, val[S_F_AK].len, (const char *)val[S_F_SK].data, val[S_F_SK].len,
-        (const char *)val[S_F_TOKEN].data, val[S_F_TOKEN].len, expiration);
+        (const char *)val[tk].data, val[tk].len, expiration);
     if (rc == 0)
         snprintf(out->source, sizeof(out->source), "%s", what);
 done:

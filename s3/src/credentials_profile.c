@@ -6,6 +6,13 @@
 #include "knn/s3/credentials.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +265,106 @@ static int s_load(struct knn_buf *text, struct s_section *sec, const char *path,
     return 0;
 }
 
+#define S_PROCESS_MAX_OUTPUT (64 * 1024)
+#define S_PROCESS_TIMEOUT_MS (5 * 60 * 1000)
+
+extern char **environ;
+
+/*
+ * credential_process: run the command (through /bin/sh -c, so quoting works as the user typed it;
+ * its stderr is ours, for prompts and messages), read at most 64 KiB of stdout within 5 minutes,
+ * and parse the JSON of the AWS CLI's contract: {"Version": 1, "AccessKeyId", "SecretAccessKey",
+ * "SessionToken", "Expiration"}. The command and its output are never logged (they may hold secrets).
+ */
+static int s_run_process(struct knn_s3_credentials *out, const char *cmd, size_t cmd_len, const char *profile)
+{
+    char *command = knn_strndup(cmd, cmd_len);
+    struct knn_buf text = KNN_BUF_INIT(S_PROCESS_MAX_OUTPUT);
+    int fds[2] = {-1, -1}, rc = 0, status = 0;
+    pid_t pid = -1;
+    posix_spawn_file_actions_t fa;
+    int fa_ok = 0;
+    if (!command)
+        return KNN_ENOMEM;
+    if (pipe(fds) != 0 || fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+        rc = knn_error_set(KNN_EIO, "profile '%s': credential_process: pipe: %s", profile, strerror(errno));
+        goto done;
+    }
+    if (posix_spawn_file_actions_init(&fa) != 0) {
+        rc = KNN_ENOMEM;
+        goto done;
+    }
+    fa_ok = 1;
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    int err = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    close(fds[1]);
+    fds[1] = -1;
+    if (err != 0) {
+        pid = -1;
+        rc = knn_error_set(KNN_ES3_CREDENTIALS, "profile '%s': credential_process could not start: %s", profile,
+                           strerror(err));
+        goto done;
+    }
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed_ms = (long)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (elapsed_ms >= S_PROCESS_TIMEOUT_MS) {
+            rc = knn_error_set(KNN_ES3_CREDENTIALS, "profile '%s': credential_process gave no answer within %d s",
+                               profile, S_PROCESS_TIMEOUT_MS / 1000);
+            break;
+        }
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)(S_PROCESS_TIMEOUT_MS - elapsed_ms));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(fds[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (knn_buf_append(&text, buf, (size_t)n) != 0) {
+            rc = knn_error_set(KNN_ES3_CREDENTIALS, "profile '%s': credential_process wrote more than %d bytes",
+                               profile, S_PROCESS_MAX_OUTPUT);
+            break;
+        }
+    }
+    if (rc)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+    if (rc)
+        goto done;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        rc = knn_error_set(KNN_ES3_CREDENTIALS, "profile '%s': credential_process failed (%s %d; its messages are on "
+                           "stderr above)", profile, WIFEXITED(status) ? "exit status" : "signal",
+                           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        goto done;
+    }
+    char what[300];
+    snprintf(what, sizeof(what), "profile '%s': credential_process", profile);
+    rc = knn__s3_credentials_from_json(out, text.data ? (const char *)text.data : "", text.len, what);
+    if (rc == 0)
+        snprintf(out->source, sizeof(out->source), "credential_process of profile '%s'", profile);
+done:
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    s_wipe_buf(&text);
+    OPENSSL_cleanse(command, strlen(command));
+    knn_free(command);
+    return rc;
+}
+
 static int s_profile_get(struct knn_s3_credentials_provider *p, struct knn_s3_credentials *out)
 {
     const struct knn_s3_profile_options *stored = p->impl;
@@ -299,6 +406,10 @@ static int s_profile_get(struct knn_s3_credentials_provider *p, struct knn_s3_cr
             KNN_ES3_CREDENTIALS, "profile '%s' has %s but not %s", f.profile,
             have_ak ? "aws_access_key_id" : "aws_secret_access_key",
             have_ak ? "aws_secret_access_key" : "aws_access_key_id");
+        goto done;
+    }
+    if (m.value[S_CREDENTIAL_PROCESS] && m.len[S_CREDENTIAL_PROCESS] && !m.value[S_ROLE_ARN]) {
+        rc = s_run_process(out, m.value[S_CREDENTIAL_PROCESS], m.len[S_CREDENTIAL_PROCESS], f.profile);
         goto done;
     }
     for (int k = S_ROLE_ARN; k < S_KEY_COUNT; k++) {

@@ -318,3 +318,63 @@ int test_config_region_ca_addressing(void)
     unlink(path);
     return 0;
 }
+
+/* ---- credential_process ---- */
+
+int test_credential_process(void)
+{
+    char script[64], config[64], text[1024];
+    struct knn_s3_credentials_provider *p;
+    struct knn_s3_profile_options po = KNN_S3_PROFILE_OPTIONS_INIT;
+    struct knn_s3_credentials cr;
+    s_clear_env();
+    /* The AWS CLI's contract: Version 1, SessionToken, an ISO 8601 Expiration. */
+    ASSERT_OK(s_write_config(script, sizeof(script),
+                             "echo 'a prompt on stderr' >&2\n"
+                             "printf '{\"Version\": 1, \"AccessKeyId\": \"ASIAPROCESS%s\", \"SecretAccessKey\": "
+                             "\"process-secret\", \"SessionToken\": \"process-token\", "
+                             "\"Expiration\": \"2030-01-02T03:04:05Z\"}' \"$1\"\n"));
+    snprintf(text, sizeof(text),
+             "[profile proc]\ncredential_process = /bin/sh %s \"1 2\"\n"
+             "[profile failing]\ncredential_process = /bin/sh -c 'exit 3'\n"
+             "[profile garbage]\ncredential_process = echo not json\n"
+             "[profile keys-first]\naws_access_key_id = AKIDSTATIC\naws_secret_access_key = static-secret\n"
+             "credential_process = /bin/sh -c 'exit 9'\n",
+             script);
+    ASSERT_OK(s_write_config(config, sizeof(config), text));
+    po.config_file = config;
+
+    po.profile = "proc";
+    ASSERT_OK(knn_s3_credentials_provider_new_profile(&p, &po));
+    ASSERT_OK(knn_s3_credentials_provider_get(&cr, p));
+    ASSERT_STR_EQ("ASIAPROCESS1 2", cr.access_key_id); /* the argument went through the shell's quoting */
+    ASSERT_STR_EQ("process-secret", cr.secret_access_key);
+    ASSERT_STR_EQ("process-token", cr.session_token);
+    ASSERT_INT_EQ(1893553445, cr.expiration_s); /* date -u -d 2030-01-02T03:04:05Z +%s */
+    ASSERT_STR_EQ("credential_process of profile 'proc'", cr.source);
+    knn_s3_credentials_clean_up(&cr);
+    knn_s3_credentials_provider_release(p);
+
+    po.profile = "failing";
+    ASSERT_OK(knn_s3_credentials_provider_new_profile(&p, &po));
+    ASSERT_ERR(KNN_ES3_CREDENTIALS, knn_s3_credentials_provider_get(&cr, p));
+    ASSERT_CONTAINS(knn_error_message(), "profile 'failing': credential_process failed (exit status 3;");
+    knn_s3_credentials_provider_release(p);
+
+    po.profile = "garbage";
+    ASSERT_OK(knn_s3_credentials_provider_new_profile(&p, &po));
+    ASSERT_ERR(KNN_EFORMAT, knn_s3_credentials_provider_get(&cr, p));
+    ASSERT_CONTAINS(knn_error_message(), "profile 'garbage': credential_process");
+    knn_s3_credentials_provider_release(p);
+
+    /* Static keys in the profile come first, as in the AWS CLI: the process is not run. */
+    po.profile = "keys-first";
+    ASSERT_OK(knn_s3_credentials_provider_new_profile(&p, &po));
+    ASSERT_OK(knn_s3_credentials_provider_get(&cr, p));
+    ASSERT_STR_EQ("AKIDSTATIC", cr.access_key_id);
+    knn_s3_credentials_clean_up(&cr);
+    knn_s3_credentials_provider_release(p);
+    unlink(script);
+    unlink(config);
+    return 0;
+}

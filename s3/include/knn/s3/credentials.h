@@ -98,9 +98,11 @@ struct knn_s3_profile_options {
 
 /**
  * Static keys of a profile in the shared credentials file, or in the config file ("[profile NAME]",
- * "[default]"); the credentials file wins for a key set in both. A profile that exists but uses a
- * feature we do not implement (role_arn, credential_process, sso_*) fails with KNN_EUNSUPPORTED
- * naming it. KNN_ENOTFOUND: neither file has the profile.
+ * "[default]"); the credentials file wins for a key set in both. Without static keys, the
+ * profile's credential_process is run (/bin/sh -c, stdout JSON of the AWS CLI's contract, at most
+ * 64 KiB within 5 minutes; its expiration is honoured by the cache). A profile that exists but uses
+ * a feature we do not implement (role_arn, sso_*, web_identity_token_file) fails with
+ * KNN_EUNSUPPORTED naming it. KNN_ENOTFOUND: neither file has the profile.
  */
 int knn_s3_credentials_provider_new_profile(
     struct knn_s3_credentials_provider **out, const struct knn_s3_profile_options *opts);
