@@ -37,7 +37,7 @@ struct knn_progress {
     atomic_uint_fast64_t rows;
 };
 
-static void s_human_bytes(char *buf, size_t size, double bytes)
+void knn_progress_format_bytes(char *buf, size_t size, double bytes)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
@@ -73,11 +73,11 @@ static void s_render(struct knn_progress *p, char *line, size_t size)
         return;
     uint64_t bytes = atomic_load(&p->bytes), rows = atomic_load(&p->rows);
     double bps = elapsed > 0 ? (double)bytes / elapsed : 0;
-    s_human_bytes(done, sizeof(done), (double)bytes);
-    s_human_bytes(rate, sizeof(rate), bps);
+    knn_progress_format_bytes(done, sizeof(done), (double)bytes);
+    knn_progress_format_bytes(rate, sizeof(rate), bps);
     if (p->total_bytes != UINT64_MAX && p->total_bytes > 0) {
         double frac = (double)bytes / (double)p->total_bytes;
-        s_human_bytes(total, sizeof(total), (double)p->total_bytes);
+        knn_progress_format_bytes(total, sizeof(total), (double)p->total_bytes);
         if (bps > 0 && bytes < p->total_bytes)
             s_duration(eta, sizeof(eta), (double)(p->total_bytes - bytes) / bps);
         else

@@ -14,6 +14,7 @@
  * any thread; the other functions are for the job's main thread.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct knn_progress;
@@ -37,6 +38,9 @@ void knn_progress_add(struct knn_progress *p, uint64_t bytes, uint64_t rows);
 void knn_progress_start_step(struct knn_progress *p, const char *what);
 /** End the current phase (an interactive line is finished with a newline). */
 void knn_progress_end(struct knn_progress *p);
+
+/** `bytes` for people: "512 B", "3.4 MiB" (1024-based units) into buf. */
+void knn_progress_format_bytes(char *buf, size_t size, double bytes);
 
 /** Whether the display rewrites a line (for callers that print their own lines). */
 int knn_progress_interactive(const struct knn_progress *p);

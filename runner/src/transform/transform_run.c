@@ -2,6 +2,7 @@
 
 #include "infer/infer_request.h"
 #include "infer/infer_response.h"
+#include "progress.h"
 #include "transform/transform_store.h"
 
 #include "knn/common/alloc.h"
@@ -45,17 +46,6 @@ struct s_progress {
     uint64_t object_bytes, object_size, object_start_ns;
 };
 
-static void s_human_bytes(char *buf, size_t size, double bytes)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024.0 && u < 4) {
-        bytes /= 1024.0;
-        u++;
-    }
-    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-}
-
 /* "object 2/5 x.csv: 3.0 MiB of 10.0 MiB (30%), ETA 12 s; " or "" between objects. */
 static void s_object_status(char *buf, size_t size, const struct s_progress *p, uint64_t now)
 {
@@ -63,13 +53,13 @@ static void s_object_status(char *buf, size_t size, const struct s_progress *p, 
     buf[0] = '\0';
     if (!p->object)
         return;
-    s_human_bytes(done, sizeof(done), (double)p->object_bytes);
+    knn_progress_format_bytes(done, sizeof(done), (double)p->object_bytes);
     if (p->object_size == UINT64_MAX || p->object_size == 0) {
         snprintf(buf, size, "object %zu/%zu %s: %s; ", p->objects_done + 1, p->objects_total, p->object, done);
         return;
     }
     double s = (double)(now - p->object_start_ns) / 1e9, frac = (double)p->object_bytes / (double)p->object_size;
-    s_human_bytes(total, sizeof(total), (double)p->object_size);
+    knn_progress_format_bytes(total, sizeof(total), (double)p->object_size);
     if (frac > 0 && s > 0 && frac < 1)
         snprintf(buf, size, "object %zu/%zu %s: %s of %s (%.0f%%), ETA %.0f s; ", p->objects_done + 1, p->objects_total,
                  p->object, done, total, 100 * frac, s * (1 - frac) / frac);
