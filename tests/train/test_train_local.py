@@ -141,6 +141,19 @@ def case_gzip_pipe(tmp):
     r = job("gzip-pipe-channel", "gz", "Pipe", per_channel=True)
     t.check(r.rc == 0 and r.test_score() == want, r.show())
 
+    # One small compressed chunk that inflates to many output buffers (540 KB of CSV from ~1 KB).
+    _write(os.path.join(tmp, "big", "train", "rows.csv.gz"), gzip.compress(b"1,0,1,2,3,4,5,6,7\n" * 30000))
+    _write(os.path.join(tmp, "big", "test", "t.csv.gz"), gzip.compress(b"1,0,1,2,3,4,5,6,7\n" * 3))
+    m = t.manifest("gzip-big", HPS, "file://" + os.path.join(tmp, "big", "train"), "file://" + tmp + "/out",
+                   test_uri="file://" + os.path.join(tmp, "big", "test"), train_ct="text/csv", test_ct="text/csv")
+    for ch in m["InputDataConfig"]:
+        ch["CompressionType"] = "Gzip"
+        ch["InputMode"] = "Pipe"
+    t.write_json(os.path.join(tmp, "gzip-big.json"), m)
+    r = t.run_train(["--manifest", os.path.join(tmp, "gzip-big.json"), "--no-progress", "--json"])
+    t.check(r.rc == 0 and r.summary()["Channels"]["train"]["rows"] == 30000, r.show())
+    t.check(r.test_score() == ("accuracy", 1.0), r.show())
+
     r = job("gzip-file", "gz", "File")
     t.check(r.rc == 1 and "InputDataConfig[0].CompressionType: 'Gzip' needs Pipe input mode: this channel is in "
             "File mode, which only supports None" in r.err, r.show())

@@ -277,6 +277,30 @@ static int s_gz_error(struct s_gunzip *g, size_t index, const char *what)
                          g->z.msg ? g->z.msg : "");
 }
 
+/* One inflate call into the output buffer, and what it produced to the callback. */
+static int s_gz_step(struct s_gunzip *g, size_t index)
+{
+    uInt before = g->z.avail_in;
+    g->z.next_out = g->out;
+    g->z.avail_out = (uInt)S_GZ_OUT;
+    int zr = inflate(&g->z, Z_NO_FLUSH);
+    g->in_offset += before - g->z.avail_in;
+    if (zr == Z_STREAM_END)
+        g->ended = 1;
+    else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
+        return s_gz_error(g, index, g->in_offset < 10 && g->first ? "not gzip data" : "corrupt data");
+    else if (zr == Z_MEM_ERROR)
+        return knn_error_set(KNN_ENOMEM, "%s: inflate: out of memory", g->objects[index]->uri);
+    else if (zr != Z_OK && zr != Z_BUF_ERROR)
+        return s_gz_error(g, index, "inflate failed");
+    size_t produced = S_GZ_OUT - g->z.avail_out;
+    if (!produced)
+        return 0;
+    int rc = g->fn(g->user, index, g->out, produced, g->first ? KNN_TRAIN_CHUNK_FIRST : 0);
+    g->first = 0;
+    return rc;
+}
+
 static int s_gz_chunk(void *user, size_t index, const uint8_t *data, size_t len, int flags)
 {
     struct s_gunzip *g = user;
@@ -290,51 +314,20 @@ static int s_gz_chunk(void *user, size_t index, const uint8_t *data, size_t len,
     }
     g->z.next_in = (Bytef *)data;
     g->z.avail_in = (uInt)len;
+    g->z.avail_out = 1; /* nothing pending yet */
     while (g->z.avail_in > 0) {
         if (g->ended) { /* another gzip member follows (as `cat a.gz b.gz`); gunzip reads them all */
             if (inflateReset2(&g->z, 16 + MAX_WBITS) != Z_OK)
                 return knn_error_set(KNN_EINTERNAL, "inflateReset2 failed");
             g->ended = 0;
         }
-        uInt before = g->z.avail_in;
-        g->z.next_out = g->out;
-        g->z.avail_out = (uInt)S_GZ_OUT;
-        int zr = inflate(&g->z, Z_NO_FLUSH);
-        g->in_offset += before - g->z.avail_in;
-        if (zr == Z_STREAM_END)
-            g->ended = 1;
-        else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR)
-            return s_gz_error(g, index, g->in_offset < 10 && g->first ? "not gzip data" : "corrupt data");
-        else if (zr == Z_MEM_ERROR)
-            return knn_error_set(KNN_ENOMEM, "%s: inflate: out of memory", g->objects[index]->uri);
-        else if (zr != Z_OK && zr != Z_BUF_ERROR)
-            return s_gz_error(g, index, "inflate failed");
-        size_t produced = S_GZ_OUT - g->z.avail_out;
-        if (produced) {
-            if ((rc = g->fn(g->user, index, g->out, produced, g->first ? KNN_TRAIN_CHUNK_FIRST : 0)) != 0)
-                return rc;
-            g->first = 0;
-        }
+        if ((rc = s_gz_step(g, index)) != 0)
+            return rc;
     }
-    /* The input is used up; inflate may still hold output (a full out buffer): drain it. */
+    /* The input is used up; a full output buffer means inflate may hold more: drain it. */
     while (!g->ended && g->z.avail_out == 0) {
-        g->z.next_out = g->out;
-        g->z.avail_out = (uInt)S_GZ_OUT;
-        int zr = inflate(&g->z, Z_NO_FLUSH);
-        if (zr == Z_STREAM_END)
-            g->ended = 1;
-        else if (zr == Z_DATA_ERROR)
-            return s_gz_error(g, index, "corrupt data");
-        else if (zr != Z_OK && zr != Z_BUF_ERROR)
-            return s_gz_error(g, index, "inflate failed");
-        size_t produced = S_GZ_OUT - g->z.avail_out;
-        if (produced) {
-            if ((rc = g->fn(g->user, index, g->out, produced, g->first ? KNN_TRAIN_CHUNK_FIRST : 0)) != 0)
-                return rc;
-            g->first = 0;
-        }
-        if (produced < S_GZ_OUT)
-            break;
+        if ((rc = s_gz_step(g, index)) != 0)
+            return rc;
     }
     if (flags & KNN_TRAIN_CHUNK_LAST) {
         if (!g->ended)
