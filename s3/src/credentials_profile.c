@@ -89,6 +89,11 @@ static int s_read_file(struct knn_buf *out, const char *path, int *missing)
     }
     if (!rc && ferror(f))
         rc = knn_error_set(KNN_EIO, "%s: read error", path);
+    /* A NUL would cut a value short (a key read as ""): such a file is not a text file we can trust. */
+    const uint8_t *nul = !rc && out->len ? memchr(out->data, 0, out->len) : NULL;
+    if (nul)
+        rc = knn_error_set(KNN_EFORMAT, "%s: a NUL byte at offset %zu: not a text file", path,
+                           (size_t)(nul - out->data));
     if (!rc)
         rc = knn_buf_append(out, "", 0);
     fclose(f);
