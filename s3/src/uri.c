@@ -346,13 +346,15 @@ const char *knn_s3_url_redact(char *buf, size_t size, const char *url)
     for (; *p && p != q; p++)
         S_PUT(*p);
     while (q && *q) { /* q points at '?' or '&' */
-        S_PUT(*q++);
+        S_PUT(*q); /* never *q++ inside S_PUT: with buf full it is not evaluated, and q would not move */
+        q++;
         size_t nl = strcspn(q, "=&#");
         for (size_t i = 0; i < nl; i++)
             S_PUT(q[i]);
         q += nl;
         if (*q == '=') {
-            S_PUT(*q++);
+            S_PUT(*q);
+            q++;
             size_t vl = strcspn(q, "&#");
             if (s_secret_param(q - 1 - nl, nl)) {
                 for (const char *r = "***"; *r; r++)
