@@ -118,7 +118,8 @@ static int s_collect_ids(struct knn_model_part *p)
         knn__ivf_list(index, l, &size, &codes, &ids);
         if (size > held - at)
             return knn_error_set(KNN_EINTERNAL, "model part: the lists hold more than %zu vectors", held);
-        memcpy(p->ids + at, ids, size * sizeof(int64_t));
+        if (size) /* an empty list may have no ids array at all */
+            memcpy(p->ids + at, ids, size * sizeof(int64_t));
         at += size;
     }
     if (at != held)
