@@ -152,43 +152,12 @@ int test_hnsw_graph_is_well_formed(void)
     return 0;
 }
 
-struct s_mem {
-    uint8_t *data;
-    size_t len, cap, pos;
-};
-
-static int s_mem_write(void *user, const void *data, size_t len)
-{
-    struct s_mem *m = user;
-    if (m->len + len > m->cap) {
-        size_t cap = (m->len + len) * 2;
-        uint8_t *p = knn_realloc_array(m->data, cap, 1);
-        if (!p)
-            return KNN_ENOMEM;
-        m->data = p;
-        m->cap = cap;
-    }
-    memcpy(m->data + m->len, data, len);
-    m->len += len;
-    return 0;
-}
-
-static int s_mem_read(void *user, void *data, size_t len)
-{
-    struct s_mem *m = user;
-    if (m->pos + len > m->len)
-        return knn_error_set(KNN_ETRUNCATED, "end of input");
-    memcpy(data, m->data + m->pos, len);
-    m->pos += len;
-    return 0;
-}
-
-static int s_read(struct s_mem *m, size_t len, struct knn_index **out)
+static int s_read(struct iu_mem *m, size_t len, struct knn_index **out)
 {
     size_t keep = m->len;
     m->len = len;
     m->pos = 0;
-    int rc = knn_index_read_faiss(out, s_mem_read, m, len);
+    int rc = knn_index_read_faiss(out, iu_mem_read, m, len);
     m->len = keep;
     return rc;
 }
@@ -199,8 +168,8 @@ int test_hnsw_reader_refuses_corrupt_graphs(void)
     iu_clustered(x, S_N, S_D, 30, 2.0, 44);
     struct knn_index *index, *back;
     ASSERT_OK(s_build(&index, KNN_METRIC_L2, 8, 16, x));
-    struct s_mem m = {0};
-    ASSERT_OK(knn_index_write_faiss(index, s_mem_write, &m));
+    struct iu_mem m = {0};
+    ASSERT_OK(knn_index_write_faiss(index, iu_mem_write, &m));
     ASSERT_OK(s_read(&m, m.len, &back));
     ASSERT_UINT_EQ(S_N, knn_index_ntotal(back));
     knn_index_destroy(back);

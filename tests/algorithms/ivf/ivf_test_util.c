@@ -1,5 +1,8 @@
 #include "ivf_test_util.h"
 
+#include "knn/common/alloc.h"
+#include "knn/common/error.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,4 +106,30 @@ double iu_recall(const int64_t *found, const int64_t *truth, size_t nq, size_t k
             for (size_t b = 0; b < k; b++)
                 hits += found[i * k + a] >= 0 && found[i * k + a] == truth[i * k + b];
     return (double)hits / (double)(nq * k);
+}
+
+int iu_mem_write(void *user, const void *data, size_t len)
+{
+    struct iu_mem *m = user;
+    if (len > m->cap - m->len) {
+        size_t cap = (m->len + len) * 2 + 64;
+        uint8_t *p = knn_realloc_array(m->data, cap, 1);
+        if (!p)
+            return KNN_ENOMEM;
+        m->data = p;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, data, len);
+    m->len += len;
+    return 0;
+}
+
+int iu_mem_read(void *user, void *data, size_t len)
+{
+    struct iu_mem *m = user;
+    if (len > m->len - m->pos)
+        return knn_error_set(KNN_ETRUNCATED, "end of buffer");
+    memcpy(data, m->data + m->pos, len);
+    m->pos += len;
+    return 0;
 }

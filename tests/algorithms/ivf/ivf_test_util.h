@@ -31,6 +31,17 @@ void iu_clustered(float *x, size_t n, size_t d, size_t clusters, double spread, 
 void iu_brute_force(
     const float *q, size_t nq, const float *base, size_t nb, size_t d, int ip, size_t k, double *dist, int64_t *ids);
 
+/*
+ * Index bytes in memory: iu_mem_write is a knn_write_fn appending to `data` (knn_realloc'd; the
+ * caller knn_free's it), iu_mem_read a knn_read_fn reading from `pos` (KNN_ETRUNCATED at the end).
+ */
+struct iu_mem {
+    uint8_t *data;
+    size_t len, cap, pos;
+};
+int iu_mem_write(void *user, const void *data, size_t len);
+int iu_mem_read(void *user, void *data, size_t len);
+
 /* |found top-k ∩ true top-k| / (nq * k). */
 double iu_recall(const int64_t *found, const int64_t *truth, size_t nq, size_t k);
 

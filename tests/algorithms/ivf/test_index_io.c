@@ -15,41 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct s_mem {
-    uint8_t *data;
-    size_t len, cap, pos;
-};
-
-static int s_mem_write(void *user, const void *data, size_t len)
-{
-    struct s_mem *m = user;
-    if (m->len + len > m->cap) {
-        size_t cap = (m->len + len) * 2 + 64;
-        uint8_t *p = knn_realloc_array(m->data, cap, 1);
-        if (!p)
-            return KNN_ENOMEM;
-        m->data = p;
-        m->cap = cap;
-    }
-    memcpy(m->data + m->len, data, len);
-    m->len += len;
-    return 0;
-}
-
-static int s_mem_read(void *user, void *data, size_t len)
-{
-    struct s_mem *m = user;
-    if (len > m->len - m->pos)
-        return knn_error_set(KNN_ETRUNCATED, "end of buffer");
-    memcpy(data, m->data + m->pos, len);
-    m->pos += len;
-    return 0;
-}
-
 static int s_read(struct knn_index **out, const uint8_t *data, size_t len)
 {
-    struct s_mem m = {(uint8_t *)data, len, len, 0};
-    return knn_index_read_faiss(out, s_mem_read, &m, len);
+    struct iu_mem m = {(uint8_t *)data, len, len, 0};
+    return knn_index_read_faiss(out, iu_mem_read, &m, len);
 }
 
 static void s_put_u64(uint8_t *p, uint64_t v)
@@ -87,10 +56,10 @@ static int s_make(
     return rc;
 }
 
-static int s_serialize(const struct knn_index *index, struct s_mem *m)
+static int s_serialize(const struct knn_index *index, struct iu_mem *m)
 {
     memset(m, 0, sizeof(*m));
-    return knn_index_write_faiss(index, s_mem_write, m);
+    return knn_index_write_faiss(index, iu_mem_write, m);
 }
 
 int test_index_file_layout_is_faiss(void)
@@ -101,7 +70,7 @@ int test_index_file_layout_is_faiss(void)
     ASSERT_OK(knn_index_new(&index, &o));
     const float x[6] = {1, 2, 3, 4, 5, 6};
     ASSERT_OK(knn_index_add(index, 2, x));
-    struct s_mem m;
+    struct iu_mem m;
     ASSERT_OK(s_serialize(index, &m));
     /* IxF2, i32 d, i64 ntotal, i64 1<<20 twice, u8 is_trained, i32 metric (1 = L2), u64 6, 6 floats */
     uint8_t want[69] = {'I', 'x', 'F', '2', 3, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
@@ -157,7 +126,7 @@ int test_index_round_trip_every_type(void)
         iu_clustered(q, 20, d, 8, 2.0, 302);
         struct knn_index *a, *b;
         ASSERT_OK(s_make(&a, cases[c].type, cases[c].metric, d, n, cases[c].nlist, cases[c].m, nadd));
-        struct s_mem m1, m2;
+        struct iu_mem m1, m2;
         ASSERT_OK(s_serialize(a, &m1));
         ASSERT_OK(s_read(&b, m1.data, m1.len));
         ASSERT_INT_EQ(cases[c].type, knn_index_get_options(b)->type);
@@ -187,7 +156,7 @@ int test_index_reader_refuses_every_truncation(void)
     for (size_t t = 0; t < 3; t++) {
         struct knn_index *a, *b = NULL;
         ASSERT_OK(s_make(&a, types[t], KNN_METRIC_L2, 4, 300, 3, 2, 40));
-        struct s_mem m;
+        struct iu_mem m;
         ASSERT_OK(s_serialize(a, &m));
         for (size_t len = 0; len < m.len;
              len += (types[t] == KNN_INDEX_IVFPQ && len > 200 && len < m.len - 400) ? 61 : 1) {
@@ -208,7 +177,7 @@ int test_index_reader_refuses_every_truncation(void)
 
 /* Read a copy of `file` with `patch` applied at `off`; expect `code` and `needle` in the message. */
 static int s_expect_refused(
-    const struct s_mem *file, size_t off, const void *patch, size_t plen, size_t new_len, int code, const char *needle)
+    const struct iu_mem *file, size_t off, const void *patch, size_t plen, size_t new_len, int code, const char *needle)
 {
     uint8_t *copy = malloc(file->len + 16);
     memcpy(copy, file->data, file->len);
@@ -232,7 +201,7 @@ static int s_expect_refused(
 int test_index_reader_refuses_corrupt_fields(void)
 {
     struct knn_index *a;
-    struct s_mem f;
+    struct iu_mem f;
     const uint64_t huge = (uint64_t)1 << 40;
     int32_t i32;
 

@@ -129,28 +129,6 @@ int test_faiss_reads_our_indexes(void)
     return 0;
 }
 
-/* A knn_write_fn collecting bytes in memory. */
-struct s_mem {
-    uint8_t *data;
-    size_t len, cap;
-};
-
-static int s_mem_write(void *user, const void *data, size_t len)
-{
-    struct s_mem *m = user;
-    if (m->len + len > m->cap) {
-        size_t cap = (m->len + len) * 2;
-        uint8_t *p = knn_realloc_array(m->data, cap, 1);
-        if (!p)
-            return KNN_ENOMEM;
-        m->data = p;
-        m->cap = cap;
-    }
-    memcpy(m->data + m->len, data, len);
-    m->len += len;
-    return 0;
-}
-
 static int
 s_same(const char *name, const float *d1, const int64_t *i1, const float *d2, const int64_t *i2, size_t nq, size_t k)
 {
@@ -249,8 +227,8 @@ int test_we_read_faiss_indexes(void)
         size_t olen;
         snprintf(path, sizeof(path), "%s/%s.faissindex", dir, cases[c].name);
         ASSERT_OK(knn_test_read_file(path, &orig, &olen));
-        struct s_mem m = {0};
-        ASSERT_OK(knn_index_write_faiss(index, s_mem_write, &m));
+        struct iu_mem m = {0};
+        ASSERT_OK(knn_index_write_faiss(index, iu_mem_write, &m));
         ASSERT_MEM_EQ(orig, olen, m.data, m.len);
         knn_free(orig);
         knn_free(m.data);
